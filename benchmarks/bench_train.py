@@ -1,0 +1,109 @@
+"""Measure training throughput and peak memory of one algorithm on one task.
+
+Usage (any train.py option or --KEY VALUE override works)::
+
+    python benchmarks/bench_train.py --algo happo --env pettingzoo_mpe \
+        --load_config tuned_configs/pettingzoo_mpe/simple_spread_v2-continuous/happo/config.json \
+        --num_env_steps 100000
+
+Each measurement runs in a fresh subprocess so that peak memory is that run's alone. Evaluation
+is switched off unless ``--use_eval True`` is given, so FPS is training throughput. The output is
+a Markdown table row that can be pasted into the README.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+import torch
+
+HEADER = (
+    "| algo | env | task | device | env steps | wall s | FPS | s / 1k steps | peak RSS MiB "
+    "(trainer) | peak RSS MiB (largest env worker) | peak GPU MiB |\n"
+    "|---|---|---|---|---|---|---|---|---|---|---|"
+)
+
+
+def _child(argv: list[str], out_path: str) -> None:
+    """Train in this process and write the measurements to ``out_path`` as JSON."""
+    from harl.runners import RUNNER_REGISTRY
+    from harl.utils.cli import parse_train_args
+
+    parsed = parse_train_args(argv)
+    assert parsed is not None, "--help/--list_keys are not benchmarks"
+    args, algo_args, env_args = parsed
+    runner = RUNNER_REGISTRY[args["algo"]](args, algo_args, env_args)
+    if runner.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    try:
+        runner.run()
+    finally:
+        runner.close()
+    wall = time.perf_counter() - start
+    steps = runner.total_steps
+    result = {
+        "algo": args["algo"],
+        "env": args["env"],
+        "task": runner.task_name,
+        "device": str(runner.device),
+        "env_steps": steps,
+        "wall_s": wall,
+        "fps": steps / wall,
+        "s_per_1k_steps": 1000.0 * wall / steps,
+        # ru_maxrss is in KiB on Linux; the children figure is the largest single child.
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_children_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+        "peak_gpu_mib": (torch.cuda.max_memory_allocated() / 2**20) if runner.device.type == "cuda" else 0.0,
+        "run_dir": runner.run_dir,
+    }
+    with open(out_path, "w", encoding="utf-8") as file:
+        json.dump(result, file)
+
+
+def measure(argv: list[str]) -> dict:
+    """Run one benchmark in a fresh interpreter and return its measurements."""
+    if "--use_eval" not in argv:
+        argv = argv + ["--use_eval", "False"]
+    if "--log_dir" not in argv:
+        argv = argv + ["--log_dir", os.path.join(tempfile.gettempdir(), "harl_bench_results")]
+    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as handle:
+        out_path = handle.name
+    subprocess.run(
+        [sys.executable, __file__, "--_child", out_path, *argv], check=True,
+    )
+    with open(out_path, encoding="utf-8") as file:
+        return json.load(file)
+
+
+def format_row(r: dict) -> str:
+    """One Markdown table row of :data:`HEADER`."""
+    return (
+        f"| {r['algo']} | {r['env']} | {r['task']} | {r['device']} | {r['env_steps']} | "
+        f"{r['wall_s']:.1f} | {r['fps']:.0f} | {r['s_per_1k_steps']:.3f} | "
+        f"{r['peak_rss_mib']:.0f} | {r['peak_rss_children_mib']:.0f} | {r['peak_gpu_mib']:.0f} |"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--_child", default=None, help=argparse.SUPPRESS)
+    known, rest = parser.parse_known_args()
+    if known._child:
+        _child(rest, known._child)
+        return
+    result = measure(rest)
+    print(f"\nMachine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}")
+    print(HEADER)
+    print(format_row(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,81 @@
+"""What every environment adapter implements, and the errors the environment layer raises.
+
+The shapes follow ``docs/ARCHITECTURE.md`` (section "Environments"): one adapter is one
+environment with ``N`` agents; the vectorised wrappers in :mod:`harl.envs.vec_env` stack ``E`` of
+them.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Any, NamedTuple
+
+import numpy as np
+from gymnasium import spaces
+
+
+class EnvNotInstalledError(ImportError):
+    """The Python package behind an environment is missing; the message gives the pip line."""
+
+
+class EnvWorkerError(RuntimeError):
+    """An environment worker process raised or died; the message names env, worker and cause."""
+
+
+class StepResult(NamedTuple):
+    """What :meth:`VecEnv.step` returns for ``E`` environments of ``N`` agents."""
+
+    obs: list[np.ndarray]
+    """Per agent ``(E, d_i)`` float32, already the first observation of the next episode
+    where an episode ended (the last one is in ``infos[k]["final_obs"]``)."""
+    share_obs: np.ndarray
+    """``(E, N, s)`` float32."""
+    rewards: np.ndarray
+    """``(E, N)`` float32."""
+    dones: np.ndarray
+    """``(E, N)`` bool, per agent."""
+    available_actions: list[np.ndarray | None]
+    """Per agent ``(E, n_i)`` float32 for discrete agents, ``None`` for continuous ones."""
+    infos: list[dict[str, Any]]
+    """One dict per environment with ``bad_transition`` and ``episode_done``, plus ``final_obs``,
+    ``final_share_obs``, ``final_available_actions`` and ``episode_metrics`` on episode end."""
+
+
+ResetResult = tuple[list[np.ndarray], np.ndarray, list[np.ndarray | None]]
+"""``(obs per agent, share_obs (N, s), available_actions per agent)`` of one environment."""
+
+EnvStepResult = tuple[
+    list[np.ndarray], np.ndarray, np.ndarray, np.ndarray, dict[str, Any], list[np.ndarray | None]
+]
+"""``(obs, share_obs (N, s), rewards (N,), dones (N,) bool, info, available_actions)``."""
+
+
+class MultiAgentEnv(abc.ABC):
+    """One multi-agent environment as the vectorised wrappers see it.
+
+    Subclasses set the attributes below in ``__init__`` (the constructor receives the merged
+    ``env_args`` dict) and implement :meth:`reset`, :meth:`step` and :meth:`close`.
+
+    ``step`` puts ``info["bad_transition"] = True`` when the episode ended by a time limit
+    (truncation, not termination) and, on the step that ends an episode,
+    ``info["episode_metrics"]``: a dict with exactly the keys of ``episode_metric_names``.
+    Box actions arrive as the policy's raw output; the adapter clips them to its action space.
+    Discrete actions arrive as ``(1,)`` arrays holding the action index.
+    """
+
+    n_agents: int
+    observation_spaces: list[spaces.Box]
+    share_observation_spaces: list[spaces.Box]
+    action_spaces: list[spaces.Box | spaces.Discrete]
+    episode_metric_names: tuple[str, ...] = ()
+
+    @abc.abstractmethod
+    def reset(self, seed: int | None = None) -> ResetResult:
+        """Start a new episode; ``seed=None`` continues the environment's own random stream."""
+
+    @abc.abstractmethod
+    def step(self, actions: list[np.ndarray]) -> EnvStepResult:
+        """Apply one action per agent (``(a_i,)`` arrays) and advance one time step."""
+
+    def close(self) -> None:
+        """Release what the environment holds (windows, simulators); default: nothing."""

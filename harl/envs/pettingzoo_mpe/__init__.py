@@ -1,0 +1,1 @@
+"""Multi-Agent Particle Environments (``mpe2``), with HARL's scenario names accepted."""

@@ -1,0 +1,1 @@
+"""Built-in heterogeneous cue-matching environment for tests (no extra packages)."""

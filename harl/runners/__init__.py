@@ -1,0 +1,38 @@
+"""Runner registry: ``RUNNER_REGISTRY[algo]`` is the runner class that trains ``algo``.
+
+Runner modules are imported on first use so that ``--help`` and config errors stay fast.
+"""
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from typing import Iterator
+
+_RUNNERS = {
+    "happo": "harl.runners.on_policy_ha_runner:OnPolicyHARunner",
+    "hatrpo": "harl.runners.on_policy_ha_runner:OnPolicyHARunner",
+    "haa2c": "harl.runners.on_policy_ha_runner:OnPolicyHARunner",
+    "mappo": "harl.runners.on_policy_ma_runner:OnPolicyMARunner",
+}
+
+
+class _LazyRegistry(Mapping):
+    """A read-only mapping from algorithm name to runner class, importing on lookup."""
+
+    def __init__(self, targets: dict[str, str]):
+        self._targets = targets
+
+    def __getitem__(self, algo: str):
+        if algo not in self._targets:
+            raise KeyError(f"unknown algorithm {algo!r}; available: {', '.join(sorted(self._targets))}")
+        module_name, class_name = self._targets[algo].split(":")
+        return getattr(importlib.import_module(module_name), class_name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._targets)
+
+    def __len__(self) -> int:
+        return len(self._targets)
+
+
+RUNNER_REGISTRY: Mapping = _LazyRegistry(_RUNNERS)

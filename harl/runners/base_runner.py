@@ -1,0 +1,186 @@
+"""What every runner shares: seeding, device, run directory, environments, logging, evaluation
+and checkpoints. On-policy and off-policy runners subclass it and fill in collection and training.
+"""
+from __future__ import annotations
+
+import abc
+import logging
+import os
+from typing import Any
+
+import numpy as np
+import torch
+
+from harl.envs import get_task_name, make_eval_env, make_train_env
+from harl.utils.checkpoint import (
+    atomic_torch_save,
+    capture_rng_state,
+    checkpoint_path,
+    load_checkpoint,
+    restore_rng_state,
+)
+from harl.utils.configs_tools import ConfigError, init_dir, save_config
+from harl.utils.envs_tools import get_device, set_seed
+from harl.utils.logger import EpisodeTracker, RunLogger
+
+logger = logging.getLogger(__name__)
+
+
+def flatten_sections(algo_args: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Merge HARL's config sections into one dict; leaf keys are unique across sections."""
+    return {key: value for section in algo_args.values() for key, value in section.items()}
+
+
+class BaseRunner(abc.ABC):
+    """Set up one training run and drive its loop; subclasses implement the algorithm side.
+
+    Args:
+        args: ``{"algo", "env", "exp_name", "load_config", "resume"}`` from the command line.
+        algo_args: the algorithm config, HARL's sections.
+        env_args: the environment config.
+    """
+
+    def __init__(self, args: dict[str, Any], algo_args: dict[str, Any], env_args: dict[str, Any]):
+        self.args, self.algo_args, self.env_args = args, algo_args, env_args
+        self.flat_args = {**flatten_sections(algo_args), **env_args}
+        train_cfg = algo_args["train"]
+        self.num_env_steps: int = int(train_cfg["num_env_steps"])
+        self.n_rollout_threads: int = int(train_cfg["n_rollout_threads"])
+        self.state_type: str = env_args.get("state_type", "EP")
+        if self.state_type not in ("EP", "FP"):
+            raise ConfigError(f"state_type must be 'EP' or 'FP', got {self.state_type!r}")
+
+        if not algo_args["seed"]["seed_specify"]:
+            algo_args["seed"]["seed"] = int(np.random.SeedSequence().entropy % 10_000)
+        self.seed: int = int(algo_args["seed"]["seed"])
+        set_seed(self.seed)
+        device_cfg = algo_args["device"]
+        self.device = get_device(
+            device_cfg["cuda"], device_cfg["cuda_deterministic"], device_cfg["torch_threads"]
+        )
+
+        self.task_name = get_task_name(args["env"], env_args)
+        if args.get("resume"):
+            self.run_dir = os.path.abspath(args["resume"])
+        else:
+            self.run_dir = init_dir(
+                args["env"], env_args, args["algo"], args["exp_name"], self.seed,
+                algo_args["logger"]["log_dir"], self.task_name,
+            )
+            save_config(args, algo_args, env_args, self.run_dir)
+        self.models_dir = os.path.join(self.run_dir, "models")
+        os.makedirs(self.models_dir, exist_ok=True)
+
+        n_env_workers = int(train_cfg["n_env_workers"])
+        self.envs = make_train_env(
+            args["env"], self.seed, self.n_rollout_threads, env_args, n_env_workers
+        )
+        self.eval_envs = None
+        if algo_args["eval"]["use_eval"]:
+            self.eval_envs = make_eval_env(
+                args["env"], self.seed, int(algo_args["eval"]["n_eval_rollout_threads"]),
+                env_args, n_env_workers,
+            )
+        self.num_agents: int = self.envs.n_agents
+        self.train_tracker = EpisodeTracker(self.n_rollout_threads)
+        self.total_steps = 0
+        self.elapsed_before_resume = 0.0
+        self.run_logger: RunLogger | None = None
+
+    # ----------------------------------------------------------------- subclass interface
+    @abc.abstractmethod
+    def run(self) -> None:
+        """Train until ``num_env_steps`` environment steps have been taken."""
+
+    @abc.abstractmethod
+    def algorithm_state(self) -> dict[str, Any]:
+        """Everything the algorithm needs to continue: networks, optimisers, normalisers."""
+
+    @abc.abstractmethod
+    def load_algorithm_state(self, state: dict[str, Any]) -> None:
+        """Inverse of :meth:`algorithm_state`."""
+
+    @abc.abstractmethod
+    def save_model_weights(self) -> None:
+        """Write HARL-style weight files (``actor_agent<i>.pt`` ...) into ``models/``."""
+
+    @abc.abstractmethod
+    def eval_policy_reset(self, n_envs: int) -> Any:
+        """Fresh per-episode policy state for evaluation (e.g. recurrent states); may be None."""
+
+    @abc.abstractmethod
+    def eval_actions(
+        self, obs: list[np.ndarray], available_actions: list[np.ndarray | None],
+        policy_state: Any, episode_starts: np.ndarray,
+    ) -> tuple[list[np.ndarray], Any]:
+        """Deterministic decentralised actions of every agent for evaluation."""
+
+    # ----------------------------------------------------------------- logging
+    def start_logger(self) -> RunLogger:
+        """Open TensorBoard, progress.csv and the progress bar at the current step."""
+        self.run_logger = RunLogger(
+            self.run_dir, tuple(self.envs.episode_metric_names), self.num_env_steps,
+            start_step=self.total_steps, start_wall=self.elapsed_before_resume,
+        )
+        return self.run_logger
+
+    # ----------------------------------------------------------------- evaluation
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        """Run ``eval_episodes`` decentralised episodes and return their mean return and metrics."""
+        assert self.eval_envs is not None
+        eval_episodes = int(self.algo_args["eval"]["eval_episodes"])
+        n_envs = self.eval_envs.n_envs
+        tracker = EpisodeTracker(n_envs)
+        obs, _, available_actions = self.eval_envs.reset()
+        policy_state = self.eval_policy_reset(n_envs)
+        episode_starts = np.ones(n_envs, dtype=bool)
+        returns: list[float] = []
+        metrics: dict[str, list[float]] = {}
+        while len(returns) < eval_episodes:
+            actions, policy_state = self.eval_actions(
+                obs, available_actions, policy_state, episode_starts
+            )
+            result = self.eval_envs.step(actions)
+            obs, available_actions = result.obs, result.available_actions
+            finished = tracker.update(result.rewards, result.infos)
+            returns.extend(finished.returns)
+            for name, values in finished.metrics.items():
+                metrics.setdefault(name, []).extend(values)
+            episode_starts = np.array([info["episode_done"] for info in result.infos])
+        out = {"eval_episode_return": float(np.mean(returns[:eval_episodes]))}
+        for name, values in metrics.items():
+            out[f"eval_{name}"] = float(np.mean(values[:eval_episodes]))
+        return out
+
+    # ----------------------------------------------------------------- checkpoints
+    def save_checkpoint(self, progress: dict[str, Any]) -> None:
+        """Write ``models/checkpoint.pt`` atomically; ``progress`` holds the loop counters."""
+        state = {
+            "algorithm": self.algorithm_state(),
+            "rng": capture_rng_state(),
+            "progress": progress,
+            "total_steps": self.total_steps,
+            "wall_time": self.run_logger.wall_time() if self.run_logger else self.elapsed_before_resume,
+        }
+        atomic_torch_save(state, checkpoint_path(self.run_dir))
+
+    def maybe_resume(self) -> dict[str, Any] | None:
+        """Load the checkpoint of ``--resume RUN_DIR``; returns its loop counters or None."""
+        if not self.args.get("resume"):
+            return None
+        state = load_checkpoint(checkpoint_path(self.run_dir), self.device)
+        self.load_algorithm_state(state["algorithm"])
+        restore_rng_state(state["rng"])
+        self.total_steps = int(state["total_steps"])
+        self.elapsed_before_resume = float(state["wall_time"])
+        logger.info("Resuming %s from env step %d", self.run_dir, self.total_steps)
+        return state["progress"]
+
+    def close(self) -> None:
+        """Close environments and logs."""
+        self.envs.close()
+        if self.eval_envs is not None:
+            self.eval_envs.close()
+        if self.run_logger is not None:
+            self.run_logger.close()

@@ -1,0 +1,187 @@
+"""Crash-safe checkpoint files and the random-number-generator state they carry.
+
+A checkpoint is replaced atomically: it is written to a temporary file in the same folder,
+flushed and fsync'ed, then renamed over the old one, so a run killed at any moment leaves either
+the previous or the new checkpoint, never a truncated one.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import random
+import uuid
+from typing import IO, Any, Callable
+
+import numpy as np
+import torch
+
+from harl.utils.configs_tools import ConfigError
+
+CHECKPOINT_NAME = "checkpoint.pt"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing or unreadable."""
+
+
+def checkpoint_path(run_dir: str | os.PathLike) -> str:
+    """Path of the resumable checkpoint of a run directory: ``<run_dir>/models/checkpoint.pt``."""
+    return os.path.join(os.fspath(run_dir), "models", CHECKPOINT_NAME)
+
+
+def _fsync_dir(folder: str) -> None:
+    # The rename is only durable once the directory entry is on disk. Some platforms and
+    # file systems cannot open or fsync a directory; the file itself is already safe there.
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], Any]) -> None:
+    """Write a file atomically: ``write(binary_file)`` fills a temporary file, which replaces
+    ``path`` only after it is fully on disk. On any error the temporary file is removed and
+    ``path`` is left as it was.
+    """
+    path = os.path.abspath(os.fspath(path))
+    folder, name = os.path.split(path)
+    os.makedirs(folder, exist_ok=True)
+    tmp = os.path.join(folder, f".{name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    # os.open with 0o666 honours the umask; tempfile.mkstemp would leave the file owner-only.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, "wb") as file:
+            write(file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(folder)
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
+    """``torch.save`` that never leaves a partial file at ``path`` (see :func:`atomic_write`)."""
+    atomic_write(path, lambda file: torch.save(obj, file))
+
+
+def capture_rng_state() -> dict:
+    """Snapshot the python, numpy (global), torch CPU and CUDA generators.
+
+    The values are plain Python types and tensors so the checkpoint loads with
+    ``torch.load(weights_only=True)``.
+    """
+    np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
+    return {
+        "python": random.getstate(),
+        "numpy": {
+            "bit_generator": np_name,
+            "keys": np_keys.tolist(),
+            "pos": int(np_pos),
+            "has_gauss": int(np_has_gauss),
+            "cached_gaussian": float(np_gauss),
+        },
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def restore_rng_state(state: dict) -> None:
+    """Restore generators captured by :func:`capture_rng_state`.
+
+    CUDA states are restored for the devices present in both the snapshot and this machine, so a
+    checkpoint written on a GPU machine still resumes on a CPU-only one.
+    """
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    npst = state["numpy"]
+    np.random.set_state(
+        (
+            npst["bit_generator"],
+            np.asarray(npst["keys"], dtype=np.uint32),
+            npst["pos"],
+            npst["has_gauss"],
+            npst["cached_gaussian"],
+        )
+    )
+    torch.set_rng_state(state["torch"].cpu())
+    if torch.cuda.is_available():
+        for device, cuda_state in enumerate(state["cuda"][: torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(cuda_state.cpu(), device)
+
+
+def load_checkpoint(
+    path: str | os.PathLike,
+    map_location: str | torch.device | None = "cpu",
+    weights_only: bool = True,
+) -> Any:
+    """Load a checkpoint written by :func:`atomic_torch_save`.
+
+    ``weights_only=True`` refuses arbitrary pickled objects, so a checkpoint from elsewhere
+    cannot run code; store tensors and plain Python values (not numpy arrays) in checkpoints.
+
+    Raises:
+        CheckpointError: the file is missing, truncated, corrupt or holds disallowed objects.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise CheckpointError(
+            f"No checkpoint at {path}. Pass the run directory of a run that saved at least one "
+            "checkpoint (it is written every checkpoint_interval episodes)."
+        )
+    try:
+        return torch.load(path, map_location=map_location, weights_only=weights_only)
+    except pickle.UnpicklingError as err:
+        refused = [line.strip() for line in str(err).splitlines() if "Unsupported global" in line]
+        if weights_only and refused:
+            raise CheckpointError(
+                f"{path} holds objects that weights_only loading refuses ({refused[0]}). Store "
+                "tensors and plain Python values in checkpoints, or load a trusted file with "
+                "weights_only=False."
+            ) from err
+        raise CheckpointError(
+            f"{path} is corrupt or not a checkpoint (it cannot be unpickled); resume from "
+            "another run."
+        ) from err
+    except (RuntimeError, EOFError, OSError, ValueError) as err:
+        raise CheckpointError(
+            f"{path} is unreadable or truncated ({_summary(err)}). It was not written by "
+            "atomic_torch_save or was damaged after; resume from another run."
+        ) from err
+
+
+def _summary(err: BaseException) -> str:
+    """First line of an exception; torch's load errors run over many lines."""
+    lines = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {lines[0] if lines else ''}"
+
+
+def find_run_config(run_dir: str | os.PathLike) -> str:
+    """Return the ``config.json`` of a run directory.
+
+    Accepts the run directory, its ``models/`` folder or the ``config.json`` itself.
+
+    Raises:
+        ConfigError: no config.json there (the message says what to pass instead).
+    """
+    run_dir = os.path.abspath(os.fspath(run_dir))
+    if run_dir.endswith(".json"):
+        candidate = run_dir
+    elif os.path.basename(run_dir) == "models":
+        candidate = os.path.join(os.path.dirname(run_dir), "config.json")
+    else:
+        candidate = os.path.join(run_dir, "config.json")
+    if os.path.isfile(candidate):
+        return candidate
+    raise ConfigError(
+        f"{run_dir} is not a run directory: it has no config.json. Pass the folder "
+        "results/<env>/<task>/<algo>/<exp_name>/seed-<seed>-<time>/ of the run to resume."
+    )

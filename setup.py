@@ -1,0 +1,32 @@
+"""Install the ``harl`` package: ``pip install -e .[mpe,mamujoco,test]``."""
+from setuptools import find_packages, setup
+
+EXTRAS = {
+    "mpe": ["mpe2==1.1.1", "pettingzoo>=1.25,<1.28"],
+    "mamujoco": ["gymnasium-robotics==1.4.2", "mujoco>=3.1"],
+    "smax": ["jaxmarl==0.2.0"],
+    "football": ["gfootball==2.10.2"],
+    "plot": ["matplotlib>=3.7", "pandas>=2.0"],
+    "test": ["pytest>=8", "pytest-timeout>=2.3"],
+}
+EXTRAS["all"] = sorted({req for name in ("mpe", "mamujoco", "plot", "test") for req in EXTRAS[name]})
+
+setup(
+    name="harl",
+    version="0.1.0",
+    description="HARL-compatible multi-agent RL baselines and HAQO (diffusion actors)",
+    packages=find_packages(include=["harl", "harl.*"]),
+    package_data={"harl": ["configs/algos_cfgs/*.yaml", "configs/envs_cfgs/*.yaml"]},
+    python_requires=">=3.10",
+    install_requires=[
+        # torch 2.13.0 is the CPU build cached on the project machines; a newer or unpinned
+        # torch would pull a multi-GB CUDA build there.
+        "torch>=2.1,<=2.13.0",
+        "numpy>=1.24",
+        "gymnasium>=1.0",
+        "pyyaml>=6.0",
+        "tqdm>=4.60",
+        "tensorboard>=2.14",
+    ],
+    extras_require=EXTRAS,
+)

@@ -1,0 +1,147 @@
+"""progress.csv, TensorBoard purge on resume, the progress display and episode tracking."""
+import csv
+import io
+
+import numpy as np
+import pytest
+
+from harl.utils.logger import BASE_COLUMNS, CompletedEpisodes, EpisodeTracker, RunLogger
+
+
+def read_rows(run_dir):
+    with open(run_dir / "progress.csv", newline="") as file:
+        return list(csv.DictReader(file))
+
+
+def episodes(returns, **metrics):
+    return CompletedEpisodes(
+        np.asarray(returns, dtype=np.float64),
+        {name: np.asarray(values, dtype=np.float64) for name, values in metrics.items()},
+    )
+
+
+def test_csv_columns_blanks_and_window_means(tmp_path):
+    with RunLogger(str(tmp_path), ("won",), 1000, disable_progress=True) as logger:
+        logger.add_train_episodes(episodes([1.0, 3.0], won=[1.0, 0.0]))
+        logger.add_train_episodes(episodes([], won=[]))
+        logger.log_row(100)
+        rows = read_rows(tmp_path)  # readable before close: each row is flushed
+        assert list(rows[0]) == list(BASE_COLUMNS) + ["train_won", "eval_won"]
+        assert float(rows[0]["train_episode_return"]) == 2.0
+        assert float(rows[0]["train_won"]) == 0.5
+        assert rows[0]["eval_episode_return"] == rows[0]["eval_won"] == ""
+        assert float(rows[0]["fps"]) > 0
+        # the window restarts after each row; an eval-only row leaves the train cells blank
+        evaluation = {"eval_episode_return": -4.0, "eval_won": 1.0, "fps": 7.0}
+        logger.log_row(200, wall_time=12.5, row=evaluation)
+    row = read_rows(tmp_path)[1]
+    assert row["train_episode_return"] == row["train_won"] == ""
+    assert (row["wall_time"], row["fps"], row["eval_episode_return"], row["eval_won"]) == (
+        "12.5", "7.0", "-4.0", "1.0",
+    )
+
+
+def test_unknown_columns_are_rejected(tmp_path):
+    with RunLogger(str(tmp_path), (), 1000, disable_progress=True) as logger:
+        with pytest.raises(ValueError, match="not progress.csv columns"):
+            logger.log_row(1, row={"eval_won": 1.0})
+        logger.add_train_episodes(episodes([1.0], won=[1.0]))
+        with pytest.raises(ValueError, match="episode_metric_names"):
+            logger.log_row(1)
+
+
+def test_resume_truncates_csv_and_purges_tensorboard(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    with RunLogger(str(tmp_path), (), 1000, disable_progress=True) as logger:
+        for step in (100, 200, 300):
+            logger.log_row(step, row={"eval_episode_return": float(step)})
+    with RunLogger(str(tmp_path), (), 1000, start_step=200, start_wall=50.0,
+                   disable_progress=True) as logger:
+        assert [r["env_steps"] for r in read_rows(tmp_path)] == ["100", "200"]
+        assert logger.wall_time() >= 50.0
+        logger.log_row(300, row={"eval_episode_return": -1.0})
+    rows = read_rows(tmp_path)
+    assert [(r["env_steps"], r["eval_episode_return"]) for r in rows] == [
+        ("100", "100.0"), ("200", "200.0"), ("300", "-1.0"),
+    ]
+    assert float(rows[-1]["wall_time"]) >= 50.0
+    events = EventAccumulator(str(tmp_path / "logs"))
+    events.Reload()
+    points = [(e.step, e.value) for e in events.Scalars("eval/episode_return")]
+    assert points == [(100, 100.0), (200, 200.0), (300, -1.0)]
+
+
+def test_log_scalars_go_to_tensorboard_only(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    with RunLogger(str(tmp_path), (), 1000, disable_progress=True) as logger:
+        logger.log_scalars({"agent0/policy_loss": 0.5}, 10)
+    assert read_rows(tmp_path) == []
+    events = EventAccumulator(str(tmp_path / "logs"))
+    events.Reload()
+    assert [(e.step, e.value) for e in events.Scalars("agent0/policy_loss")] == [(10, 0.5)]
+
+
+def test_non_tty_progress_prints_plain_lines(tmp_path):
+    stream = io.StringIO()  # not a terminal, like CI or a redirected log
+    with RunLogger(str(tmp_path), (), 1000, stream=stream, plain_interval_s=0.0) as logger:
+        logger.advance(250)
+        logger.log_row(500, row={"eval_episode_return": 1.5})
+    text = stream.getvalue()
+    assert "\r" not in text
+    lines = text.splitlines()
+    assert len(lines) == 2  # one per update; close does not repeat the last line
+    assert lines[0].startswith("[harl] 250/1,000 steps (25.0%)") and "ETA" in lines[0]
+    assert "eval return 1.5" in lines[-1]
+
+
+def test_non_tty_progress_is_rate_limited(tmp_path):
+    stream = io.StringIO()
+    with RunLogger(str(tmp_path), (), 1000, stream=stream, plain_interval_s=3600.0) as logger:
+        for step in range(10, 1001, 10):
+            logger.advance(step)
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 2 and lines[-1].startswith("[harl] 1,000/1,000")
+
+
+def test_tty_progress_uses_a_bar(tmp_path):
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    stream = Terminal()
+    with RunLogger(str(tmp_path), (), 1000, start_step=100, stream=stream) as logger:
+        logger.advance(600)
+    assert "\r" in stream.getvalue() and "600/1.00k" in stream.getvalue()
+
+
+def test_disabled_progress_is_silent(tmp_path):
+    stream = io.StringIO()
+    with RunLogger(str(tmp_path), (), 1000, stream=stream, disable_progress=True) as logger:
+        logger.advance(10)
+        logger.log_row(20)
+    assert stream.getvalue() == ""
+
+
+def test_episode_tracker_returns_and_metrics():
+    tracker = EpisodeTracker(3)
+    not_done = [{"episode_done": False}] * 3
+    rewards = np.array([[1.0, 3.0], [0.0, 0.0], [-2.0, -2.0]], dtype=np.float32)
+    finished = tracker.update(rewards, not_done)
+    assert finished.returns.size == 0 and finished.metrics == {}
+    infos = [
+        {"episode_done": True, "episode_metrics": {"won": 1.0}},
+        {"episode_done": False},
+        {"episode_done": True, "episode_metrics": {"won": 0.0}},
+    ]
+    finished = tracker.update(rewards[..., None], infos)  # (E, N, 1) rewards work too
+    np.testing.assert_allclose(finished.returns, [4.0, -4.0])  # sums of per-step agent means
+    np.testing.assert_allclose(finished.metrics["won"], [1.0, 0.0])
+    finished = tracker.update(rewards, [{"episode_done": True}] * 3)
+    np.testing.assert_allclose(finished.returns, [2.0, 0.0, -2.0])  # finished envs restarted at 0
+    assert finished.metrics == {}
+    tracker.update(rewards, not_done)
+    tracker.reset()
+    np.testing.assert_allclose(tracker.update(rewards, [{"episode_done": True}] * 3).returns,
+                               [2.0, 0.0, -2.0])
