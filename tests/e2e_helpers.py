@@ -25,6 +25,23 @@ TINY_ON_POLICY = {
     "torch_threads": 1,
 }
 
+TINY_OFF_POLICY = {
+    "n_rollout_threads": 2,
+    "hidden_sizes": [16, 16],
+    "warmup_steps": 40,
+    "train_interval": 5,
+    "update_per_train": 0.2,
+    "batch_size": 16,
+    "buffer_size": 2000,
+    "n_step": 3,
+    "n_eval_rollout_threads": 2,
+    "eval_episodes": 2,
+    "eval_interval": 20,
+    "checkpoint_interval": 40,
+    "n_env_workers": 0,
+    "torch_threads": 1,
+}
+
 # Keys only some algorithms have (an unknown key is an error, by design).
 TINY_PER_ALGO = {"happo": {"ppo_epoch": 2}, "mappo": {"ppo_epoch": 2}, "haa2c": {"a2c_epoch": 2}}
 
@@ -48,6 +65,36 @@ def train(algo: str, env: str, log_dir: str, overrides: dict[str, Any], extra: l
     finally:
         runner.close()
     return runner
+
+
+def kill_and_resume(command: list[str], run_root: str, min_rows: int, timeout_s: float = 120.0):
+    """Start ``command`` (an ``examples/train.py`` run writing under ``run_root``), SIGKILL its
+    process group once ``progress.csv`` has ``min_rows`` rows, then resume it to the end.
+
+    Returns ``(run_dir, env steps logged before the kill, the resume's CompletedProcess)``.
+    """
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    run_dir = None
+    deadline = time.time() + timeout_s
+    while time.time() < deadline and proc.poll() is None:
+        found = [d for d, _, files in os.walk(run_root) if "progress.csv" in files]
+        if found and len(read_progress(found[0])) >= min_rows:
+            run_dir = found[0]
+            break
+        time.sleep(0.2)
+    assert run_dir is not None, f"run did not reach {min_rows} rows: {proc.stderr.read().decode()[-2000:] if proc.poll() is not None else 'timeout'}"
+    os.killpg(proc.pid, signal.SIGKILL)  # the trainer and its env workers, as an OOM kill would
+    proc.wait(timeout=10)
+    steps_before = int(read_progress(run_dir)[-1]["env_steps"])
+    train_py = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples", "train.py")
+    resumed = subprocess.run([sys.executable, train_py, "--resume", run_dir],
+                             capture_output=True, text=True, timeout=300)
+    return run_dir, steps_before, resumed
 
 
 def read_progress(run_dir: str) -> list[dict[str, str]]:

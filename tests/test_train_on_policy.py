@@ -6,15 +6,13 @@ from __future__ import annotations
 import json
 import math
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 
-from e2e_helpers import TINY_ON_POLICY, assert_run_layout, read_progress, train
+from e2e_helpers import TINY_ON_POLICY, assert_run_layout, kill_and_resume, read_progress, train
 
 ON_POLICY = ["happo", "hatrpo", "haa2c", "mappo"]
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -106,45 +104,26 @@ def test_same_seed_same_run(tmp_path):
     assert [[r[c] for c in columns] for r in first] == [[r[c] for c in columns] for r in second]
 
 
-def _train_command(log_dir: str, steps: int) -> list[str]:
-    return [
-        sys.executable, os.path.join(ROOT, "examples", "train.py"), "--algo", "happo", "--env", "toy",
-        "--exp_name", "resume", "--log_dir", log_dir, "--num_env_steps", str(steps),
-        "--n_rollout_threads", "2", "--episode_length", "20", "--hidden_sizes", "[16, 16]",
-        "--checkpoint_interval", "2", "--eval_interval", "1000", "--log_interval", "1",
-        "--n_env_workers", "1", "--torch_threads", "1", "--eval_episodes", "2",
-    ]
-
-
 def test_sigkill_and_resume_reaches_the_same_step_count(tmp_path):
     steps_per_episode, episodes, checkpoint_every = 40, 60, 2
     total = steps_per_episode * episodes
-    proc = subprocess.Popen(_train_command(str(tmp_path), total), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, start_new_session=True)
-    progress_files: list[str] = []
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        progress_files = [os.path.join(d, "progress.csv") for d, _, f in os.walk(tmp_path) if "progress.csv" in f]
-        if progress_files and len(read_progress(os.path.dirname(progress_files[0]))) >= 12:
-            break
-        time.sleep(0.2)
-    os.killpg(proc.pid, signal.SIGKILL)  # the trainer and its env worker, as an OOM kill would
-    proc.wait(timeout=10)
-    run_dir = os.path.dirname(progress_files[0])
-    rows_before = read_progress(run_dir)
-    steps_before = int(rows_before[-1]["env_steps"])
+    command = [
+        sys.executable, os.path.join(ROOT, "examples", "train.py"), "--algo", "happo", "--env", "toy",
+        "--exp_name", "resume", "--log_dir", str(tmp_path), "--num_env_steps", str(total),
+        "--n_rollout_threads", "2", "--episode_length", "20", "--hidden_sizes", "[16, 16]",
+        "--checkpoint_interval", str(checkpoint_every), "--eval_interval", "1000", "--log_interval", "1",
+        "--n_env_workers", "1", "--torch_threads", "1", "--eval_episodes", "2",
+    ]
+    run_dir, steps_before, resumed = kill_and_resume(command, str(tmp_path), min_rows=12)
     assert steps_before < total, "the run finished before it was killed; make it longer"
-
-    resumed = subprocess.run(_train_command(str(tmp_path), total)[:2] + ["--resume", run_dir],
-                             capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    rows = read_progress(run_dir)
-    steps = [int(r["env_steps"]) for r in rows]
+    steps = [int(r["env_steps"]) for r in read_progress(run_dir)]
     assert steps[-1] == total
     assert steps == sorted(set(steps)), "rows after the checkpoint must be replaced, not duplicated"
     # at most one checkpoint interval of progress is lost
-    resumed_from = max(s for s in steps if s <= steps_before and s % (checkpoint_every * steps_per_episode) == 0)
-    assert steps_before - resumed_from <= checkpoint_every * steps_per_episode
+    interval = checkpoint_every * steps_per_episode
+    resumed_from = max(s for s in steps if s <= steps_before and s % interval == 0)
+    assert steps_before - resumed_from <= interval
     with open(os.path.join(run_dir, "config.json"), encoding="utf-8") as file:
         assert json.load(file)["algo_args"]["train"]["num_env_steps"] == total
 

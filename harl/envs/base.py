@@ -69,6 +69,11 @@ class MultiAgentEnv(abc.ABC):
     action_spaces: list[spaces.Box | spaces.Discrete]
     episode_metric_names: tuple[str, ...] = ()
 
+    @staticmethod
+    def check_args(args: dict[str, Any]) -> None:
+        """Raise ``ValueError`` naming the supported values when ``args`` (env_args already
+        completed with the YAML defaults) cannot be served; called before any env is built."""
+
     @abc.abstractmethod
     def reset(self, seed: int | None = None) -> ResetResult:
         """Start a new episode; ``seed=None`` continues the environment's own random stream."""

@@ -13,6 +13,11 @@ _RUNNERS = {
     "hatrpo": "harl.runners.on_policy_ha_runner:OnPolicyHARunner",
     "haa2c": "harl.runners.on_policy_ha_runner:OnPolicyHARunner",
     "mappo": "harl.runners.on_policy_ma_runner:OnPolicyMARunner",
+    "hasac": "harl.runners.off_policy_ha_runner:OffPolicyHARunner",
+    "haddpg": "harl.runners.off_policy_ha_runner:OffPolicyHARunner",
+    "hatd3": "harl.runners.off_policy_ha_runner:OffPolicyHARunner",
+    "maddpg": "harl.runners.off_policy_ma_runner:OffPolicyMARunner",
+    "matd3": "harl.runners.off_policy_ma_runner:OffPolicyMARunner",
 }
 
 

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from harl.algorithms.actors.on_policy_base import aggregate_ratio
+from harl.common.sequential_update import update_order
 from harl.runners.on_policy_base_runner import OnPolicyBaseRunner
 from harl.utils.models_tools import to_numpy
 
@@ -18,16 +19,10 @@ from harl.utils.models_tools import to_numpy
 class OnPolicyHARunner(OnPolicyBaseRunner):
     """Sequential, factor-weighted actor updates (Multi-Agent Advantage Decomposition)."""
 
-    def update_order(self) -> np.ndarray:
-        """The order in which agents update this phase."""
-        if self.fixed_order:
-            return np.arange(self.num_agents)
-        return np.random.permutation(self.num_agents)
-
     def train_actors(self, advantages: np.ndarray) -> list[dict[str, float]]:
         factor = np.ones((self.episode_length, self.n_rollout_threads, 1), dtype=np.float32)
         infos: list[dict[str, float]] = [{} for _ in range(self.num_agents)]
-        for agent_id in self.update_order():
+        for agent_id in update_order(self.num_agents, self.fixed_order):
             self.actor_buffer[agent_id].update_factor(factor)
             old_log_probs = self.rollout_log_probs(agent_id)
             infos[agent_id] = self.actor[agent_id].train(

@@ -1,0 +1,227 @@
+"""Off-policy runner shared by the HA (HASAC, HADDPG, HATD3) and MA (MADDPG, MATD3) variants.
+
+Counting follows HARL: ``num_env_steps`` includes the warm-up; ``train_interval`` and
+``eval_interval`` are in vectorised steps (each ``n_rollout_threads`` env steps);
+``update_per_train * train_interval`` gradient updates follow every ``train_interval`` steps.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import numpy as np
+import torch
+from gymnasium import spaces
+
+from harl.algorithms.actors import ALGO_REGISTRY
+from harl.algorithms.critics import CRITIC_REGISTRY
+from harl.common.buffers.off_policy_buffer_ep import OffPolicyBufferEP
+from harl.common.buffers.off_policy_buffer_fp import OffPolicyBufferFP
+from harl.runners.base_runner import BaseRunner
+from harl.utils.configs_tools import ConfigError
+from harl.utils.models_tools import to_numpy
+
+logger = logging.getLogger(__name__)
+
+
+def random_actions(
+    action_spaces: list[spaces.Space], available_actions: list[np.ndarray | None], n_envs: int
+) -> list[np.ndarray]:
+    """Uniform random actions in env format: Box uniform in its bounds, Discrete uniform over
+    the available actions (the arg-max of random scores over the allowed entries)."""
+    actions = []
+    for space, available in zip(action_spaces, available_actions):
+        if isinstance(space, spaces.Discrete):
+            scores = np.random.random_sample((n_envs, int(space.n)))
+            if available is not None:
+                scores = np.where(available > 0, scores, -1.0)
+            actions.append(scores.argmax(axis=1)[:, None])
+        else:
+            low, high = space.low, space.high
+            actions.append((low + (high - low) * np.random.random_sample((n_envs, *space.shape))).astype(np.float32))
+    return actions
+
+
+class OffPolicyBaseRunner(BaseRunner):
+    """Replay-buffer training with per-agent actors and one centralised Q critic.
+
+    Subclasses choose how the actors update in a round (:meth:`train_actors`).
+    """
+
+    def __init__(self, args: dict[str, Any], algo_args: dict[str, Any], env_args: dict[str, Any]):
+        super().__init__(args, algo_args, env_args)
+        flat = self.flat_args
+        envs = self.envs
+        self.share_param = bool(flat["share_param"])
+        self.fixed_order = bool(flat["fixed_order"])
+        if self.share_param and any(
+            envs.observation_spaces[i] != envs.observation_spaces[0] or envs.action_spaces[i] != envs.action_spaces[0]
+            for i in range(1, self.num_agents)
+        ):
+            raise ConfigError(
+                "share_param=True needs every agent to have the same observation and action "
+                "spaces; run with --share_param False"
+            )
+        actor_cls = ALGO_REGISTRY[args["algo"]]
+        self.actor = []
+        for agent_id in range(self.num_agents):
+            if self.share_param and agent_id > 0:
+                self.actor.append(self.actor[0])
+            else:
+                self.actor.append(actor_cls(flat, envs.observation_spaces[agent_id], envs.action_spaces[agent_id], self.device))
+        self.critic = CRITIC_REGISTRY[args["algo"]](
+            flat, envs.share_observation_spaces[0], envs.action_spaces, self.num_agents, self.state_type, self.device
+        )
+        buffer_cls = OffPolicyBufferEP if self.state_type == "EP" else OffPolicyBufferFP
+        self.buffer = buffer_cls(flat, envs.share_observation_spaces[0], self.num_agents,
+                                 envs.observation_spaces, envs.action_spaces)
+        logger.info("Replay buffer: %d transitions, %.2f GB allocated", flat["buffer_size"], self.buffer.nbytes / 1e9)
+
+        train_cfg = algo_args["train"]
+        self.total_vec_steps = self.num_env_steps // self.n_rollout_threads
+        self.warmup_vec_steps = int(train_cfg["warmup_steps"]) // self.n_rollout_threads
+        self.train_interval = int(train_cfg["train_interval"])
+        self.updates_per_train = max(1, int(float(train_cfg["update_per_train"]) * self.train_interval))
+        self.eval_interval = int(train_cfg["eval_interval"])
+        self.checkpoint_vec_interval = max(1, int(train_cfg["checkpoint_interval"]) // self.n_rollout_threads)
+        if self.total_vec_steps <= self.warmup_vec_steps:
+            raise ConfigError(
+                f"num_env_steps={self.num_env_steps} leaves no training after warmup_steps="
+                f"{train_cfg['warmup_steps']}; raise --num_env_steps or lower --warmup_steps"
+            )
+        self.total_it = 0
+        if flat["model_dir"]:
+            self.restore_weights(flat["model_dir"])
+
+    # ----------------------------------------------------------------- main loop
+    def run(self) -> None:
+        """Warm up with random actions, then alternate collection and training."""
+        progress = self.maybe_resume()
+        start = 0 if progress is None else int(progress["vec_step"])
+        run_logger = self.start_logger()
+        obs, share_obs, available_actions = self.envs.reset()
+        for vec_step in range(start + 1, self.total_vec_steps + 1):
+            warming_up = vec_step <= self.warmup_vec_steps
+            if warming_up:
+                actions = random_actions(self.envs.action_spaces, available_actions, self.n_rollout_threads)
+            else:
+                actions = self.behaviour_actions(obs, share_obs, available_actions)
+            result = self.envs.step(actions)
+            run_logger.add_train_episodes(self.train_tracker.update(result.rewards, result.infos))
+            self.buffer.insert(share_obs, obs, actions, available_actions, result)
+            obs, share_obs, available_actions = result.obs, result.share_obs, result.available_actions
+            self.total_steps = vec_step * self.n_rollout_threads
+            run_logger.advance(self.total_steps)
+
+            train_step = vec_step - self.warmup_vec_steps
+            infos: dict[str, float] = {}
+            if not warming_up and train_step % self.train_interval == 0:
+                if self.flat_args["use_linear_lr_decay"]:
+                    self.lr_decay(train_step, self.total_vec_steps - self.warmup_vec_steps)
+                for _ in range(self.updates_per_train):
+                    infos = self.train()
+            is_last = vec_step == self.total_vec_steps
+            if vec_step % self.eval_interval == 0 or is_last:
+                row = self.evaluate() if self.eval_envs is not None else {}
+                run_logger.log_row(self.total_steps, row=row)
+                if infos:
+                    run_logger.log_scalars(infos, self.total_steps)
+            if vec_step % self.checkpoint_vec_interval == 0 or is_last:
+                self.save_checkpoint({"vec_step": vec_step, "total_it": self.total_it})
+        self.save_model_weights()
+
+    # ----------------------------------------------------------------- acting
+    @torch.no_grad()
+    def behaviour_actions(self, obs, share_obs, available_actions) -> list[np.ndarray]:
+        """Exploratory actions of every agent for data collection (env format)."""
+        return [
+            to_numpy(self.actor[i].get_actions(obs[i], available_actions[i], explore=True))
+            for i in range(self.num_agents)
+        ]
+
+    def eval_policy_reset(self, n_envs: int) -> None:
+        return None
+
+    @torch.no_grad()
+    def eval_actions(self, obs, available_actions, policy_state, episode_starts):
+        actions = [
+            to_numpy(self.actor[i].get_actions(obs[i], available_actions[i], explore=False))
+            for i in range(self.num_agents)
+        ]
+        return actions, None
+
+    # ----------------------------------------------------------------- training
+    def train(self) -> dict[str, float]:
+        """One gradient update: the critic every time, the actors every ``policy_freq``."""
+        self.total_it += 1
+        batch = self.buffer.sample().to(self.device)
+        targets = [
+            self.actor[i].get_target_actions(batch.next_obs[i], batch.next_available_actions[i])
+            for i in range(self.num_agents)
+        ]
+        infos = {f"critic/{k}": v for k, v in self.critic.train(
+            batch, [a for a, _ in targets], [logp for _, logp in targets]
+        ).items()}
+        if self.total_it % self.actor[0].policy_freq == 0:
+            with torch.no_grad():
+                samples = [self.actor[i].sample(batch.obs[i], batch.available_actions[i]) for i in range(self.num_agents)]
+            actor_infos, logps = self.train_actors(batch, samples)
+            for agent_id, info in actor_infos.items():
+                infos.update({f"agent{agent_id}/{k}": v for k, v in info.items()})
+            if all(logp is not None for logp in logps):
+                infos.update({f"critic/{k}": v for k, v in self.critic.update_alpha(sum(logps)).items()})
+            for actor in self.unique_actors():
+                actor.soft_update()
+            self.critic.soft_update()
+        return infos
+
+    def train_actors(self, batch, samples) -> tuple[dict[int, dict[str, float]], list]:
+        """Update the actors; returns their diagnostics and the log-probs of the final samples."""
+        raise NotImplementedError
+
+    def update_agent_fn(self, batch):
+        """``update_agent`` of :func:`sequential_round` for this batch."""
+        def update_agent(agent_id: int, joint_actions) -> dict[str, float]:
+            return self.actor[agent_id].train(
+                batch.obs[agent_id], batch.share_obs, joint_actions, agent_id, self.critic,
+                batch.available_actions[agent_id], batch.valid_transitions[:, agent_id],
+            )
+        return update_agent
+
+    def lr_decay(self, step: int, steps: int) -> None:
+        for actor in self.unique_actors():
+            actor.lr_decay(step, steps)
+        self.critic.lr_decay(step, steps)
+
+    def unique_actors(self) -> list:
+        """The distinct actor objects (one when parameters are shared)."""
+        return self.actor[:1] if self.share_param else self.actor
+
+    # ----------------------------------------------------------------- persistence
+    def algorithm_state(self) -> dict[str, Any]:
+        return {
+            "actors": [actor.state_dict() for actor in self.unique_actors()],
+            "critic": self.critic.state_dict(),
+            "buffer": self.buffer.state_dict(),
+            "total_it": self.total_it,
+        }
+
+    def load_algorithm_state(self, state: dict[str, Any]) -> None:
+        for actor, saved in zip(self.unique_actors(), state["actors"]):
+            actor.load_state_dict(saved)
+        self.critic.load_state_dict(state["critic"])
+        self.buffer.load_state_dict(state["buffer"])
+        self.total_it = int(state["total_it"])
+
+    def save_model_weights(self) -> None:
+        for agent_id, actor in enumerate(self.unique_actors()):
+            actor.save(self.models_dir, agent_id)
+        self.critic.save(self.models_dir)
+
+    def restore_weights(self, model_dir: str) -> None:
+        """Load HARL-style weight files from ``model_dir`` (the ``model_dir`` config key)."""
+        for agent_id, actor in enumerate(self.unique_actors()):
+            actor.restore(model_dir, agent_id)
+        self.critic.restore(model_dir)
+
