@@ -6,10 +6,9 @@ EXTRAS = {
     "mamujoco": ["gymnasium-robotics==1.4.2", "mujoco>=3.1"],
     "smax": ["jaxmarl==0.2.0"],
     "football": ["gfootball==2.10.2"],
-    "plot": ["matplotlib>=3.7", "pandas>=2.0"],
     "test": ["pytest>=8", "pytest-timeout>=2.3"],
 }
-EXTRAS["all"] = sorted({req for name in ("mpe", "mamujoco", "plot", "test") for req in EXTRAS[name]})
+EXTRAS["all"] = sorted({req for name in ("mpe", "mamujoco", "test") for req in EXTRAS[name]})
 
 setup(
     name="harl",
@@ -27,6 +26,7 @@ setup(
         "pyyaml>=6.0",
         "tqdm>=4.60",
         "tensorboard>=2.14",
+        "matplotlib>=3.7",
     ],
     extras_require=EXTRAS,
 )

@@ -25,9 +25,9 @@ import time
 import torch
 
 HEADER = (
-    "| algo | env | task | device | env steps | wall s | FPS | s / 1k steps | peak RSS MiB "
-    "(trainer) | peak RSS MiB (largest env worker) | peak GPU MiB |\n"
-    "|---|---|---|---|---|---|---|---|---|---|---|"
+    "| algo | env | task | device | env steps | wall s | FPS | s / 1k steps | updates/s | "
+    "peak RSS MiB (trainer) | peak RSS MiB (largest env worker) | peak GPU MiB |\n"
+    "|---|---|---|---|---|---|---|---|---|---|---|---|"
 )
 
 
@@ -58,6 +58,8 @@ def _child(argv: list[str], out_path: str) -> None:
         "wall_s": wall,
         "fps": steps / wall,
         "s_per_1k_steps": 1000.0 * wall / steps,
+        # gradient updates of the off-policy runners (on-policy runners train per rollout)
+        "updates_per_s": getattr(runner, "total_it", 0) / wall,
         # ru_maxrss is in KiB on Linux; the children figure is the largest single child.
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "peak_rss_children_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
@@ -87,7 +89,7 @@ def format_row(r: dict) -> str:
     """One Markdown table row of :data:`HEADER`."""
     return (
         f"| {r['algo']} | {r['env']} | {r['task']} | {r['device']} | {r['env_steps']} | "
-        f"{r['wall_s']:.1f} | {r['fps']:.0f} | {r['s_per_1k_steps']:.3f} | "
+        f"{r['wall_s']:.1f} | {r['fps']:.0f} | {r['s_per_1k_steps']:.3f} | {r['updates_per_s']:.1f} | "
         f"{r['peak_rss_mib']:.0f} | {r['peak_rss_children_mib']:.0f} | {r['peak_gpu_mib']:.0f} |"
     )
 

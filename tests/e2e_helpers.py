@@ -109,6 +109,8 @@ def assert_run_layout(run_dir: str, num_env_steps: int) -> list[dict[str, str]]:
     assert glob.glob(os.path.join(run_dir, "logs", "events.out.tfevents.*"))
     assert os.path.isfile(os.path.join(run_dir, "models", "checkpoint.pt"))
     assert os.path.isfile(os.path.join(run_dir, "models", "actor_agent0.pt"))
+    with open(os.path.join(run_dir, "learning_curve.png"), "rb") as picture:
+        assert picture.read(8) == b"\x89PNG\r\n\x1a\n"
     rows = read_progress(run_dir)
     assert rows, "progress.csv has no rows"
     assert int(rows[-1]["env_steps"]) == num_env_steps

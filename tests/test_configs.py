@@ -63,7 +63,7 @@ def test_yaml_has_harl_sections_and_defaults(configs, algo):
     assert train["episode_length"] == 200 and train["n_rollout_threads"] == 20
     assert train["num_env_steps"] == 10_000_000
     assert train["eval_interval"] == 25 and train["log_interval"] == 5
-    assert train["checkpoint_interval"] == 10 and train["n_env_workers"] == -1
+    assert train["checkpoint_interval"] == 10 and train["n_env_workers"] == 0
     assert model["hidden_sizes"] == [128, 128] and model["lr"] == 0.0005
     assert model["critic_lr"] == 0.0005 and model["opti_eps"] == 1e-5
     assert algo_args["device"]["torch_threads"] == 4

@@ -22,6 +22,7 @@ from harl.utils.checkpoint import (
 from harl.utils.configs_tools import ConfigError, init_dir, save_config
 from harl.utils.envs_tools import get_device, set_seed
 from harl.utils.logger import EpisodeTracker, RunLogger
+from harl.utils.plotting import plot_learning_curve
 
 logger = logging.getLogger(__name__)
 
@@ -164,6 +165,7 @@ class BaseRunner(abc.ABC):
             "wall_time": self.run_logger.wall_time() if self.run_logger else self.elapsed_before_resume,
         }
         atomic_torch_save(state, checkpoint_path(self.run_dir))
+        plot_learning_curve(self.run_dir, f"{self.args['algo']} on {self.args['env']} {self.task_name}")
 
     def maybe_resume(self) -> dict[str, Any] | None:
         """Load the checkpoint of ``--resume RUN_DIR``; returns its loop counters or None."""
