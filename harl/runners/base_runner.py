@@ -83,10 +83,36 @@ class BaseRunner(abc.ABC):
                 env_args, n_env_workers,
             )
         self.num_agents: int = self.envs.n_agents
+        self.share_param = bool(self.flat_args["share_param"])
+        self.fixed_order = bool(self.flat_args["fixed_order"])
         self.train_tracker = EpisodeTracker(self.n_rollout_threads)
         self.total_steps = 0
         self.elapsed_before_resume = 0.0
         self.run_logger: RunLogger | None = None
+
+    # ----------------------------------------------------------------- actors
+    def build_actors(self, actor_cls: type) -> list:
+        """One actor per agent, or one object repeated for every agent with ``share_param``."""
+        envs = self.envs
+        if self.share_param:
+            for agent_id in range(1, self.num_agents):
+                if (envs.observation_spaces[agent_id] != envs.observation_spaces[0]
+                        or envs.action_spaces[agent_id] != envs.action_spaces[0]):
+                    raise ConfigError(
+                        "share_param=True needs every agent to have the same observation and "
+                        f"action spaces, but agent {agent_id} differs from agent 0; run with "
+                        "--share_param False"
+                    )
+            shared = actor_cls(self.flat_args, envs.observation_spaces[0], envs.action_spaces[0], device=self.device)
+            return [shared] * self.num_agents
+        return [
+            actor_cls(self.flat_args, envs.observation_spaces[i], envs.action_spaces[i], device=self.device)
+            for i in range(self.num_agents)
+        ]
+
+    def unique_actors(self) -> list:
+        """The distinct actor objects (one when parameters are shared)."""
+        return self.actor[:1] if self.share_param else self.actor
 
     # ----------------------------------------------------------------- subclass interface
     @abc.abstractmethod

@@ -7,7 +7,6 @@ Counting follows HARL: ``num_env_steps`` includes the warm-up; ``train_interval`
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any
 
 import numpy as np
@@ -53,23 +52,7 @@ class OffPolicyBaseRunner(BaseRunner):
         super().__init__(args, algo_args, env_args)
         flat = self.flat_args
         envs = self.envs
-        self.share_param = bool(flat["share_param"])
-        self.fixed_order = bool(flat["fixed_order"])
-        if self.share_param and any(
-            envs.observation_spaces[i] != envs.observation_spaces[0] or envs.action_spaces[i] != envs.action_spaces[0]
-            for i in range(1, self.num_agents)
-        ):
-            raise ConfigError(
-                "share_param=True needs every agent to have the same observation and action "
-                "spaces; run with --share_param False"
-            )
-        actor_cls = ALGO_REGISTRY[args["algo"]]
-        self.actor = []
-        for agent_id in range(self.num_agents):
-            if self.share_param and agent_id > 0:
-                self.actor.append(self.actor[0])
-            else:
-                self.actor.append(actor_cls(flat, envs.observation_spaces[agent_id], envs.action_spaces[agent_id], self.device))
+        self.actor = self.build_actors(ALGO_REGISTRY[args["algo"]])
         self.critic = CRITIC_REGISTRY[args["algo"]](
             flat, envs.share_observation_spaces[0], envs.action_spaces, self.num_agents, self.state_type, self.device
         )
@@ -193,10 +176,6 @@ class OffPolicyBaseRunner(BaseRunner):
         for actor in self.unique_actors():
             actor.lr_decay(step, steps)
         self.critic.lr_decay(step, steps)
-
-    def unique_actors(self) -> list:
-        """The distinct actor objects (one when parameters are shared)."""
-        return self.actor[:1] if self.share_param else self.actor
 
     # ----------------------------------------------------------------- persistence
     def algorithm_state(self) -> dict[str, Any]:

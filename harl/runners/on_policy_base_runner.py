@@ -34,23 +34,9 @@ class OnPolicyBaseRunner(BaseRunner):
         flat = self.flat_args
         self.episode_length = int(flat["episode_length"])
         self.use_recurrent = bool(flat["use_recurrent_policy"] or flat["use_naive_recurrent_policy"])
-        self.share_param = bool(flat["share_param"])
-        self.fixed_order = bool(flat["fixed_order"])
         self.action_aggregation = flat["action_aggregation"]
         envs = self.envs
-        if self.share_param:
-            self._check_identical_spaces()
-
-        actor_cls = ALGO_REGISTRY[args["algo"]]
-        self.actor = []
-        for agent_id in range(self.num_agents):
-            if self.share_param and agent_id > 0:
-                self.actor.append(self.actor[0])
-            else:
-                self.actor.append(actor_cls(
-                    flat, envs.observation_spaces[agent_id], envs.action_spaces[agent_id],
-                    device=self.device,
-                ))
+        self.actor = self.build_actors(ALGO_REGISTRY[args["algo"]])
         self.actor_buffer = [
             OnPolicyActorBuffer(flat, envs.observation_spaces[i], envs.action_spaces[i])
             for i in range(self.num_agents)
@@ -71,16 +57,6 @@ class OnPolicyBaseRunner(BaseRunner):
             )
         if flat["model_dir"]:
             self.restore_weights(flat["model_dir"])
-
-    def _check_identical_spaces(self) -> None:
-        envs = self.envs
-        for agent_id in range(1, self.num_agents):
-            if (envs.observation_spaces[agent_id] != envs.observation_spaces[0]
-                    or envs.action_spaces[agent_id] != envs.action_spaces[0]):
-                raise ConfigError(
-                    "share_param=True needs every agent to have the same observation and action "
-                    f"spaces, but agent {agent_id} differs from agent 0; run with --share_param False"
-                )
 
     # ----------------------------------------------------------------- main loop
     def run(self) -> None:
@@ -256,10 +232,6 @@ class OnPolicyBaseRunner(BaseRunner):
         self.critic_buffer.after_update()
 
     # ----------------------------------------------------------------- helpers
-    def unique_actors(self) -> list:
-        """The distinct actor objects (one when parameters are shared)."""
-        return self.actor[:1] if self.share_param else self.actor
-
     def prep_rollout(self) -> None:
         for actor in self.unique_actors():
             actor.prep_rollout()

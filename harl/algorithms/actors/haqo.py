@@ -1,0 +1,364 @@
+"""HAQO: heterogeneous-agent Q-weighted policy optimisation (the reading of ../shared/design/HAQO_SPEC.md).
+
+One :class:`HAQO` instance per agent (one shared with ``share_param``), with a diffusion actor
+or, for the ablation ``actor: gaussian``, a squashed Gaussian one. The actor knows nothing about
+the critic: every function that scores actions takes ``q_fn(joint_actions (*L, B, A)) ->
+(*L, B, 1)``, the minimum of the twin critics at the states of the batch (the runner binds the
+states and picks the online or the target critic). The runner calls, with ``actors`` the list
+of the agents' HAQO objects:
+
+* each environment step, the behaviour actions (spec 3):
+  ``select_joint_actions(actors, obs, avail, actors[0].behavior_candidates, q_fn)``;
+* each critic update, the next actions of the TD target (spec 2):
+  ``select_joint_actions(actors, next_obs, next_avail, actors[0].target_candidates, q_fn_target)``;
+* each actor round (spec 4): ``acts = select_joint_actions(actors, obs, avail, 1).critic``, then
+  for each agent ``i`` in the round's order ``actors[i].train(obs[i], acts, i, q_fn, ...)`` and,
+  with ``sequential: true``, ``acts[i] = actors[i].sample(obs[i], avail[i])``.
+
+The update of agent ``i`` (:meth:`HAQO.train`), with ``a^-i`` fixed by the runner:
+
+    a_k ~ pi_old(.|o), k = 1..K;  Q_k = min_j Q_j(s, a_k, a^-i);  A_k = Q_k - mean_k Q_k
+    w_k = qadv / qcut of A_k / rms(A)                            (Eq. 6 / 7, reward-scale free)
+    L   = mean_s sum_{top chosen k} w_k l(a_k | o) / chosen + alpha E_{u ~ U(A)} l(u | o)
+                                                                 (Eq. 5 + Eq. 9)
+    actor_steps Adam steps on L, then KL(pi_old || pi) <= kl_threshold by line search
+
+where ``l`` is the denoising loss (diffusion) or the negative log-likelihood (Gaussian).
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import gymnasium
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.utils import parameters_to_vector, vector_to_parameters
+
+from harl.algorithms.actors.off_policy_base import OffPolicyComponent
+from harl.models.policy_models.diffusion_policy import CandidatePolicy, DiffusionPolicy, run_passes
+from harl.models.policy_models.gaussian_candidate_policy import GaussianCandidatePolicy
+from harl.utils.models_tools import masked_mean, to_tensor
+
+Tensor = torch.Tensor
+QFunction = Callable[[Tensor], Tensor]
+ArrayLike = np.ndarray | Tensor
+
+POLICY_CLASSES: dict[str, type[CandidatePolicy]] = {"diffusion": DiffusionPolicy, "gaussian": GaussianCandidatePolicy}
+
+
+# --- weights and candidate selection (shared by every policy class) ---------------------------
+
+
+def q_weights(
+    q: Tensor, q_transform: str, qcut_epsilon: float, max_weight: float, mask: Tensor | None = None
+) -> Tensor:
+    """Non-negative, bounded, reward-scale-invariant weights of ``K`` candidates per state.
+
+    ``A_k = Q_k - V`` with ``V = mean_k Q_k`` (the old actor's value, estimated by its own
+    candidates), divided by the root mean square of ``A`` over the batch (states with
+    ``mask == 0`` excluded), so that rescaling or shifting every Q leaves the weights unchanged;
+    ``qcut_epsilon`` is therefore in units of that spread. Then
+
+    * ``qadv``: ``w = max(0, A - mean_k A)`` (Eq. 6); with this ``V``, ``mean_k A = 0``;
+    * ``qcut``: ``w = max(0, A) 1[A >= qcut_epsilon]`` (Eq. 7),
+
+    clipped at ``max_weight``.
+
+    Args:
+        q: ``(K, B)`` Q-values of the candidates.
+        mask: ``(B,)`` 1 for the states that count, or ``None``.
+
+    Returns:
+        ``(K, B)`` weights.
+    """
+    adv = q - q.mean(0)
+    mean_sq = masked_mean(adv.pow(2).mean(0), mask)
+    adv = adv / mean_sq.sqrt().clamp_min(torch.finfo(adv.dtype).tiny)
+    if q_transform == "qadv":
+        w = torch.relu(adv - adv.mean(0))
+    elif q_transform == "qcut":
+        w = torch.relu(adv) * (adv >= qcut_epsilon)
+    else:
+        raise ValueError(f"q_transform must be 'qadv' or 'qcut', not {q_transform!r}")
+    return w.clamp(max=max_weight)
+
+
+def insert_action(joint_actions: Sequence[Tensor], agent_id: int, actions: Tensor) -> Tensor:
+    """Joint action ``(K, B, A)``: ``actions (K, B, c_i)`` in slot ``agent_id``, the others
+    ``(B, c_j)`` broadcast over the ``K`` candidates."""
+    lead = actions.shape[:-1]
+    parts = [a.expand(*lead, a.shape[-1]) for a in joint_actions]
+    parts[agent_id] = actions
+    return torch.cat(parts, dim=-1)
+
+
+def best_candidates(candidates: Sequence[Tensor], q_fn: QFunction) -> Tensor:
+    """For each agent ``i`` the index of ``argmax_k min Q(s, a^i_k, a^-i_0)``, the other agents
+    at their first candidate (spec 2 and 3). One ``q_fn`` call for all agents and candidates.
+
+    Args:
+        candidates: per agent critic-format candidates ``(K, B, c_i)``.
+
+    Returns:
+        ``(N, B)`` int64 indices into ``K``.
+    """
+    first = [c[0] for c in candidates]
+    joint = torch.stack([insert_action(first, i, c) for i, c in enumerate(candidates)])
+    return q_fn(joint).squeeze(-1).argmax(1)
+
+
+class JointActions(NamedTuple):
+    """One action per agent and state: ``env`` (env format ``(B, a_i)``, Discrete ``(B, 1)``
+    int64) and ``critic`` (critic format ``(B, c_i)``), lists over agents."""
+
+    env: list[Tensor]
+    critic: list[Tensor]
+
+
+@torch.no_grad()
+def sample_candidates(actors: Sequence[HAQO], obs: Sequence[ArrayLike], n: int) -> list[Tensor]:
+    """``n`` candidates of every agent at every state, sampled in one pass: each denoising step
+    makes one network call per distinct actor (agents sharing an actor, ``share_param``, are
+    stacked into one call) for all their candidates and states.
+
+    Args:
+        actors: per agent.
+        obs: per agent ``(B, d_i)``.
+
+    Returns:
+        per agent the normalised candidates ``(n, B, dim_i)``; availability masks apply when
+        the codec decodes them.
+    """
+    groups: dict[int, list[int]] = {}
+    for i, actor in enumerate(actors):
+        groups.setdefault(id(actor), []).append(i)
+    passes = []
+    for members in groups.values():
+        actor = actors[members[0]]
+        passes.append(actor.actor.start_sampling(torch.stack([actor.as_tensor(obs[i]) for i in members]), n))
+    run_passes(passes)
+    xs: list[Tensor] = [torch.empty(0)] * len(actors)
+    for members, sampling in zip(groups.values(), passes):
+        x = sampling.finish(None).x  # (n, G, B, dim)
+        for g, i in enumerate(members):
+            xs[i] = x[:, g]
+    return xs
+
+
+@torch.no_grad()
+def select_joint_actions(
+    actors: Sequence[HAQO],
+    obs: Sequence[ArrayLike],
+    available_actions: Sequence[ArrayLike | None],
+    n_candidates: int,
+    q_fn: QFunction | None = None,
+) -> JointActions:
+    """Every agent's best of ``n_candidates`` samples by ``q_fn`` (:func:`best_candidates`);
+    with ``n_candidates == 1`` a plain sample and ``q_fn`` is not needed.
+
+    Behaviour (spec 3): ``n_candidates = behavior_candidates``, ``q_fn`` the online critics at the
+    current states. TD target (spec 2): ``target_candidates``, the target critics at the next
+    states.
+    """
+    candidates = sample_candidates(actors, obs, n_candidates)
+    avails = [actor.as_tensor(a) for actor, a in zip(actors, available_actions)]
+    codecs = [actor.actor.codec for actor in actors]
+    xs = [x[0] for x in candidates]
+    if n_candidates > 1:
+        if q_fn is None:
+            raise ValueError("choosing among several candidates needs q_fn")
+        best = best_candidates([c.to_critic(x, a) for c, x, a in zip(codecs, candidates, avails)], q_fn)
+        xs = [x[k, torch.arange(k.shape[0], device=k.device)] for x, k in zip(candidates, best)]
+    return JointActions(
+        [c.to_env(x, a) for c, x, a in zip(codecs, xs, avails)],
+        [c.to_critic(x, a) for c, x, a in zip(codecs, xs, avails)],
+    )
+
+
+# --- the actor ------------------------------------------------------------------------------
+
+
+class HAQO(OffPolicyComponent):
+    """One agent's HAQO actor (module doc), trained by :meth:`train` against a ``q_fn``.
+
+    Args:
+        args: ``{**algo_args["model"], **algo_args["algo"]}``; keys ``actor``, ``lr``,
+            ``polyak`` (unused: no target actor), ``use_policy_active_masks``,
+            ``behavior_candidates``, ``target_candidates``, ``train_candidates``, ``chosen``,
+            ``q_transform``, ``qcut_epsilon``, ``max_weight``, ``entropy_alpha``,
+            ``entropy_samples``, ``actor_steps``, ``max_grad_norm``, ``drift``, ``kl_threshold``,
+            ``ls_steps`` and the policy's model keys.
+        obs_space: Box ``(d_i,)``.
+        act_space: 1-D Box with finite bounds, or Discrete.
+        device: where the networks live.
+    """
+
+    policy_freq: int = 1
+
+    def __init__(
+        self,
+        args: dict,
+        obs_space: gymnasium.spaces.Box,
+        act_space: gymnasium.Space,
+        device: torch.device | str = torch.device("cpu"),
+    ) -> None:
+        super().__init__(args["polyak"], device)
+        if args["actor"] not in POLICY_CLASSES:
+            raise ValueError(f"actor must be one of {sorted(POLICY_CLASSES)}, not {args['actor']!r}")
+        if args["drift"] not in ("kl_linesearch", "none"):
+            raise ValueError(f"drift must be 'kl_linesearch' or 'none', not {args['drift']!r}")
+        if args["q_transform"] not in ("qadv", "qcut"):
+            raise ValueError(f"q_transform must be 'qadv' or 'qcut', not {args['q_transform']!r}")
+        if args["train_candidates"] < 2:
+            raise ValueError("train_candidates must be >= 2: the advantages are relative to the candidates' mean")
+        if not 1 <= args["chosen"] <= args["train_candidates"]:
+            raise ValueError(f"chosen must be in 1..train_candidates, got {args['chosen']}")
+        if min(args["behavior_candidates"], args["target_candidates"], args["entropy_samples"], args["actor_steps"]) < 1:
+            raise ValueError("behavior_candidates, target_candidates, entropy_samples and actor_steps must be >= 1")
+
+        self.behavior_candidates: int = args["behavior_candidates"]
+        self.target_candidates: int = args["target_candidates"]
+        self.train_candidates: int = args["train_candidates"]
+        self.chosen: int = args["chosen"]
+        self.q_transform: str = args["q_transform"]
+        self.qcut_epsilon: float = args["qcut_epsilon"]
+        self.max_weight: float = args["max_weight"]
+        self.entropy_alpha: float = args["entropy_alpha"]
+        self.entropy_samples: int = args["entropy_samples"]
+        self.actor_steps: int = args["actor_steps"]
+        self.max_grad_norm: float = args["max_grad_norm"]
+        self.line_search: bool = args["drift"] == "kl_linesearch"
+        self.kl_threshold: float = args["kl_threshold"]
+        self.ls_steps: int = args["ls_steps"]
+        self.use_policy_active_masks: bool = args["use_policy_active_masks"]
+
+        self.actor: CandidatePolicy = POLICY_CLASSES[args["actor"]](args, obs_space, act_space, self.device)
+        self.actor_optimizer = self.make_optimizer(self.actor.parameters(), args["lr"])
+
+    def as_tensor(self, x: ArrayLike | None) -> Tensor | None:
+        """``x`` as a float32 tensor on this actor's device (``None`` stays ``None``)."""
+        return None if x is None else to_tensor(x, self.device)
+
+    # --- acting -----------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def get_actions(
+        self, obs: ArrayLike, available_actions: ArrayLike | None = None, explore: bool = True
+    ) -> Tensor:
+        """Decentralised actions ``(E, a_i)`` env format, one sample each, no critic (evaluation,
+        deployment). ``explore=False`` takes the mean of the last denoising step (Gaussian: the
+        mean of the latent)."""
+        avail = self.as_tensor(available_actions)
+        sample = self.actor.sample(self.as_tensor(obs), avail, final_noise=explore)
+        return self.actor.codec.to_env(sample.x[0], avail)
+
+    @torch.no_grad()
+    def sample(self, obs: ArrayLike, available_actions: ArrayLike | None = None) -> Tensor:
+        """One fresh action per state from the current policy, critic format ``(B, c_i)``: the
+        runner's ``a^i`` for the agents updated after this one."""
+        avail = self.as_tensor(available_actions)
+        return self.actor.codec.to_critic(self.actor.sample(self.as_tensor(obs), avail).x[0], avail)
+
+    # --- update -----------------------------------------------------------------------------
+
+    def train(
+        self,
+        obs: ArrayLike,
+        joint_actions: Sequence[Tensor],
+        agent_id: int,
+        q_fn: QFunction,
+        available_actions: ArrayLike | None = None,
+        valid_transition: ArrayLike | None = None,
+    ) -> dict[str, float]:
+        """One HAQO update of this agent (module doc).
+
+        Args:
+            obs: this agent's observations ``(B, d_i)``.
+            joint_actions: every agent's action, critic format ``(B, c_j)``; entry ``agent_id``
+                is replaced by this agent's candidates.
+            agent_id: this agent's slot in the joint action.
+            q_fn: ``min_j Q_j(s, .)`` at the batch's states, ``(*L, B, A) -> (*L, B, 1)``.
+            available_actions: ``(B, n_i)`` for Discrete agents.
+            valid_transition: ``(B, 1)``, 0 where the agent was dead (excluded with
+                ``use_policy_active_masks``).
+
+        Returns:
+            ``loss_qv``, ``loss_ent``, ``weight_mean``, ``weight_nonzero``, ``q_mean``,
+            ``candidate_spread``, ``grad_norm``, ``time_sampling``, ``time_update`` and with the
+            line search ``kl_raw``, ``kl``, ``ls_backtracks``, ``ls_reverted``.
+        """
+        obs, avail = self.as_tensor(obs), self.as_tensor(available_actions)
+        mask = None
+        if self.use_policy_active_masks and valid_transition is not None:
+            mask = self.as_tensor(valid_transition).reshape(-1)
+        start = time.perf_counter()
+
+        # K candidates from the actor before its update, scored with the others' actions fixed
+        with torch.no_grad():
+            cand = self.actor.sample(obs, avail, self.train_candidates, record=self.line_search)
+            q = q_fn(insert_action(joint_actions, agent_id, self.actor.codec.to_critic(cand.x, avail))).squeeze(-1)
+            weights = q_weights(q, self.q_transform, self.qcut_epsilon, self.max_weight, mask)  # Eq. 6 / 7
+            top = weights.topk(self.chosen, dim=0).indices  # (chosen, B)
+            w = weights.gather(0, top)
+            targets = cand.target.gather(0, top.unsqueeze(-1).expand(-1, -1, cand.target.shape[-1]))
+        sampled = time.perf_counter()
+
+        params = list(self.actor.parameters())
+        theta_old = parameters_to_vector(params).detach().clone() if self.line_search else None
+        for _ in range(self.actor_steps):
+            qv_rows, ent_rows = self.actor.surrogate_losses(obs, targets, avail, self.entropy_samples)
+            loss_qv = masked_mean((w * qv_rows).mean(0), mask)  # Eq. 5
+            loss_ent = masked_mean(ent_rows, mask)  # Eq. 9 before alpha
+            self.actor_optimizer.zero_grad()
+            (loss_qv + self.entropy_alpha * loss_ent).backward()
+            grad_norm = nn.utils.clip_grad_norm_(params, self.max_grad_norm)
+            self.actor_optimizer.step()
+        info = self._kl_line_search(obs, cand.record, mask, theta_old) if self.line_search else {}
+
+        return {
+            "loss_qv": loss_qv.item(),
+            "loss_ent": loss_ent.item(),
+            "weight_mean": masked_mean(weights.mean(0), mask).item(),
+            "weight_nonzero": masked_mean((weights > 0).float().mean(0), mask).item(),
+            "q_mean": masked_mean(q.mean(0), mask).item(),
+            # mode-collapse signal: spread of the candidates of a state, in [-1, 1] units
+            "candidate_spread": masked_mean(cand.x.std(0).mean(-1), mask).item(),
+            "grad_norm": grad_norm.item(),
+            **info,
+            "time_sampling": sampled - start,
+            "time_update": time.perf_counter() - sampled,
+        }
+
+    @torch.no_grad()
+    def _kl_line_search(self, obs: Tensor, record: Any, mask: Tensor | None, theta_old: Tensor) -> dict[str, float]:
+        """Scale the step by ``0.5^j`` (``j = 0..ls_steps``) until ``KL(pi_old || pi) <=
+        kl_threshold`` (paper A.12.4), else undo it: the realised KL never exceeds the threshold."""
+        params = list(self.actor.parameters())
+        step = parameters_to_vector(params) - theta_old
+        kl_raw = kl = masked_mean(self.actor.kl_from_record(obs, record), mask).item()
+        backtracks = 0
+        while kl > self.kl_threshold and backtracks < self.ls_steps:
+            backtracks += 1
+            vector_to_parameters(theta_old + 0.5**backtracks * step, params)
+            kl = masked_mean(self.actor.kl_from_record(obs, record), mask).item()
+        reverted = kl > self.kl_threshold
+        if reverted:
+            vector_to_parameters(theta_old, params)
+            kl = 0.0
+        return {"kl_raw": kl_raw, "kl": kl, "ls_backtracks": float(backtracks), "ls_reverted": float(reverted)}
+
+    # --- checkpoints ------------------------------------------------------------------------
+
+    def _state_objects(self) -> dict[str, Any]:
+        return {"actor": self.actor, "actor_optimizer": self.actor_optimizer}
+
+    def save(self, save_dir: str, agent_id: int) -> None:
+        """HARL-style weights ``actor_agent<i>.pt``."""
+        self.save_weights(save_dir, {f"actor_agent{agent_id}.pt": self.actor})
+
+    def restore(self, model_dir: str, agent_id: int) -> None:
+        """Load weights written by :meth:`save` (HARL's ``model_dir``)."""
+        self.load_weights(model_dir, {f"actor_agent{agent_id}.pt": self.actor})

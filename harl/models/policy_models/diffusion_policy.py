@@ -1,0 +1,436 @@
+"""Diffusion actor of HAQO: a DDPM over one agent's action, conditioned on its observation.
+
+The diffused variable ``x`` lives in ``[-1, 1]^dim``: the Box action before the affine map onto
+its bounds, or for ``Discrete(n)`` a score per action whose arg-max over the available actions
+is executed (:class:`ActionCodec`). Paper indices ``t = 1..T`` are code indices ``k = t - 1``.
+
+Forward process ``q(x_t | x_0) = N(sqrt(abar_t) x_0, (1 - abar_t) I)``. Reverse step
+(Ho et al. 2020), with the predicted ``x_0`` clipped to ``[-1, 1]`` at every step::
+
+    x0_hat = clip(x_t / sqrt(abar_t) - sqrt(1 / abar_t - 1) eps_theta(x_t, t, o), -1, 1)
+    mu     = c0_t x0_hat + ct_t x_t                 (mean of the posterior q(x_{t-1} | x_t, x0_hat))
+    x_{t-1} = mu + sigma_t z
+
+``sigma_t^2`` is the posterior variance; at ``t = 1``, where it is 0, it takes the value of
+``t = 2`` (DDPM's clipped log-variance). That last bit of noise is what makes every reverse
+step a Gaussian with positive variance, so the path KL between two actors
+(:meth:`DiffusionPolicy.kl_from_record`) is finite and bounds the KL of their actions: the final
+clip and the arg-max are the same map for both actors, and the KL cannot grow through a common
+map. Evaluation (``final_noise=False``) drops that last noise.
+
+:class:`CandidatePolicy` is the interface HAQO trains (this module and the Gaussian ablation in
+``gaussian_candidate_policy.py``): sampling passes that advance one network call per
+denoising step for any number of candidates and states, the per-sample surrogate losses, and the
+divergence from the actor that drew the candidates.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple, Protocol, Sequence
+
+import gymnasium
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from harl.models.base.mlp import MLPBase, MLPLayer
+from harl.utils.models_tools import get_activation_gain, get_active_func, init_linear
+
+Tensor = torch.Tensor
+
+# Offset s of the cosine schedule (Nichol & Dhariwal 2021), part of its definition: it keeps
+# beta_1 away from 0.
+COSINE_OFFSET = 0.008
+# Largest beta of the linear and cosine schedules (Nichol & Dhariwal 2021): keeps alpha_t > 0.
+MAX_BETA = 0.999
+# Longest period of the sinusoidal step embedding (Vaswani et al. 2017).
+MAX_PERIOD = 10000.0
+
+
+# --- noise schedules ------------------------------------------------------------------------
+
+
+def beta_schedule(name: str, n_timesteps: int, beta_min: float, beta_max: float) -> Tensor:
+    """Noise schedule ``beta_1..beta_T`` as a float64 tensor ``(T,)``.
+
+    * ``vp``: the variance-preserving SDE with ``beta(tau) = beta_min + tau (beta_max - beta_min)``
+      on ``tau in [0, 1]``, integrated exactly over each of the T steps:
+      ``beta_t = 1 - exp(-int_{(t-1)/T}^{t/T} beta(tau) dtau)`` (Song et al. 2021). Well
+      conditioned for the small T HAQO uses.
+    * ``linear``: DDPM's linear betas, ``linspace(beta_min / T, beta_max / T)`` (DDPM's 1e-4..0.02
+      are ``beta_min = 0.1, beta_max = 20`` at ``T = 1000``), capped at ``MAX_BETA``.
+    * ``cosine``: ``abar_t = f(t) / f(0)``, ``f(t) = cos^2((t/T + s) / (1 + s) pi / 2)``
+      (Nichol & Dhariwal 2021), betas capped at ``MAX_BETA``; ``beta_min``/``beta_max`` unused.
+    """
+    if n_timesteps < 1:
+        raise ValueError(f"n_timesteps must be >= 1, got {n_timesteps}")
+    t = torch.arange(1, n_timesteps + 1, dtype=torch.float64)
+    if name == "vp":
+        integral = beta_min / n_timesteps + 0.5 * (beta_max - beta_min) * (2 * t - 1) / n_timesteps**2
+        return -torch.expm1(-integral)
+    if name == "linear":
+        betas = torch.linspace(beta_min, beta_max, n_timesteps, dtype=torch.float64) / n_timesteps
+        return betas.clamp(max=MAX_BETA)
+    if name == "cosine":
+        f = torch.cos((torch.cat([t.new_zeros(1), t]) / n_timesteps + COSINE_OFFSET) / (1 + COSINE_OFFSET) * math.pi / 2) ** 2
+        return (1 - f[1:] / f[:-1]).clamp(max=MAX_BETA)
+    raise ValueError(f"beta_schedule must be 'vp', 'linear' or 'cosine', not {name!r}")
+
+
+def sinusoidal_embedding(steps: Tensor, dim: int) -> Tensor:
+    """``[sin(t w_j), cos(t w_j)]`` with ``w_j = MAX_PERIOD^(-j / (dim/2 - 1))``: ``(*steps.shape, dim)``."""
+    if dim < 4 or dim % 2:
+        raise ValueError(f"time_embed_dim must be even and >= 4, got {dim}")
+    half = dim // 2
+    freqs = torch.exp(-math.log(MAX_PERIOD) * torch.arange(half, dtype=torch.float64) / (half - 1))
+    angles = steps.to(torch.float64).unsqueeze(-1) * freqs
+    return torch.cat([angles.sin(), angles.cos()], dim=-1).to(torch.float32)
+
+
+# --- action spaces --------------------------------------------------------------------------
+
+
+class ActionCodec(nn.Module):
+    """Maps the normalised action ``x in [-1, 1]^dim`` onto one agent's action space.
+
+    * ``Box(low, high, (d,))``: ``dim = d``, ``action = bias + scale * x`` (finite bounds).
+    * ``Discrete(n)``: ``dim = n``; the action is the arg-max of ``x`` over the available actions,
+      so an unavailable action is never executed; its training target is ``+1`` at the action
+      and ``-1`` elsewhere.
+
+    Every method accepts any leading dimensions; ``available`` (``(..., n)``, 1/True = available,
+    ``None`` = all) broadcasts against them.
+    """
+
+    def __init__(self, act_space: gymnasium.Space) -> None:
+        super().__init__()
+        self.discrete = isinstance(act_space, gymnasium.spaces.Discrete)
+        if self.discrete:
+            self.dim = int(act_space.n)
+            scale, bias = torch.ones(self.dim), torch.zeros(self.dim)
+        elif isinstance(act_space, gymnasium.spaces.Box) and len(act_space.shape) == 1:
+            if not (np.isfinite(act_space.low).all() and np.isfinite(act_space.high).all()):
+                raise ValueError(f"diffusion actions need finite Box bounds, got {act_space}")
+            self.dim = int(act_space.shape[0])
+            low = torch.as_tensor(act_space.low, dtype=torch.float32)
+            high = torch.as_tensor(act_space.high, dtype=torch.float32)
+            scale, bias = (high - low) / 2, (high + low) / 2
+        else:
+            raise NotImplementedError(f"supported action spaces: 1-D Box and Discrete, not {act_space}")
+        # width of the action in the critic's joint action (one-hot for Discrete)
+        self.critic_dim = self.dim
+        self.register_buffer("scale", scale, persistent=False)
+        self.register_buffer("bias", bias, persistent=False)
+
+    def index(self, x: Tensor, available: Tensor | None) -> Tensor:
+        """Discrete: arg-max of ``x`` over the available actions, ``(...)`` int64."""
+        if available is not None:
+            x = x.masked_fill(~available.bool(), -math.inf)
+        return x.argmax(-1)
+
+    def to_env(self, x: Tensor, available: Tensor | None = None) -> Tensor:
+        """Env format: Box ``(..., d)`` inside the bounds, Discrete ``(..., 1)`` int64 index."""
+        if self.discrete:
+            return self.index(x, available).unsqueeze(-1)
+        return self.bias + self.scale * x
+
+    def to_critic(self, x: Tensor, available: Tensor | None = None) -> Tensor:
+        """Critic format: Box as :meth:`to_env`, Discrete one-hot ``(..., n)`` float."""
+        if self.discrete:
+            return F.one_hot(self.index(x, available), self.dim).to(x.dtype)
+        return self.to_env(x)
+
+    def target(self, x: Tensor, available: Tensor | None = None) -> Tensor:
+        """Denoising target of the executed action: Box ``x``; Discrete ``+1`` at it, ``-1`` elsewhere."""
+        if self.discrete:
+            return 2.0 * self.to_critic(x, available) - 1.0
+        return x
+
+    def uniform(self, shape: Sequence[int], available: Tensor | None, device: torch.device) -> Tensor:
+        """Uniform actions as targets ``(*shape, dim)``: Box ``U[-1, 1]^d``; Discrete the target
+        of a uniformly drawn available action (the arg-max of i.i.d. uniform scores over them)."""
+        u = torch.rand(*shape, self.dim, device=device)
+        return self.target(u, available) if self.discrete else 2.0 * u - 1.0
+
+
+# --- the interface HAQO trains --------------------------------------------------------------
+
+
+class CandidateSample(NamedTuple):
+    """``n`` candidate actions per state.
+
+    ``x``: normalised actions ``(n, *lead, dim)`` in ``[-1, 1]``; ``target``: what the surrogate
+    losses train on to make this candidate more likely, ``(n, *lead, dim)``; ``record``: what
+    :meth:`CandidatePolicy.kl_from_record` needs to measure the drift from the sampling actor
+    (``None`` unless requested).
+    """
+
+    x: Tensor
+    target: Tensor
+    record: Any
+
+
+class SamplingPass(Protocol):
+    """A sampling pass in progress; :func:`run_passes` advances several in lockstep."""
+
+    steps_left: int
+
+    def step(self) -> None:
+        """One denoising step: one network call for all candidates of all states of the pass."""
+
+    def finish(self, available: Tensor | None) -> CandidateSample:
+        """The candidates once ``steps_left == 0``."""
+
+
+def run_passes(passes: Sequence[SamplingPass]) -> None:
+    """Advance every pass to its end, one denoising step of each pass at a time."""
+    while any(p.steps_left for p in passes):
+        for p in passes:
+            if p.steps_left:
+                p.step()
+
+
+class CandidatePolicy(nn.Module):
+    """What HAQO needs from a policy class (diffusion, or the Gaussian ablation).
+
+    ``codec`` maps normalised actions onto the action space; the rest is:
+
+    * :meth:`start_sampling` -> :class:`SamplingPass`, finished by :meth:`sample` or, for many
+      policies at once, by :func:`run_passes`;
+    * :meth:`surrogate_losses`: per-sample losses whose weighted means are L_QV (Eq. 5) and
+      L_ent (Eq. 9) for the diffusion actor, the negative log-likelihood and entropy for the
+      Gaussian one;
+    * :meth:`kl_from_record`: ``KL(pi_old || pi)`` per state (old = the actor that drew the
+      candidates).
+    """
+
+    codec: ActionCodec
+
+    def start_sampling(self, obs: Tensor, n: int, record: bool = False, final_noise: bool = True) -> SamplingPass:
+        """Start drawing ``n`` candidates for every observation ``(*lead, d)``.
+
+        Args:
+            record: keep what :meth:`kl_from_record` needs (the first candidate's chain).
+            final_noise: sample the last step (``False``: its mean, for evaluation).
+        """
+        raise NotImplementedError
+
+    def surrogate_losses(
+        self, obs: Tensor, targets: Tensor, available: Tensor | None, n_entropy: int
+    ) -> tuple[Tensor, Tensor]:
+        """Differentiable per-sample losses.
+
+        Args:
+            obs: ``(B, d)``.
+            targets: candidate targets ``(C, B, dim)`` (:attr:`CandidateSample.target`).
+            available: ``(B, n)`` for Discrete.
+            n_entropy: samples per state for the entropy term.
+
+        Returns:
+            ``(C, B)`` loss of each target (lower = more likely) and ``(B,)`` entropy loss per
+            state (lower = more spread).
+        """
+        raise NotImplementedError
+
+    def kl_from_record(self, obs: Tensor, record: Any) -> Tensor:
+        """``KL(pi_old(.|o) || pi(.|o))`` ``(*lead,)`` for the recording actor ``pi_old``."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def sample(
+        self, obs: Tensor, available: Tensor | None = None, n: int = 1, record: bool = False, final_noise: bool = True
+    ) -> CandidateSample:
+        """``n`` candidates for every observation ``(*lead, d)``: ``x`` is ``(n, *lead, dim)``."""
+        sampling = self.start_sampling(obs, n, record, final_noise)
+        run_passes([sampling])
+        return sampling.finish(available)
+
+
+# --- the diffusion actor --------------------------------------------------------------------
+
+
+class Denoiser(nn.Module):
+    """``eps_theta(x_t, t, o)``: HARL's ``MLPBase`` on ``o`` (feature normalisation,
+    ``hidden_sizes``, ``activation_func``), a sinusoidal embedding of ``t``, both concatenated with
+    ``x_t`` and passed through ``Linear -> act -> LayerNorm`` layers of ``hidden_sizes`` and a
+    linear output.
+
+    The first layer on ``[x_t; emb(t); h(o)]`` is evaluated as ``W_x x_t + W_t emb(t) + (W_o h(o) + b)``
+    (the same function): :meth:`context` computes the observation part once per state, and each
+    denoising step of every candidate reuses it by broadcasting.
+
+    Args:
+        args: model keys ``hidden_sizes``, ``activation_func``, ``use_feature_normalization``,
+            ``initialization_method``, ``gain`` (output layer), ``time_embed_dim``.
+        obs_dim: ``d``.
+        action_dim: ``dim`` of the diffused variable.
+        n_timesteps: ``T``.
+    """
+
+    def __init__(self, args: dict, obs_dim: int, action_dim: int, n_timesteps: int) -> None:
+        super().__init__()
+        hidden_sizes = list(args["hidden_sizes"])
+        method, activation = args["initialization_method"], args["activation_func"]
+        time_dim = args["time_embed_dim"]
+        self.obs_base = MLPBase(args, (obs_dim,))
+        self.register_buffer(
+            "time_features", sinusoidal_embedding(torch.arange(1, n_timesteps + 1), time_dim), persistent=False
+        )
+        self.split = (action_dim, time_dim, hidden_sizes[-1])
+        self.input_layer = init_linear(sum(self.split), hidden_sizes[0], method, get_activation_gain(activation))
+        self.input_act = get_active_func(activation)
+        self.input_norm = nn.LayerNorm(hidden_sizes[0])
+        self.hidden = MLPLayer(hidden_sizes[0], hidden_sizes[1:], method, activation)
+        self.output_layer = init_linear(hidden_sizes[-1], action_dim, method, args["gain"])
+
+    def context(self, obs: Tensor) -> Tensor:
+        """Observation part of the first layer, ``W_o h(o) + b``: ``(*lead, hidden_sizes[0])``."""
+        w_obs = self.input_layer.weight[:, self.split[0] + self.split[1] :]
+        return F.linear(self.obs_base(obs), w_obs, self.input_layer.bias)
+
+    def forward(self, x: Tensor, k: Tensor, context: Tensor) -> Tensor:
+        """Predicted noise ``(*L, dim)``.
+
+        Args:
+            x: noisy actions ``(*L, dim)``.
+            k: step indices (``t - 1``), int64, broadcastable to ``x.shape[:-1]``.
+            context: :meth:`context` of the observations, broadcastable to ``(*L, hidden)``.
+        """
+        w_x, w_t, _ = self.input_layer.weight.split(self.split, dim=1)
+        z = F.linear(x, w_x) + F.linear(self.time_features[k], w_t) + context
+        return self.output_layer(self.hidden(self.input_norm(self.input_act(z))))
+
+
+class DiffusionRecord(NamedTuple):
+    """The first candidate's chain: the inputs ``x_t`` of every reverse step and the sampling
+    actor's means ``mu_old(x_t, t, o)``, both ``(T, *lead, dim)`` indexed by ``k = t - 1``."""
+
+    x: Tensor
+    mu: Tensor
+
+
+class _DiffusionPass:
+    """Ancestral sampling from ``x_T ~ N(0, I)``, one denoiser call per step (see module doc)."""
+
+    def __init__(self, policy: DiffusionPolicy, obs: Tensor, n: int, record: bool, final_noise: bool) -> None:
+        self.policy = policy
+        self.context = policy.denoiser.context(obs)
+        self.x = torch.randn(n, *obs.shape[:-1], policy.codec.dim, device=obs.device)
+        self.steps_left = policy.n_timesteps
+        self.final_noise = final_noise
+        self.chain: list[tuple[Tensor, Tensor]] | None = [] if record else None
+
+    def step(self) -> None:
+        self.steps_left -= 1
+        k = self.steps_left
+        mu = self.policy.reverse_mean(self.x, self.policy.step_index[k], self.context)
+        if self.chain is not None:
+            self.chain.append((self.x[0], mu[0]))
+        if k > 0 or self.final_noise:
+            mu = mu + self.policy.sigma[k] * torch.randn_like(mu)
+        self.x = mu
+
+    def finish(self, available: Tensor | None) -> CandidateSample:
+        x = self.x.clamp(-1.0, 1.0)
+        record = None
+        if self.chain is not None:
+            xs, mus = zip(*reversed(self.chain))  # index k = t - 1
+            record = DiffusionRecord(torch.stack(xs), torch.stack(mus))
+        return CandidateSample(x, self.policy.codec.target(x, available), record)
+
+
+class DiffusionPolicy(CandidatePolicy):
+    """DDPM actor over one agent's action (see the module doc for the sampler).
+
+    Args:
+        args: model keys of :class:`Denoiser` plus ``n_timesteps``, ``beta_schedule``,
+            ``beta_min``, ``beta_max``.
+        obs_space: Box ``(d,)``.
+        act_space: 1-D Box with finite bounds, or Discrete.
+        device: where the parameters live.
+    """
+
+    def __init__(
+        self,
+        args: dict,
+        obs_space: gymnasium.spaces.Box,
+        act_space: gymnasium.Space,
+        device: torch.device | str = torch.device("cpu"),
+    ) -> None:
+        super().__init__()
+        self.codec = ActionCodec(act_space)
+        self.n_timesteps = int(args["n_timesteps"])
+        if self.n_timesteps < 2:
+            raise ValueError(f"n_timesteps must be >= 2 (the last step borrows t = 2's variance), got {self.n_timesteps}")
+        self.denoiser = Denoiser(args, obs_space.shape[0], self.codec.dim, self.n_timesteps)
+
+        betas = beta_schedule(args["beta_schedule"], self.n_timesteps, args["beta_min"], args["beta_max"])
+        alphas = 1.0 - betas
+        abar = torch.cumprod(alphas, 0)
+        abar_prev = torch.cat([abar.new_ones(1), abar[:-1]])
+        posterior_var = betas * (1.0 - abar_prev) / (1.0 - abar)
+        posterior_var[0] = posterior_var[1]  # t = 1 has posterior variance 0: use t = 2's (module doc)
+        constants = {
+            "alphas_cumprod": abar,
+            "sqrt_abar": abar.sqrt(),  # forward process
+            "sqrt_one_minus_abar": (1.0 - abar).sqrt(),
+            "sqrt_recip_abar": abar.rsqrt(),  # x0_hat
+            "sqrt_recipm1_abar": (1.0 / abar - 1.0).sqrt(),
+            "coef_x0": betas * abar_prev.sqrt() / (1.0 - abar),  # posterior mean
+            "coef_xt": (1.0 - abar_prev) * alphas.sqrt() / (1.0 - abar),
+            "sigma": posterior_var.sqrt(),
+            "variance": posterior_var,
+        }
+        for name, value in constants.items():
+            self.register_buffer(name, value.to(torch.float32), persistent=False)
+        self.register_buffer("step_index", torch.arange(self.n_timesteps), persistent=False)
+        self.to(device)
+
+    def reverse_mean(self, x: Tensor, k: Tensor, context: Tensor) -> Tensor:
+        """Mean of ``p_theta(x_{t-1} | x_t, o)`` with the clipped ``x0_hat`` (one denoiser call).
+
+        Args:
+            x: ``(*L, dim)``; k: int64 step indices broadcastable to ``x.shape[:-1]``;
+            context: :meth:`Denoiser.context`.
+        """
+        eps = self.denoiser(x, k, context)
+
+        def at(coef: Tensor) -> Tensor:
+            return coef[k].unsqueeze(-1)
+
+        x0 = (at(self.sqrt_recip_abar) * x - at(self.sqrt_recipm1_abar) * eps).clamp(-1.0, 1.0)
+        return at(self.coef_x0) * x0 + at(self.coef_xt) * x
+
+    def start_sampling(self, obs: Tensor, n: int, record: bool = False, final_noise: bool = True) -> _DiffusionPass:
+        return _DiffusionPass(self, obs, n, record, final_noise)
+
+    def denoising_loss(self, actions: Tensor, context: Tensor) -> Tensor:
+        """``||eps - eps_theta(sqrt(abar_t) a + sqrt(1 - abar_t) eps, t, o)||^2 / dim`` per sample,
+        ``t`` uniform in ``1..T``, ``eps ~ N(0, I)``: ``(*L,)`` for actions ``(*L, dim)``.
+
+        Divided by ``dim`` (the mean over action dimensions) so the same learning rate suits any
+        action size.
+        """
+        k = torch.randint(self.n_timesteps, actions.shape[:-1], device=actions.device)
+        eps = torch.randn_like(actions)
+        noisy = self.sqrt_abar[k].unsqueeze(-1) * actions + self.sqrt_one_minus_abar[k].unsqueeze(-1) * eps
+        return (eps - self.denoiser(noisy, k, context)).pow(2).mean(-1)
+
+    def surrogate_losses(
+        self, obs: Tensor, targets: Tensor, available: Tensor | None, n_entropy: int
+    ) -> tuple[Tensor, Tensor]:
+        """Denoising losses of the candidates (Eq. 5 before weighting) and of ``n_entropy``
+        uniform actions per state (Eq. 9 before ``alpha``), in one denoiser call."""
+        uniform = self.codec.uniform((n_entropy, *obs.shape[:-1]), available, obs.device)
+        losses = self.denoising_loss(torch.cat([targets, uniform]), self.denoiser.context(obs))
+        return losses[: len(targets)], losses[len(targets) :].mean(0)
+
+    def kl_from_record(self, obs: Tensor, record: DiffusionRecord) -> Tensor:
+        """Path KL ``sum_t ||mu(x_t, t, o) - mu_old(x_t, t, o)||^2 / (2 sigma_t^2)`` on the recorded
+        chain of the old actor: the KL between the two reverse chains, an upper bound on the
+        KL between their actions (module doc). One denoiser call for all T steps."""
+        k = self.step_index.view(-1, *([1] * (record.x.dim() - 2)))
+        mu = self.reverse_mean(record.x, k, self.denoiser.context(obs))
+        per_step = (mu - record.mu).pow(2).sum(-1) / (2.0 * self.variance[k])
+        return per_step.sum(0)
