@@ -18,6 +18,7 @@ _RUNNERS = {
     "hatd3": "harl.runners.off_policy_ha_runner:OffPolicyHARunner",
     "maddpg": "harl.runners.off_policy_ma_runner:OffPolicyMARunner",
     "matd3": "harl.runners.off_policy_ma_runner:OffPolicyMARunner",
+    "haqo": "harl.runners.haqo_runner:HAQORunner",
 }
 
 

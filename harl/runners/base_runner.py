@@ -148,8 +148,13 @@ class BaseRunner(abc.ABC):
         self.run_logger = RunLogger(
             self.run_dir, tuple(self.envs.episode_metric_names), self.num_env_steps,
             start_step=self.total_steps, start_wall=self.elapsed_before_resume,
+            diagnostic_names=self.csv_diagnostic_names(),
         )
         return self.run_logger
+
+    def csv_diagnostic_names(self) -> tuple[str, ...]:
+        """Algorithm diagnostics that get a ``progress.csv`` column (default: none)."""
+        return ()
 
     # ----------------------------------------------------------------- evaluation
     @torch.no_grad()

@@ -19,6 +19,7 @@ from harl.common.buffers.off_policy_buffer_ep import OffPolicyBufferEP
 from harl.common.buffers.off_policy_buffer_fp import OffPolicyBufferFP
 from harl.runners.base_runner import BaseRunner
 from harl.utils.configs_tools import ConfigError
+from harl.utils.logger import ScalarWindow
 from harl.utils.models_tools import to_numpy
 
 logger = logging.getLogger(__name__)
@@ -74,6 +75,7 @@ class OffPolicyBaseRunner(BaseRunner):
                 f"{train_cfg['warmup_steps']}; raise --num_env_steps or lower --warmup_steps"
             )
         self.total_it = 0
+        self.diagnostics = ScalarWindow(track_max=self.track_max)
         if flat["model_dir"]:
             self.restore_weights(flat["model_dir"])
 
@@ -98,21 +100,26 @@ class OffPolicyBaseRunner(BaseRunner):
             run_logger.advance(self.total_steps)
 
             train_step = vec_step - self.warmup_vec_steps
-            infos: dict[str, float] = {}
             if not warming_up and train_step % self.train_interval == 0:
                 if self.flat_args["use_linear_lr_decay"]:
                     self.lr_decay(train_step, self.total_vec_steps - self.warmup_vec_steps)
                 for _ in range(self.updates_per_train):
-                    infos = self.train()
+                    self.diagnostics.add(self.train())
             is_last = vec_step == self.total_vec_steps
             if vec_step % self.eval_interval == 0 or is_last:
                 row = self.evaluate() if self.eval_envs is not None else {}
+                diagnostics = self.diagnostics.flush()
+                in_csv = set(run_logger.diagnostic_names)
+                row.update({k: v for k, v in diagnostics.items() if k in in_csv})
                 run_logger.log_row(self.total_steps, row=row)
-                if infos:
-                    run_logger.log_scalars(infos, self.total_steps)
+                run_logger.log_scalars({k: v for k, v in diagnostics.items() if k not in in_csv}, self.total_steps)
             if vec_step % self.checkpoint_vec_interval == 0 or is_last:
                 self.save_checkpoint({"vec_step": vec_step, "total_it": self.total_it})
         self.save_model_weights()
+
+    def track_max(self, key: str) -> bool:
+        """Diagnostics whose window maximum is logged beside the mean (default: none)."""
+        return False
 
     # ----------------------------------------------------------------- acting
     @torch.no_grad()

@@ -13,7 +13,7 @@ import math
 import os
 import sys
 import time
-from typing import IO, Mapping, NamedTuple, Sequence
+from typing import IO, Callable, Mapping, NamedTuple, Sequence
 
 import numpy as np
 from torch.utils.tensorboard import SummaryWriter
@@ -143,6 +143,8 @@ class RunLogger:
     Args:
         run_dir: the run directory (TensorBoard files go to ``run_dir/logs``).
         metric_names: the environment's ``episode_metric_names``.
+        diagnostic_names: algorithm diagnostics that also get a ``progress.csv`` column (after
+            the metrics), e.g. HAQO's per-agent KL; other diagnostics go to TensorBoard only.
         total_steps: ``num_env_steps``, the end of the progress display.
         start_step: env steps already done (the checkpoint's counter when resuming). Rows of
             ``progress.csv`` and TensorBoard points after it are dropped, since they will be
@@ -163,12 +165,15 @@ class RunLogger:
         disable_progress: bool = False,
         stream: IO[str] | None = None,
         plain_interval_s: float = 30.0,
+        diagnostic_names: tuple[str, ...] = (),
     ) -> None:
         self.metric_names = tuple(metric_names)
+        self.diagnostic_names = tuple(diagnostic_names)
         self.columns = (
             BASE_COLUMNS
             + tuple(f"train_{m}" for m in self.metric_names)
             + tuple(f"eval_{m}" for m in self.metric_names)
+            + self.diagnostic_names
         )
         self.csv_path = os.path.join(run_dir, "progress.csv")
         if os.path.exists(self.csv_path):
@@ -286,9 +291,10 @@ class RunLogger:
         self._last_eval = values.get("eval_episode_return", self._last_eval)
         self.advance(env_steps)
 
-    @staticmethod
-    def _tag(column: str) -> str:
+    def _tag(self, column: str) -> str:
         """TensorBoard tag of a CSV column: ``train_episode_return`` -> ``train/episode_return``."""
+        if column in self.diagnostic_names:
+            return f"diagnostics/{column}"
         prefix, _, name = column.partition("_")
         return f"{prefix}/{name}" if prefix in ("train", "eval") else f"time/{column}"
 
@@ -312,3 +318,31 @@ class RunLogger:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+class ScalarWindow:
+    """Means of the diagnostics added since the last :meth:`flush` (one value per update), and
+    the maximum of the keys in ``track_max`` as ``<key>_max``, so a logged row also says what the
+    worst update in its window did (e.g. the largest realised KL)."""
+
+    def __init__(self, track_max: Callable[[str], bool] = lambda key: False) -> None:
+        self._track_max = track_max
+        self._sums: dict[str, float] = {}
+        self._counts: dict[str, int] = {}
+        self._maxima: dict[str, float] = {}
+
+    def add(self, scalars: Mapping[str, float]) -> None:
+        """Add one update's diagnostics."""
+        for key, value in scalars.items():
+            value = float(value)
+            self._sums[key] = self._sums.get(key, 0.0) + value
+            self._counts[key] = self._counts.get(key, 0) + 1
+            if self._track_max(key):
+                self._maxima[key] = max(self._maxima.get(key, -math.inf), value)
+
+    def flush(self) -> dict[str, float]:
+        """The window's means and maxima; the window starts empty again."""
+        out = {key: total / self._counts[key] for key, total in self._sums.items()}
+        out.update({f"{key}_max": value for key, value in self._maxima.items()})
+        self._sums, self._counts, self._maxima = {}, {}, {}
+        return out

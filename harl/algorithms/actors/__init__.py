@@ -2,6 +2,7 @@
 from harl.algorithms.actors.haa2c import HAA2C
 from harl.algorithms.actors.haddpg import HADDPG
 from harl.algorithms.actors.happo import HAPPO
+from harl.algorithms.actors.haqo import HAQO
 from harl.algorithms.actors.hasac import HASAC
 from harl.algorithms.actors.hatd3 import HATD3
 from harl.algorithms.actors.hatrpo import HATRPO
@@ -19,4 +20,5 @@ ALGO_REGISTRY = {
     "hatd3": HATD3,
     "maddpg": MADDPG,
     "matd3": MATD3,
+    "haqo": HAQO,
 }

@@ -248,12 +248,12 @@ class HAQO(OffPolicyComponent):
     def get_actions(
         self, obs: ArrayLike, available_actions: ArrayLike | None = None, explore: bool = True
     ) -> Tensor:
-        """Decentralised actions ``(E, a_i)`` env format, one sample each, no critic (evaluation,
-        deployment). ``explore=False`` takes the mean of the last denoising step (Gaussian: the
-        mean of the latent)."""
-        avail = self.as_tensor(available_actions)
-        sample = self.actor.sample(self.as_tensor(obs), avail, final_noise=explore)
-        return self.actor.codec.to_env(sample.x[0], avail)
+        """Decentralised actions ``(E, a_i)`` env format, no critic (evaluation, deployment): one
+        sample each; ``explore=False``: :meth:`CandidatePolicy.eval_actions` (the diffusion actor
+        still samples, the Gaussian takes its mean)."""
+        obs, avail = self.as_tensor(obs), self.as_tensor(available_actions)
+        x = self.actor.sample(obs).x[0] if explore else self.actor.eval_actions(obs)
+        return self.actor.codec.to_env(x, avail)
 
     @torch.no_grad()
     def sample(self, obs: ArrayLike, available_actions: ArrayLike | None = None) -> Tensor:

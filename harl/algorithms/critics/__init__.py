@@ -10,6 +10,7 @@ CRITIC_REGISTRY = {
     "maddpg": ContinuousQCritic,
     "hatd3": TwinContinuousQCritic,
     "matd3": TwinContinuousQCritic,
+    "haqo": TwinContinuousQCritic,
 }
 
 __all__ = ["CRITIC_REGISTRY", "ContinuousQCritic", "SoftTwinContinuousQCritic", "TwinContinuousQCritic", "VCritic"]

@@ -94,6 +94,14 @@ class ContinuousQCritic(OffPolicyComponent):
         q = self._policy_value(self._q_heads(self.critic, share_obs, joint_actions))
         return q.mean(-2) if self.state_type == "FP" else q
 
+    def min_q(self, share_obs: Tensor, joint_actions: Tensor, target: bool = False) -> Tensor:
+        """``min_j Q_j(s, a)`` over the heads of the online (or target) critic, ``(*K, B, 1)``,
+        FP averaged over the agents' states like :meth:`get_values`. HAQO scores its candidate
+        joint actions with it (behaviour, TD-target and training candidates)."""
+        net = self.target_critic if target else self.critic
+        q = self._q_heads(net, share_obs, joint_actions).min(-1, keepdim=True).values
+        return q.mean(-2) if self.state_type == "FP" else q
+
     # --- update -----------------------------------------------------------------------------
 
     def _next_state_value(self, next_q: Tensor, next_logps: Sequence[Tensor] | None) -> Tensor:

@@ -12,11 +12,19 @@ Forward process ``q(x_t | x_0) = N(sqrt(abar_t) x_0, (1 - abar_t) I)``. Reverse 
     x_{t-1} = mu + sigma_t z
 
 ``sigma_t^2`` is the posterior variance; at ``t = 1``, where it is 0, it takes the value of
-``t = 2`` (DDPM's clipped log-variance). That last bit of noise is what makes every reverse
-step a Gaussian with positive variance, so the path KL between two actors
-(:meth:`DiffusionPolicy.kl_from_record`) is finite and bounds the KL of their actions: the final
-clip and the arg-max are the same map for both actors, and the KL cannot grow through a common
-map. Evaluation (``final_noise=False``) drops that last noise.
+``t = 2`` (DDPM's clipped log-variance), so the last step is a Gaussian too. Two consequences:
+
+* drift: two actors' reverse chains are Gaussian steps with the same variances, so
+  ``E_old sum_t ||mu_new(x_t, t, o) - mu_old(x_t, t, o)||^2 / (2 sigma_t^2)`` is exactly the KL
+  between their chains (:meth:`DiffusionPolicy.kl_from_record`) and bounds the KL between their
+  actions: the final clip and the arg-max are the same map for both actors, and a KL cannot
+  grow through a common map. With a deterministic last step (DDPM's sampler) the KL between
+  two actors' actions is unbounded.
+* sharpness floor: no mode of the policy is narrower than ``sigma_2``. Best-of-K selection
+  favours whichever of two equally good modes is sharper, and training on the winners sharpens
+  it further, so without a common floor one mode takes over (tests/test_haqo.py, bimodal toy).
+
+Evaluation (:meth:`DiffusionPolicy.eval_actions`) drops the last step's noise.
 
 :class:`CandidatePolicy` is the interface HAQO trains (this module and the Gaussian ablation in
 ``gaussian_candidate_policy.py``): sampling passes that advance one network call per
@@ -207,13 +215,13 @@ class CandidatePolicy(nn.Module):
 
     codec: ActionCodec
 
-    def start_sampling(self, obs: Tensor, n: int, record: bool = False, final_noise: bool = True) -> SamplingPass:
-        """Start drawing ``n`` candidates for every observation ``(*lead, d)``.
+    def start_sampling(self, obs: Tensor, n: int, record: bool = False) -> SamplingPass:
+        """Start drawing ``n`` candidates for every observation ``(*lead, d)``; ``record`` keeps
+        what :meth:`kl_from_record` needs."""
+        raise NotImplementedError
 
-        Args:
-            record: keep what :meth:`kl_from_record` needs (the first candidate's chain).
-            final_noise: sample the last step (``False``: its mean, for evaluation).
-        """
+    def eval_actions(self, obs: Tensor) -> Tensor:
+        """Normalised actions ``(*lead, dim)`` for evaluation, without exploration noise."""
         raise NotImplementedError
 
     def surrogate_losses(
@@ -238,11 +246,9 @@ class CandidatePolicy(nn.Module):
         raise NotImplementedError
 
     @torch.no_grad()
-    def sample(
-        self, obs: Tensor, available: Tensor | None = None, n: int = 1, record: bool = False, final_noise: bool = True
-    ) -> CandidateSample:
+    def sample(self, obs: Tensor, available: Tensor | None = None, n: int = 1, record: bool = False) -> CandidateSample:
         """``n`` candidates for every observation ``(*lead, d)``: ``x`` is ``(n, *lead, dim)``."""
-        sampling = self.start_sampling(obs, n, record, final_noise)
+        sampling = self.start_sampling(obs, n, record)
         run_passes([sampling])
         return sampling.finish(available)
 
@@ -313,7 +319,7 @@ class DiffusionRecord(NamedTuple):
 class _DiffusionPass:
     """Ancestral sampling from ``x_T ~ N(0, I)``, one denoiser call per step (see module doc)."""
 
-    def __init__(self, policy: DiffusionPolicy, obs: Tensor, n: int, record: bool, final_noise: bool) -> None:
+    def __init__(self, policy: DiffusionPolicy, obs: Tensor, n: int, record: bool, final_noise: bool = True) -> None:
         self.policy = policy
         self.context = policy.denoiser.context(obs)
         self.x = torch.randn(n, *obs.shape[:-1], policy.codec.dim, device=obs.device)
@@ -327,9 +333,7 @@ class _DiffusionPass:
         mu = self.policy.reverse_mean(self.x, self.policy.step_index[k], self.context)
         if self.chain is not None:
             self.chain.append((self.x[0], mu[0]))
-        if k > 0 or self.final_noise:
-            mu = mu + self.policy.sigma[k] * torch.randn_like(mu)
-        self.x = mu
+        self.x = mu + self.policy.sigma[k] * torch.randn_like(mu) if k > 0 or self.final_noise else mu
 
     def finish(self, available: Tensor | None) -> CandidateSample:
         x = self.x.clamp(-1.0, 1.0)
@@ -370,7 +374,7 @@ class DiffusionPolicy(CandidatePolicy):
         abar = torch.cumprod(alphas, 0)
         abar_prev = torch.cat([abar.new_ones(1), abar[:-1]])
         posterior_var = betas * (1.0 - abar_prev) / (1.0 - abar)
-        posterior_var[0] = posterior_var[1]  # t = 1 has posterior variance 0: use t = 2's (module doc)
+        posterior_var[0] = posterior_var[1]  # 0 at t = 1: use t = 2's (module doc)
         constants = {
             "alphas_cumprod": abar,
             "sqrt_abar": abar.sqrt(),  # forward process
@@ -402,8 +406,16 @@ class DiffusionPolicy(CandidatePolicy):
         x0 = (at(self.sqrt_recip_abar) * x - at(self.sqrt_recipm1_abar) * eps).clamp(-1.0, 1.0)
         return at(self.coef_x0) * x0 + at(self.coef_xt) * x
 
-    def start_sampling(self, obs: Tensor, n: int, record: bool = False, final_noise: bool = True) -> _DiffusionPass:
-        return _DiffusionPass(self, obs, n, record, final_noise)
+    def start_sampling(self, obs: Tensor, n: int, record: bool = False) -> _DiffusionPass:
+        return _DiffusionPass(self, obs, n, record)
+
+    @torch.no_grad()
+    def eval_actions(self, obs: Tensor) -> Tensor:
+        """One chain per observation with the mean of its last step: the policy's modes without
+        the sharpness floor (module doc)."""
+        sampling = _DiffusionPass(self, obs, 1, record=False, final_noise=False)
+        run_passes([sampling])
+        return sampling.finish(None).x[0]
 
     def denoising_loss(self, actions: Tensor, context: Tensor) -> Tensor:
         """``||eps - eps_theta(sqrt(abar_t) a + sqrt(1 - abar_t) eps, t, o)||^2 / dim`` per sample,

@@ -49,11 +49,9 @@ class _GaussianPass:
 
     steps_left = 0
 
-    def __init__(self, policy: GaussianCandidatePolicy, obs: Tensor, n: int, record: bool, final_noise: bool) -> None:
-        self.codec = policy.codec
+    def __init__(self, policy: GaussianCandidatePolicy, obs: Tensor, n: int, record: bool) -> None:
         mu, log_std = policy.distribution(obs)
-        noise = torch.randn(n, *mu.shape, device=mu.device) if final_noise else mu.new_zeros(n, *mu.shape)
-        self.u = mu + log_std.exp() * noise
+        self.u = mu + log_std.exp() * torch.randn(n, *mu.shape, device=mu.device)
         self.record = GaussianRecord(mu, log_std) if record else None
 
     def step(self) -> None:
@@ -94,8 +92,13 @@ class GaussianCandidatePolicy(CandidatePolicy):
         features = self.base(obs)
         return self.mu_layer(features), self.log_std_layer(features).clamp(LOG_STD_MIN, LOG_STD_MAX)
 
-    def start_sampling(self, obs: Tensor, n: int, record: bool = False, final_noise: bool = True) -> _GaussianPass:
-        return _GaussianPass(self, obs, n, record, final_noise)
+    def start_sampling(self, obs: Tensor, n: int, record: bool = False) -> _GaussianPass:
+        return _GaussianPass(self, obs, n, record)
+
+    @torch.no_grad()
+    def eval_actions(self, obs: Tensor) -> Tensor:
+        """``tanh(mu(o))``, the squashed mean (HASAC's deterministic action)."""
+        return torch.tanh(self.distribution(obs)[0])
 
     def surrogate_losses(
         self, obs: Tensor, targets: Tensor, available: Tensor | None, n_entropy: int

@@ -1,0 +1,100 @@
+"""HAQO on the off-policy heterogeneous-agent runner (../shared/design/HAQO_SPEC.md).
+
+The replay buffer, warm-up, counters, evaluation and checkpoints are the off-policy runner's;
+the shared twin-Q critic is :class:`TwinContinuousQCritic`. What HAQO changes:
+
+* behaviour actions (spec 3): each agent's best of ``behavior_candidates`` samples by
+  ``min(Q1, Q2)`` with the other agents at their first candidate;
+* TD target (spec 2): each agent's next action is the best of ``target_candidates`` samples by
+  the target critics;
+* actor round (spec 4): the agents update one at a time with :func:`sequential_round`; with
+  ``sequential: true`` the successors see actions re-sampled from their predecessors' freshly
+  updated actors, with ``false`` every agent sees the pre-round actions.
+"""
+from __future__ import annotations
+
+import time
+from functools import partial
+
+import numpy as np
+import torch
+
+from harl.algorithms.actors.haqo import select_joint_actions
+from harl.common.sequential_update import sequential_round, update_order
+from harl.runners.off_policy_base_runner import OffPolicyBaseRunner
+from harl.utils.models_tools import to_numpy, to_tensor
+
+# Per-agent diagnostics that also get a progress.csv column (HAQO_SPEC section 6); the rest
+# (losses of every part, timings) go to TensorBoard.
+CSV_AGENT_DIAGNOSTICS = ("loss_qv", "loss_ent", "weight_nonzero", "kl_raw", "kl", "kl_max", "ls_backtracks", "candidate_spread")
+
+
+class HAQORunner(OffPolicyBaseRunner):
+    """Collect with Q-selected diffusion candidates; train the twin critic, then one HA round."""
+
+    def __init__(self, args, algo_args, env_args):
+        super().__init__(args, algo_args, env_args)
+        self.sequential = bool(self.flat_args["sequential"])
+
+    # ----------------------------------------------------------------- diagnostics
+    def csv_diagnostic_names(self) -> tuple[str, ...]:
+        return tuple(f"agent{i}/{k}" for i in range(self.num_agents) for k in CSV_AGENT_DIAGNOSTICS) + (
+            "critic/critic_loss", "critic/q_mean", "time/sampling", "time/critic", "time/actor",
+        )
+
+    def track_max(self, key: str) -> bool:
+        # the realised KL of the worst update in a logged window must stay below kl_threshold
+        return key.endswith("/kl")
+
+    # ----------------------------------------------------------------- acting
+    def _q_fn(self, share_obs, target: bool = False):
+        """``min(Q1, Q2)`` at the given states, as the function of joint actions HAQO expects."""
+        share_obs = to_tensor(share_obs, self.device)
+        return partial(self.critic.min_q, share_obs, target=target)
+
+    def _critic_states(self, share_obs: np.ndarray) -> np.ndarray:
+        """The critic's state of a vectorised step: EP one per env, FP one per (env, agent)."""
+        return share_obs[:, 0] if self.state_type == "EP" else share_obs
+
+    @torch.no_grad()
+    def behaviour_actions(self, obs, share_obs, available_actions) -> list[np.ndarray]:
+        joint = select_joint_actions(
+            self.actor, obs, available_actions, self.actor[0].behavior_candidates,
+            self._q_fn(self._critic_states(share_obs)),
+        )
+        return [to_numpy(action) for action in joint.env]
+
+    # ----------------------------------------------------------------- training
+    def train(self) -> dict[str, float]:
+        """One update: twin critic on K_t-candidate targets, then one actor round."""
+        self.total_it += 1
+        batch = self.buffer.sample().to(self.device)
+        start = time.perf_counter()
+        next_actions = select_joint_actions(
+            self.actor, batch.next_obs, batch.next_available_actions, self.actor[0].target_candidates,
+            self._q_fn(batch.next_share_obs, target=True),
+        ).critic
+        infos = {f"critic/{k}": v for k, v in self.critic.train(batch, next_actions).items()}
+        critic_done = time.perf_counter()
+
+        joint = select_joint_actions(self.actor, batch.obs, batch.available_actions, 1).critic
+        q_fn = self._q_fn(batch.share_obs)
+
+        def update_agent(agent_id: int, joint_actions) -> dict[str, float]:
+            return self.actor[agent_id].train(
+                batch.obs[agent_id], joint_actions, agent_id, q_fn,
+                batch.available_actions[agent_id], batch.valid_transitions[:, agent_id],
+            )
+
+        def resample(agent_id: int):
+            return self.actor[agent_id].sample(batch.obs[agent_id], batch.available_actions[agent_id])
+
+        order = update_order(self.num_agents, self.fixed_order)
+        agent_infos = sequential_round(order, joint, update_agent, resample if self.sequential else None)
+        for agent_id, info in agent_infos.items():
+            infos.update({f"agent{agent_id}/{k}": v for k, v in info.items()})
+        self.critic.soft_update()
+        infos["time/critic"] = critic_done - start
+        infos["time/actor"] = time.perf_counter() - critic_done
+        infos["time/sampling"] = sum(info["time_sampling"] for info in agent_infos.values())
+        return infos

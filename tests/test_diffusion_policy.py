@@ -1,0 +1,286 @@
+"""Diffusion actor (and the Gaussian ablation): schedules, sampler, action codec, losses, path KL."""
+from __future__ import annotations
+
+import copy
+import math
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from harl.models.policy_models.diffusion_policy import (
+    ActionCodec,
+    DiffusionPolicy,
+    beta_schedule,
+    sinusoidal_embedding,
+)
+from harl.models.policy_models.gaussian_candidate_policy import GaussianCandidatePolicy
+
+OBS = gym.spaces.Box(-1.0, 1.0, (3,), np.float32)
+BOX = gym.spaces.Box(np.array([0.0, -2.0], np.float32), np.array([1.0, 2.0], np.float32))
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU"))]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny networks: a second intra-op thread only adds synchronisation on a shared machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def make_args(**overrides):
+    args = dict(
+        hidden_sizes=[32, 32], activation_func="relu", use_feature_normalization=True,
+        initialization_method="orthogonal_", gain=0.01, n_timesteps=8, beta_schedule="vp",
+        beta_min=0.1, beta_max=10.0, time_embed_dim=16,
+    )
+    args.update(overrides)
+    return args
+
+
+class AffineDenoiser(nn.Module):
+    """``eps(x_t, t) = x_t / sqrt(1 - abar_t) + b``: with ``b = 0`` the predicted ``x_0`` is 0
+    exactly; with ``b`` it is ``-sqrt(1/abar_t - 1) b``, inside [-1, 1] when ``b`` is small."""
+
+    def __init__(self, alphas_cumprod: torch.Tensor, b: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("scale", (1.0 - alphas_cumprod).rsqrt())
+        self.register_buffer("b", b)
+
+    def context(self, obs):
+        return obs.new_zeros(*obs.shape[:-1], 1)
+
+    def forward(self, x, k, context):
+        return self.scale[k].unsqueeze(-1) * x + self.b
+
+
+class DiracDenoiser(nn.Module):
+    """The exact noise predictor of data concentrated at ``a0``:
+    ``eps = (x_t - sqrt(abar_t) a0) / sqrt(1 - abar_t)``."""
+
+    def __init__(self, alphas_cumprod: torch.Tensor, a0: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("abar", alphas_cumprod)
+        self.register_buffer("a0", a0)
+
+    def context(self, obs):
+        return obs.new_zeros(*obs.shape[:-1], 1)
+
+    def forward(self, x, k, context):
+        abar = self.abar[k].unsqueeze(-1)
+        return (x - abar.sqrt() * self.a0) / (1.0 - abar).sqrt()
+
+
+# --- schedules and embedding ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["vp", "linear", "cosine"])
+@pytest.mark.parametrize("steps", [2, 5, 8, 16, 100])
+def test_schedules_are_monotone_and_alphas_cumprod_in_unit_interval(name, steps):
+    betas = beta_schedule(name, steps, 0.1, 10.0)
+    abar = torch.cumprod(1.0 - betas, 0)
+    assert betas.shape == (steps,)
+    assert ((betas > 0) & (betas < 1)).all()
+    assert (betas[1:] >= betas[:-1]).all()
+    assert ((abar > 0) & (abar < 1)).all()
+    assert (abar[1:] < abar[:-1]).all()
+
+
+def test_vp_schedule_integrates_the_sde_exactly():
+    """prod_t (1 - beta_t) = exp(-int_0^1 beta(tau) dtau) = exp(-(beta_min + beta_max) / 2)."""
+    for steps in (3, 8, 50):
+        abar_T = torch.prod(1.0 - beta_schedule("vp", steps, 0.1, 10.0))
+        assert abar_T.item() == pytest.approx(math.exp(-5.05), rel=1e-9)
+
+
+def test_linear_schedule_matches_ddpm_at_1000_steps():
+    betas = beta_schedule("linear", 1000, 0.1, 20.0)
+    assert betas[0].item() == pytest.approx(1e-4) and betas[-1].item() == pytest.approx(0.02)
+
+
+def test_unknown_schedule_and_too_few_steps_raise():
+    with pytest.raises(ValueError, match="beta_schedule"):
+        beta_schedule("sigmoid", 8, 0.1, 10.0)
+    with pytest.raises(ValueError, match="n_timesteps"):
+        DiffusionPolicy(make_args(n_timesteps=1), OBS, BOX)
+
+
+def test_sinusoidal_embedding_distinguishes_steps():
+    emb = sinusoidal_embedding(torch.arange(1, 9), 16)
+    assert emb.shape == (8, 16)
+    assert torch.cdist(emb, emb).add(torch.eye(8)).min() > 0.1
+    with pytest.raises(ValueError):
+        sinusoidal_embedding(torch.arange(3), 7)
+
+
+# --- action codec ---------------------------------------------------------------------------
+
+
+def test_box_codec_maps_onto_bounds():
+    codec = ActionCodec(BOX)
+    x = torch.tensor([[-1.0, -1.0], [1.0, 1.0], [0.0, 0.0]])
+    assert torch.allclose(codec.to_env(x), torch.tensor([[0.0, -2.0], [1.0, 2.0], [0.5, 0.0]]))
+    assert torch.equal(codec.to_critic(x), codec.to_env(x))
+    assert torch.equal(codec.target(x), x)
+    u = codec.uniform((1000,), None, torch.device("cpu"))
+    assert u.shape == (1000, 2) and u.min() >= -1 and u.max() <= 1 and u.std() > 0.5
+    with pytest.raises(ValueError, match="finite"):
+        ActionCodec(gym.spaces.Box(-np.inf, np.inf, (2,)))
+
+
+def test_discrete_codec_never_decodes_an_unavailable_action():
+    """Property over random masks: decoded actions, one-hots, targets and uniform draws only
+    ever use available actions, even where the scores prefer unavailable ones."""
+    gen = torch.Generator().manual_seed(0)
+    for trial in range(200):
+        n = int(torch.randint(2, 8, (1,), generator=gen))
+        codec = ActionCodec(gym.spaces.Discrete(n))
+        avail = (torch.rand(16, n, generator=gen) < 0.5).float()
+        avail[torch.arange(16), torch.randint(n, (16,), generator=gen)] = 1.0  # at least one
+        scores = torch.randn(5, 16, n, generator=gen) + 10.0 * (1.0 - avail)  # lure to unavailable
+        index = codec.to_env(scores, avail).squeeze(-1)
+        assert index.shape == (5, 16) and index.dtype == torch.int64
+        assert avail.expand(5, -1, -1).gather(-1, index.unsqueeze(-1)).eq(1).all(), trial
+        onehot = codec.to_critic(scores, avail)
+        assert onehot.sum(-1).eq(1).all() and (onehot * (1 - avail)).eq(0).all()
+        target = codec.target(scores, avail)
+        assert set(target.unique().tolist()) <= {-1.0, 1.0} and ((target + 1) / 2 * (1 - avail)).eq(0).all()
+        uniform = codec.uniform((7, 16), avail.bool(), torch.device("cpu"))
+        assert ((uniform + 1) / 2 * (1 - avail)).eq(0).all() and uniform.eq(1).sum(-1).eq(1).all()
+
+
+def test_discrete_uniform_covers_the_available_actions_evenly():
+    codec = ActionCodec(gym.spaces.Discrete(4))
+    avail = torch.tensor([1.0, 0.0, 1.0, 1.0])
+    counts = codec.uniform((6000,), avail, torch.device("cpu")).eq(1).float().sum(0)
+    assert counts[1] == 0 and torch.allclose(counts[[0, 2, 3]] / 6000, torch.full((3,), 1 / 3), atol=0.03)
+
+
+# --- sampler --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("policy_cls", [DiffusionPolicy, GaussianCandidatePolicy])
+def test_sampling_shapes_and_bounds_with_leading_dims(policy_cls, device):
+    torch.manual_seed(0)
+    policy = policy_cls(make_args(), OBS, BOX, device)
+    obs = torch.randn(3, 5, 3, device=device)
+    sample = policy.sample(obs, n=4, record=True)
+    assert sample.x.shape == sample.target.shape == (4, 3, 5, 2)
+    assert sample.x.device.type == device
+    assert sample.x.abs().max() <= 1.0
+    actions = policy.codec.to_env(sample.x)
+    assert (actions >= torch.as_tensor(BOX.low, device=device)).all()
+    assert (actions <= torch.as_tensor(BOX.high, device=device)).all()
+    assert policy.kl_from_record(obs, sample.record).shape == (3, 5)
+
+
+def test_one_denoiser_call_per_denoising_step_for_all_candidates():
+    policy = DiffusionPolicy(make_args(n_timesteps=6), OBS, BOX)
+    calls = []
+    policy.denoiser.register_forward_hook(lambda module, args, out: calls.append(args[0].shape))
+    sample = policy.sample(torch.randn(11, 3), n=7, record=True)
+    assert calls == [torch.Size([7, 11, 2])] * 6
+    calls.clear()
+    policy.kl_from_record(torch.randn(11, 3), sample.record)
+    assert calls == [torch.Size([6, 11, 2])]  # every step of the chain in one call
+    calls.clear()
+    policy.surrogate_losses(torch.randn(11, 3), sample.target[:2], None, 3)
+    assert calls == [torch.Size([5, 11, 2])]  # candidates and entropy samples together
+
+
+@pytest.mark.parametrize("schedule", ["vp", "linear", "cosine"])
+def test_exact_denoiser_of_a_dirac_samples_it_and_has_zero_loss(schedule):
+    """With the exact noise predictor of data at ``a0``: evaluation returns ``a0``, samples are
+    ``a0`` plus the last step's ``N(0, sigma_2^2)`` floor, and the denoising loss is zero at
+    ``a0`` and positive elsewhere."""
+    torch.manual_seed(0)
+    policy = DiffusionPolicy(make_args(beta_schedule=schedule), OBS, BOX)
+    a0 = torch.tensor([0.3, -0.7])
+    policy.denoiser = DiracDenoiser(policy.alphas_cumprod, a0)
+    x = policy.eval_actions(torch.zeros(50, 3))
+    assert torch.allclose(x, a0.expand_as(x), atol=1e-5)
+    x = policy.sample(torch.zeros(4000, 3)).x[0, :, 0]  # 0.3 is far enough from the bounds
+    sigma = policy.sigma[0].item()
+    assert sigma > 0 and x.mean().item() == pytest.approx(0.3, abs=0.1 * sigma)
+    assert x.std().item() == pytest.approx(sigma, rel=0.1)
+    context = policy.denoiser.context(torch.zeros(50, 3))
+    assert policy.denoising_loss(a0.expand(4, 50, 2), context).max() < 1e-9
+    assert policy.denoising_loss(torch.zeros(4, 50, 2), context).min() > 0
+
+
+# --- path KL --------------------------------------------------------------------------------
+
+
+def test_path_kl_is_zero_for_identical_actors_and_positive_otherwise():
+    torch.manual_seed(0)
+    old = DiffusionPolicy(make_args(), OBS, BOX)
+    obs = torch.randn(64, 3)
+    record = old.sample(obs, record=True).record
+    # zero up to float rounding: the chain is re-evaluated in one batched call, not step by step
+    assert copy.deepcopy(old).kl_from_record(obs, record).abs().max() < 1e-10
+    new = copy.deepcopy(old)
+    with torch.no_grad():
+        new.denoiser.output_layer.bias.add_(0.01)
+    kl = new.kl_from_record(obs, record)
+    # states whose predicted x_0 stays clipped at the bounds for both actors can have KL 0
+    assert (kl >= 0).all() and kl.mean() > 1e-5
+
+
+@pytest.mark.parametrize("schedule", ["vp", "linear", "cosine"])
+def test_path_kl_matches_the_closed_form_of_an_affine_denoiser(schedule):
+    """Old ``eps = x / sqrt(1 - abar)``, new ``eps = x / sqrt(1 - abar) + b``: the means differ by
+    ``c0_t sqrt(1/abar_t - 1) b`` at every ``x_t``, so
+    ``KL = sum_t c0_t^2 (1/abar_t - 1) ||b||^2 / (2 sigma_t^2)``, with
+    ``c0_t = beta_t sqrt(abar_{t-1}) / (1 - abar_t)``, ``sigma_t^2`` the posterior variance and
+    ``sigma_1^2 = sigma_2^2``. Computed here from the betas in float64."""
+    torch.manual_seed(0)
+    steps = 8
+    old = DiffusionPolicy(make_args(beta_schedule=schedule, n_timesteps=steps), OBS, BOX)
+    betas = beta_schedule(schedule, steps, 0.1, 10.0)
+    abar = torch.cumprod(1 - betas, 0)
+    abar_prev = torch.cat([torch.ones(1, dtype=torch.float64), abar[:-1]])
+    gain = (1 / abar - 1).sqrt()
+    b = torch.tensor([0.3, -0.4], dtype=torch.float64) / gain.max()  # keeps x0_hat inside [-1, 1]
+    c0 = betas * abar_prev.sqrt() / (1 - abar)
+    var = betas * (1 - abar_prev) / (1 - abar)
+    var[0] = var[1]
+    expected = (c0**2 * gain**2 * b.pow(2).sum() / (2 * var)).sum().item()
+
+    old.denoiser = AffineDenoiser(old.alphas_cumprod, torch.zeros(2))
+    new = copy.deepcopy(old)
+    new.denoiser.b = b.float()
+    obs = torch.randn(32, 3)
+    record = old.sample(obs, n=1, record=True).record
+    kl = new.kl_from_record(obs, record)
+    assert torch.allclose(kl, torch.full_like(kl, expected), rtol=1e-4)
+
+
+# --- Gaussian ablation ----------------------------------------------------------------------
+
+
+def test_gaussian_kl_entropy_and_likelihood_are_exact():
+    torch.manual_seed(0)
+    policy = GaussianCandidatePolicy(make_args(), OBS, BOX)
+    obs = torch.randn(8, 3)
+    sample = policy.sample(obs, n=3, record=True)
+    assert torch.equal(policy.kl_from_record(obs, sample.record), torch.zeros(8))
+    assert torch.allclose(sample.x, torch.tanh(sample.target))
+    mu, log_std = policy.distribution(obs)
+    nll, neg_entropy = policy.surrogate_losses(obs, sample.target, None, 20000)
+    expected_nll = -torch.distributions.Normal(mu, log_std.exp()).log_prob(sample.target).sum(-1)
+    assert torch.allclose(nll, expected_nll)
+    # entropy of tanh(u): Monte Carlo of -log p(x) over many draws agrees with the estimator
+    u = torch.distributions.Normal(mu, log_std.exp()).sample((50000,))
+    log_px = torch.distributions.Normal(mu, log_std.exp()).log_prob(u).sum(-1) - (1 - torch.tanh(u) ** 2).log().sum(-1)
+    assert torch.allclose(-neg_entropy, -log_px.mean(0), atol=0.03)
+    with torch.no_grad():
+        policy.mu_layer.bias.add_(0.1)
+    old_mu, old_std = sample.record.mu, sample.record.log_std.exp()
+    new_mu, new_log_std = policy.distribution(obs)
+    closed = (new_log_std - old_std.log() + (old_std**2 + (old_mu - new_mu) ** 2) / (2 * new_log_std.exp() ** 2) - 0.5).sum(-1)
+    assert torch.allclose(policy.kl_from_record(obs, sample.record), closed, atol=1e-6)

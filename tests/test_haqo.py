@@ -1,0 +1,384 @@
+"""HAQO actor: weights, candidate selection, the update, the KL line search, config and checkpoints."""
+from __future__ import annotations
+
+import copy
+import math
+import re
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from harl.algorithms.actors.haqo import (
+    HAQO,
+    best_candidates,
+    insert_action,
+    q_weights,
+    sample_candidates,
+    select_joint_actions,
+)
+from harl.utils.configs_tools import get_defaults_yaml_args
+
+YAML = Path(__file__).resolve().parent.parent / "harl" / "configs" / "algos_cfgs" / "haqo.yaml"
+OBS = gym.spaces.Box(-1.0, 1.0, (3,), np.float32)
+BOX = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU"))]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny networks: a second intra-op thread only adds synchronisation on a shared machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def make_args(**overrides):
+    """The YAML defaults with small networks."""
+    algo_args, _ = get_defaults_yaml_args("haqo", "pettingzoo_mpe")
+    args = {**algo_args["model"], **algo_args["algo"], "hidden_sizes": [32, 32]}
+    args.update(overrides)
+    return args
+
+
+def peak_q(target):
+    """``q_fn`` of a one-agent problem: ``-||a - target||^2`` (critic format ``(..., B, A)``)."""
+    return lambda joint: -(joint - target).pow(2).sum(-1, keepdim=True)
+
+
+# --- weights (Eq. 6, 7) ---------------------------------------------------------------------
+
+
+def test_qadv_and_qcut_against_hand_computed_values():
+    # two states (columns), four candidates (rows)
+    q = torch.tensor([[1.0, 0.0], [2.0, 0.0], [3.0, 0.3], [6.0, 0.9]])
+    # A = Q - mean_k Q: state 0 [-2, -1, 0, 3], state 1 [-0.3, -0.3, 0, 0.6];
+    # rms over the batch = sqrt((4 + 1 + 0 + 9 + 0.09 + 0.09 + 0 + 0.36) / 8) = sqrt(1.8175)
+    rms = math.sqrt(1.8175)
+    qadv = q_weights(q, "qadv", qcut_epsilon=0.5, max_weight=3.0)
+    expected = torch.zeros(4, 2)
+    expected[3, 0], expected[3, 1] = 3 / rms, 0.6 / rms  # 2.2253, 0.4451
+    assert torch.allclose(qadv, expected, atol=1e-6)
+    # qcut: 0.4451 < epsilon = 0.5 is cut, 2.2253 stays
+    qcut = q_weights(q, "qcut", qcut_epsilon=0.5, max_weight=3.0)
+    expected[3, 1] = 0.0
+    assert torch.allclose(qcut, expected, atol=1e-6)
+    # the bound
+    assert torch.allclose(q_weights(q, "qadv", 0.5, max_weight=1.5)[3], torch.tensor([1.5, 0.6 / rms]), atol=1e-6)
+    # qcut with epsilon 0 keeps every positive advantage: [0, 0, 0.2/rms... ] of a 3-level state
+    q3 = torch.tensor([[0.0], [1.0], [3.0]])  # A = [-4/3, -1/3, 5/3], rms = sqrt(42/27)
+    rms3 = math.sqrt(42 / 27)
+    assert torch.allclose(q_weights(q3, "qcut", 0.0, 3.0).squeeze(-1), torch.tensor([0.0, 0.0, 5 / 3 / rms3]), atol=1e-6)
+    with pytest.raises(ValueError, match="q_transform"):
+        q_weights(q, "exp", 0.5, 3.0)
+
+
+def test_masked_states_do_not_set_the_scale():
+    q = torch.tensor([[1.0, 0.0], [2.0, 0.0], [3.0, 0.3], [6.0, 90.0]])
+    masked = q_weights(q, "qadv", 0.5, 10.0, mask=torch.tensor([1.0, 0.0]))
+    alone = q_weights(q[:, :1], "qadv", 0.5, 10.0)
+    assert torch.allclose(masked[:, 0], alone[:, 0])
+
+
+@pytest.mark.parametrize("transform", ["qadv", "qcut"])
+def test_weights_are_invariant_to_the_reward_scale(transform):
+    torch.manual_seed(0)
+    q = torch.randn(8, 64)
+    w = q_weights(q, transform, 0.3, 3.0)
+    assert (w > 0).any()
+    for scaled in (100.0 * q, 100.0 * q - 7.0, 0.01 * q):
+        assert torch.allclose(q_weights(scaled, transform, 0.3, 3.0), w, atol=1e-5)
+
+
+def test_update_is_invariant_to_the_reward_scale():
+    """The whole update, not only the weights: Q x 100 gives the same step and diagnostics."""
+    target = torch.tensor([0.5, -0.3])
+    runs = []
+    for scale in (1.0, 100.0):
+        torch.manual_seed(0)
+        actor = HAQO(make_args(), OBS, BOX)
+        obs = torch.randn(64, 3)
+        info = actor.train(obs, [torch.zeros(64, 2)], 0, lambda j, s=scale: s * peak_q(target)(j))
+        runs.append((info, torch.nn.utils.parameters_to_vector(actor.actor.parameters())))
+    (info1, params1), (info100, params100) = runs
+    for key in ("loss_qv", "loss_ent", "weight_mean", "weight_nonzero", "kl", "kl_raw"):
+        assert info1[key] == pytest.approx(info100[key], rel=1e-4, abs=1e-7), key
+    assert info100["q_mean"] == pytest.approx(100 * info1["q_mean"], rel=1e-5)
+    assert torch.allclose(params1, params100, atol=1e-6)
+
+
+# --- candidates and selection ---------------------------------------------------------------
+
+
+def test_insert_action_builds_the_joint_action():
+    others = [torch.full((5, 2), 1.0), torch.full((5, 3), 2.0), torch.full((5, 1), 3.0)]
+    mine = torch.randn(4, 5, 3)
+    joint = insert_action(others, 1, mine)
+    assert joint.shape == (4, 5, 6)
+    assert torch.equal(joint[..., 2:5], mine)
+    assert (joint[..., :2] == 1).all() and (joint[..., 5:] == 3).all()
+
+
+def test_best_candidates_scores_each_agent_against_the_others_first_candidate():
+    # agent 0 Box(1), agent 1 Box(1); Q = -(a0 - a1)^2: agent i's best is the one closest to the
+    # other agent's first candidate
+    c0 = torch.tensor([[[0.0]], [[0.5]], [[1.0]]])  # K=3, B=1
+    c1 = torch.tensor([[[0.9]], [[0.1]], [[-1.0]]])
+    calls = []
+
+    def q_fn(joint):
+        calls.append(joint.shape)
+        return -(joint[..., :1] - joint[..., 1:]).pow(2)
+
+    best = best_candidates([c0, c1], q_fn)
+    assert calls == [torch.Size([2, 3, 1, 2])]  # one critic call for all agents and candidates
+    # agent 0 against agent 1's first candidate 0.9: 1.0; agent 1 against agent 0's first, 0.0: 0.1
+    assert best.tolist() == [[2], [1]]
+
+
+def test_select_joint_actions_picks_the_best_by_q_and_respects_bounds():
+    torch.manual_seed(0)
+    actors = [HAQO(make_args(), OBS, BOX), HAQO(make_args(), OBS, gym.spaces.Box(0.0, 2.0, (1,)))]
+    obs = [torch.randn(40, 3), torch.randn(40, 3)]
+    # Q rewards agent 0's first coordinate and agent 1's action
+    q_fn = lambda joint: (joint[..., :1] + joint[..., 2:3])  # noqa: E731
+    one = select_joint_actions(actors, obs, [None, None], 1)
+    torch.manual_seed(1)
+    best = select_joint_actions(actors, obs, [None, None], 16, q_fn)
+    assert [a.shape for a in best.env] == [(40, 2), (40, 1)]
+    assert torch.equal(best.env[0], best.critic[0])
+    assert (best.env[1] >= 0).all() and (best.env[1] <= 2).all()
+    assert best.env[0][:, 0].mean() > one.env[0][:, 0].mean() + 0.3
+    assert best.env[1].mean() > one.env[1].mean() + 0.3
+    with pytest.raises(ValueError, match="q_fn"):
+        select_joint_actions(actors, obs, [None, None], 2)
+
+
+def test_one_denoiser_call_per_step_for_all_agents_candidates_and_envs():
+    """Behaviour sampling: T calls per distinct actor, each over all candidates of all envs;
+    agents sharing an actor (share_param) share the calls."""
+    steps = 5
+    distinct = [HAQO(make_args(n_timesteps=steps), OBS, BOX) for _ in range(3)]
+    shared = [distinct[0]] * 3
+    for actors, calls_per_actor in ((distinct, [steps] * 3), (shared, [steps, 0, 0])):
+        shapes = [[] for _ in distinct]
+        hooks = [a.actor.denoiser.register_forward_hook(lambda m, args, out, s=s: s.append(args[0].shape)) for a, s in zip(distinct, shapes)]
+        xs = sample_candidates(actors, [torch.randn(20, 3) for _ in range(3)], 4)
+        for h in hooks:
+            h.remove()
+        assert [len(s) for s in shapes] == calls_per_actor
+        assert [x.shape for x in xs] == [(4, 20, 2)] * 3
+        expected = (4, 1, 20, 2) if actors is distinct else (4, 3, 20, 2)  # (K, agents of the actor, B, dim)
+        assert all(s == torch.Size(expected) for s in shapes[0])
+
+
+def test_train_makes_a_fixed_number_of_network_calls():
+    """K candidates: T calls; each Adam step: 1; line search: 1 + backtracks."""
+    actor = HAQO(make_args(n_timesteps=6, actor_steps=3), OBS, BOX)
+    calls = []
+    actor.actor.denoiser.register_forward_hook(lambda m, a, o: calls.append(1))
+    info = actor.train(torch.randn(32, 3), [torch.zeros(32, 2)], 0, peak_q(torch.zeros(2)))
+    assert len(calls) == 6 + 3 + 1 + info["ls_backtracks"]
+
+
+def test_discrete_actions_never_unavailable_through_selection_and_training():
+    """Property over random masks, for both policy classes, with a critic that prefers
+    unavailable actions."""
+    gen = torch.Generator().manual_seed(0)
+    for actor_kind in ("diffusion", "gaussian"):
+        spaces = [gym.spaces.Discrete(5), gym.spaces.Discrete(3)]
+        actors = [HAQO(make_args(actor=actor_kind, n_timesteps=4), OBS, sp) for sp in spaces]
+        for _ in range(20):
+            avail = []
+            for sp in spaces:
+                mask = (torch.rand(30, sp.n, generator=gen) < 0.4).float()
+                mask[torch.arange(30), torch.randint(sp.n, (30,), generator=gen)] = 1.0
+                avail.append(mask)
+            unavailable = torch.cat([1 - m for m in avail], -1)
+            q_fn = lambda joint: (joint * unavailable).sum(-1, keepdim=True)  # noqa: E731
+            obs = [torch.randn(30, 3), torch.randn(30, 3)]
+            chosen = select_joint_actions(actors, obs, avail, 4, q_fn)
+            for env_a, critic_a, mask in zip(chosen.env, chosen.critic, avail):
+                assert mask.gather(1, env_a).eq(1).all()
+                assert (critic_a * (1 - mask)).eq(0).all()
+            for explore in (True, False):
+                acts = actors[1].get_actions(obs[1], avail[1], explore=explore)
+                assert avail[1].gather(1, acts).eq(1).all()
+            assert (actors[1].sample(obs[1], avail[1]) * (1 - avail[1])).eq(0).all()
+        info = actors[0].train(obs[0], chosen.critic, 0, q_fn, avail[0])
+        assert math.isfinite(info["loss_qv"])
+
+
+# --- the update -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("actor_kind", ["diffusion", "gaussian"])
+def test_update_moves_the_policy_toward_high_q(actor_kind, device):
+    torch.manual_seed(0)
+    actor = HAQO(make_args(actor=actor_kind, lr=3e-3, drift="none"), OBS, BOX, device)
+    target = torch.tensor([0.6, -0.4], device=device)
+    obs = torch.randn(128, 3, device=device)
+    before = (actor.get_actions(obs) - target).pow(2).sum(-1).mean()
+    for _ in range(60):
+        info = actor.train(obs, [torch.zeros(128, 2, device=device)], 0, peak_q(target))
+    after = (actor.get_actions(obs) - target).pow(2).sum(-1).mean()
+    assert after < 0.5 * before
+    expected_keys = {"loss_qv", "loss_ent", "weight_mean", "weight_nonzero", "q_mean", "candidate_spread",
+                     "grad_norm", "time_sampling", "time_update"}
+    assert set(info) == expected_keys and all(isinstance(v, float) for v in info.values())
+
+
+def test_update_touches_only_this_actor_and_respects_masks():
+    torch.manual_seed(0)
+    a0, a1 = HAQO(make_args(), OBS, BOX), HAQO(make_args(), OBS, BOX)
+    p1 = copy.deepcopy(list(a1.actor.parameters()))
+    obs = torch.randn(16, 3)
+    dead = torch.zeros(16, 1)
+    info = a0.train(obs, [torch.zeros(16, 2), a1.sample(obs)], 0, lambda j: -j.pow(2).sum(-1, keepdim=True), None, dead)
+    assert all(torch.equal(p, q) for p, q in zip(p1, a1.actor.parameters()))
+    assert info["loss_qv"] == 0.0 and info["loss_ent"] == 0.0 and info["grad_norm"] == 0.0
+
+
+def test_kl_line_search_never_leaves_the_realised_kl_above_the_threshold():
+    torch.manual_seed(0)
+    threshold = 2e-3
+    actor = HAQO(make_args(lr=1e-2, kl_threshold=threshold, ls_steps=4), OBS, BOX)
+    obs = torch.randn(64, 3)
+    infos = [actor.train(obs, [torch.zeros(64, 2)], 0, peak_q(torch.tensor([0.7, 0.7]))) for _ in range(25)]
+    assert all(i["kl"] <= threshold for i in infos)
+    assert any(i["kl_raw"] > threshold for i in infos)  # the search had work to do
+    assert any(0 < i["ls_backtracks"] for i in infos)
+
+
+def test_line_search_reverts_a_step_that_never_fits():
+    torch.manual_seed(0)
+    actor = HAQO(make_args(lr=1e-2, kl_threshold=1e-12, ls_steps=2), OBS, BOX)
+    before = torch.nn.utils.parameters_to_vector(actor.actor.parameters()).clone()
+    info = actor.train(torch.randn(64, 3), [torch.zeros(64, 2)], 0, peak_q(torch.ones(2)))
+    assert info["ls_reverted"] == 1.0 and info["kl"] == 0.0 and info["ls_backtracks"] == 2.0
+    assert torch.equal(torch.nn.utils.parameters_to_vector(actor.actor.parameters()), before)
+
+
+def test_drift_none_skips_the_line_search():
+    actor = HAQO(make_args(drift="none"), OBS, BOX)
+    info = actor.train(torch.randn(8, 3), [torch.zeros(8, 2)], 0, peak_q(torch.zeros(2)))
+    assert "kl" not in info and "ls_backtracks" not in info
+
+
+def test_gaussian_line_search_keeps_the_exact_kl_below_the_threshold():
+    torch.manual_seed(0)
+    actor = HAQO(make_args(actor="gaussian", lr=3e-2, kl_threshold=1e-3), OBS, BOX)
+    obs = torch.randn(64, 3)
+    for _ in range(10):
+        old = copy.deepcopy(actor.actor)
+        info = actor.train(obs, [torch.zeros(64, 2)], 0, peak_q(torch.tensor([0.8, -0.8])))
+        record = old.sample(obs, record=True).record
+        exact = actor.actor.kl_from_record(obs, record).mean().item()
+        assert exact <= 1e-3 + 1e-9 and exact == pytest.approx(info["kl"], abs=1e-7)
+
+
+def test_entropy_surrogate_raises_the_spread_of_samples():
+    """Paper Prop. 5.3 on a unimodal toy: without the entropy term the actor concentrates on the
+    peak; with it, it keeps a wider spread of actions (measured without the last step's fixed
+    noise floor, i.e. the spread the actor learned)."""
+    spreads = {}
+    for alpha in (0.0, 0.5):
+        torch.manual_seed(0)
+        actor = HAQO(make_args(entropy_alpha=alpha, lr=3e-3, drift="none"), OBS, BOX)
+        obs = torch.randn(128, 3)
+        for _ in range(150):
+            actor.train(obs, [torch.zeros(128, 2)], 0, peak_q(torch.tensor([0.3, 0.3])))
+        spreads[alpha] = actor.actor.eval_actions(obs.expand(16, -1, -1)).std(0).mean().item()
+    assert spreads[0.5] > 2 * spreads[0.0]
+
+
+def test_gradient_variance_falls_as_the_candidate_count_grows():
+    """Paper Prop. A.16: with every candidate trained on its weight (chosen = K), the variance
+    of the stochastic gradient of L_QV at fixed parameters falls as K grows."""
+    obs = torch.randn(32, 3)
+    variances = []
+    for k in (2, 8, 32):
+        torch.manual_seed(0)
+        actor = HAQO(make_args(train_candidates=k, chosen=k, entropy_alpha=0.0, drift="none", lr=0.0, max_grad_norm=1e9), OBS, BOX)
+        grads = []
+        for _ in range(30):
+            actor.train(obs, [torch.zeros(32, 2)], 0, peak_q(torch.tensor([0.5, -0.5])))
+            grads.append(torch.cat([p.grad.flatten() for p in actor.actor.parameters()]))
+        grads = torch.stack(grads)
+        variances.append((grads - grads.mean(0)).pow(2).sum(1).mean().item())
+    assert variances[0] > variances[1] > variances[2]
+    assert variances[2] < variances[0] / 4
+
+
+# --- construction, config, checkpoints ------------------------------------------------------
+
+
+def test_yaml_every_key_commented_and_shared_keys_match_hasac():
+    lines = YAML.read_text().splitlines()
+    for number, line in enumerate(lines):
+        if re.match(r"\s+\w+:", line):
+            assert lines[number - 1].strip().startswith("#"), f"haqo.yaml:{number + 1} {line!r}"
+    haqo, _ = get_defaults_yaml_args("haqo", "pettingzoo_mpe")
+    hasac, _ = get_defaults_yaml_args("hasac", "pettingzoo_mpe")
+    assert list(haqo) == list(hasac)
+    for section, keys in hasac.items():
+        for key in keys:
+            if any(key in s for s in haqo.values()):
+                assert key in haqo[section], f"{key} is in {section} in hasac.yaml"
+    algo = haqo["algo"]
+    for key in ("behavior_candidates", "target_candidates", "train_candidates", "chosen", "q_transform",
+                "qcut_epsilon", "entropy_alpha", "entropy_samples", "actor_steps", "drift", "kl_threshold",
+                "ls_steps", "sequential", "fixed_order", "max_grad_norm"):
+        assert key in algo
+    for key in ("n_timesteps", "beta_schedule", "actor", "hidden_sizes", "activation_func", "use_feature_normalization", "lr"):
+        assert key in haqo["model"]
+    assert algo["target_candidates"] <= algo["behavior_candidates"] and algo["chosen"] <= algo["train_candidates"]
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"actor": "flow"}, "actor"), ({"drift": "clip"}, "drift"), ({"q_transform": "exp"}, "q_transform"),
+        ({"train_candidates": 1, "chosen": 1}, "train_candidates"), ({"chosen": 5}, "chosen"),
+        ({"entropy_samples": 0}, "entropy_samples"),
+    ],
+)
+def test_invalid_settings_raise(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        HAQO(make_args(**overrides), OBS, BOX)
+
+
+@pytest.mark.parametrize("actor_kind", ["diffusion", "gaussian"])
+def test_state_dict_round_trip_and_weight_files(actor_kind, tmp_path):
+    torch.manual_seed(0)
+    actor = HAQO(make_args(actor=actor_kind), OBS, BOX)
+    obs = torch.randn(16, 3)
+    actor.train(obs, [torch.zeros(16, 2)], 0, peak_q(torch.zeros(2)))
+    state = copy.deepcopy(actor.state_dict())
+    fresh = HAQO(make_args(actor=actor_kind), OBS, BOX)
+    fresh.load_state_dict(state)
+    for a, b in zip(actor.actor.parameters(), fresh.actor.parameters()):
+        assert torch.equal(a, b)
+    assert fresh.actor_optimizer.state_dict()["state"].keys() == actor.actor_optimizer.state_dict()["state"].keys()
+    # the same update from the same RNG state after the round trip
+    torch.manual_seed(1)
+    info_a = actor.train(obs, [torch.zeros(16, 2)], 0, peak_q(torch.zeros(2)))
+    torch.manual_seed(1)
+    info_b = fresh.train(obs, [torch.zeros(16, 2)], 0, peak_q(torch.zeros(2)))
+    assert info_a["loss_qv"] == info_b["loss_qv"]
+    actor.save(str(tmp_path), 3)
+    other = HAQO(make_args(actor=actor_kind), OBS, BOX)
+    other.restore(str(tmp_path), 3)
+    assert (tmp_path / "actor_agent3.pt").is_file()
+    for a, b in zip(actor.actor.parameters(), other.actor.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_lr_decay():
+    actor = HAQO(make_args(lr=1e-3), OBS, BOX)
+    actor.lr_decay(51, 100)
+    assert actor.actor_optimizer.param_groups[0]["lr"] == pytest.approx(1e-3 * 0.5)
