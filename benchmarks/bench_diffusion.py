@@ -40,7 +40,10 @@ def timed(fn, repeats: int, device: torch.device) -> float:
     return 1000 * statistics.median(times)
 
 
-def bench(n_envs: int, steps: int, hidden: list[int], batch: int, repeats: int, device: torch.device) -> tuple[float, float]:
+def bench(
+    n_envs: int, steps: int, hidden: list[int], batch: int, repeats: int, device: torch.device
+) -> tuple[float, float]:
+    """Median ms of one behaviour pass (all agents, ``n_envs`` envs) and one agent's update."""
     algo_args, _ = get_defaults_yaml_args("haqo", "pettingzoo_mpe")
     args = {**algo_args["model"], **algo_args["algo"], "n_timesteps": steps, "hidden_sizes": hidden}
     obs_space = gym.spaces.Box(-np.inf, np.inf, (OBS_DIM,), np.float32)
@@ -81,7 +84,7 @@ def main() -> None:
     device = torch.device(cli.device)
     torch.manual_seed(0)
     print(f"device {device}, torch threads {torch.get_num_threads()}, N={N_AGENTS} agents, K_b=4, K=4, batch 1000\n")
-    print("| E envs | T | hidden | behaviour pass (all agents, ms) | per env step (ms) | actor update (one agent, ms) |")
+    print("| E envs | T | hidden | behaviour pass, all agents (ms) | per env step (ms) | actor update (ms) |")
     print("| --- | --- | --- | --- | --- | --- |")
     for hidden in ([128, 128], [256, 256]):
         for steps in (8, 16):

@@ -282,5 +282,6 @@ def test_gaussian_kl_entropy_and_likelihood_are_exact():
         policy.mu_layer.bias.add_(0.1)
     old_mu, old_std = sample.record.mu, sample.record.log_std.exp()
     new_mu, new_log_std = policy.distribution(obs)
-    closed = (new_log_std - old_std.log() + (old_std**2 + (old_mu - new_mu) ** 2) / (2 * new_log_std.exp() ** 2) - 0.5).sum(-1)
+    new_var = new_log_std.exp() ** 2
+    closed = (new_log_std - old_std.log() + (old_std**2 + (old_mu - new_mu) ** 2) / (2 * new_var) - 0.5).sum(-1)
     assert torch.allclose(policy.kl_from_record(obs, sample.record), closed, atol=1e-6)

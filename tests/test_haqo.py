@@ -71,7 +71,8 @@ def test_qadv_and_qcut_against_hand_computed_values():
     # qcut with epsilon 0 keeps every positive advantage: [0, 0, 0.2/rms... ] of a 3-level state
     q3 = torch.tensor([[0.0], [1.0], [3.0]])  # A = [-4/3, -1/3, 5/3], rms = sqrt(42/27)
     rms3 = math.sqrt(42 / 27)
-    assert torch.allclose(q_weights(q3, "qcut", 0.0, 3.0).squeeze(-1), torch.tensor([0.0, 0.0, 5 / 3 / rms3]), atol=1e-6)
+    expected3 = torch.tensor([0.0, 0.0, 5 / 3 / rms3])
+    assert torch.allclose(q_weights(q3, "qcut", 0.0, 3.0).squeeze(-1), expected3, atol=1e-6)
     with pytest.raises(ValueError, match="q_transform"):
         q_weights(q, "exp", 0.5, 3.0)
 
@@ -165,7 +166,10 @@ def test_one_denoiser_call_per_step_for_all_agents_candidates_and_envs():
     shared = [distinct[0]] * 3
     for actors, calls_per_actor in ((distinct, [steps] * 3), (shared, [steps, 0, 0])):
         shapes = [[] for _ in distinct]
-        hooks = [a.actor.denoiser.register_forward_hook(lambda m, args, out, s=s: s.append(args[0].shape)) for a, s in zip(distinct, shapes)]
+        hooks = [
+            a.actor.denoiser.register_forward_hook(lambda m, args, out, s=s: s.append(args[0].shape))
+            for a, s in zip(distinct, shapes)
+        ]
         xs = sample_candidates(actors, [torch.randn(20, 3) for _ in range(3)], 4)
         for h in hooks:
             h.remove()
@@ -303,7 +307,8 @@ def test_gradient_variance_falls_as_the_candidate_count_grows():
     variances = []
     for k in (2, 8, 32):
         torch.manual_seed(0)
-        actor = HAQO(make_args(train_candidates=k, chosen=k, entropy_alpha=0.0, drift="none", lr=0.0, max_grad_norm=1e9), OBS, BOX)
+        args = make_args(train_candidates=k, chosen=k, entropy_alpha=0.0, drift="none", lr=0.0, max_grad_norm=1e9)
+        actor = HAQO(args, OBS, BOX)
         grads = []
         for _ in range(30):
             actor.train(obs, [torch.zeros(32, 2)], 0, peak_q(torch.tensor([0.5, -0.5])))
@@ -312,6 +317,63 @@ def test_gradient_variance_falls_as_the_candidate_count_grows():
         variances.append((grads - grads.mean(0)).pow(2).sum(1).mean().item())
     assert variances[0] > variances[1] > variances[2]
     assert variances[2] < variances[0] / 4
+
+
+# --- the one-step bimodal toy ---------------------------------------------------------------
+
+TOY_OBS = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+TOY_ACT = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+
+
+def bimodal_q(joint):
+    """Two equally good narrow peaks at a = -0.6 and a = +0.6, a valley (Q ~ 0) at 0."""
+    return torch.exp(-(joint - 0.6).pow(2) / 0.02) + torch.exp(-(joint + 0.6).pow(2) / 0.02)
+
+
+def bimodal_toy(actor_kind: str, seed: int) -> dict[str, tuple[float, float]]:
+    """One state, one agent. Both actors start from the same warm start, a behaviour clone of
+    actions at both peaks (a policy that already covers both modes, as after exploration),
+    then take 200 HAQO updates with identical settings. Returns the fraction of actions within
+    0.25 of each peak, for evaluation actions and for the stochastic policy."""
+    torch.manual_seed(seed)
+    args = make_args(actor=actor_kind, hidden_sizes=[64, 64], lr=1e-3, n_timesteps=16, entropy_alpha=0.3, chosen=4)
+    actor = HAQO(args, TOY_OBS, TOY_ACT)
+    obs = torch.tensor([0.3, -1.2]).expand(256, 2)
+    optimizer = torch.optim.Adam(actor.actor.parameters(), lr=1e-3)
+    for _ in range(1000):
+        peaks = torch.randint(0, 2, (1, 256, 1)) * 1.2 - 0.6
+        targets = peaks if actor_kind == "diffusion" else torch.atanh(peaks)  # the Gaussian trains latents
+        loss = actor.actor.surrogate_losses(obs, targets, None, 1)[0].mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    for _ in range(200):
+        actor.train(obs, [torch.zeros(256, 1)], 0, bimodal_q)
+    mass = {}
+    for name, explore in (("eval", False), ("stochastic", True)):
+        a = actor.get_actions(obs[:1].expand(4000, 2), explore=explore).squeeze(-1)
+        mass[name] = (((a + 0.6).abs() < 0.25).float().mean().item(), ((a - 0.6).abs() < 0.25).float().mean().item())
+    return mass
+
+
+def check_bimodal_toy(seed: int) -> None:
+    diffusion, gaussian = bimodal_toy("diffusion", seed), bimodal_toy("gaussian", seed)
+    # the diffusion actor keeps both modes, in its evaluation actions and in its stochastic policy
+    assert min(diffusion["eval"]) > 0.25 and min(diffusion["stochastic"]) > 0.25, diffusion
+    # the Gaussian's evaluation action collapses to one point (here the valley between the
+    # peaks); its stochastic policy, kept wide by the entropy bonus, cannot concentrate on them
+    assert min(gaussian["eval"]) < 0.25, gaussian
+    assert sum(diffusion["stochastic"]) > sum(gaussian["stochastic"]) + 0.1, (diffusion, gaussian)
+
+
+def test_bimodal_toy_diffusion_keeps_both_modes_gaussian_does_not():
+    check_bimodal_toy(seed=0)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(1, 6))
+def test_bimodal_toy_more_seeds(seed):
+    check_bimodal_toy(seed)
 
 
 # --- construction, config, checkpoints ------------------------------------------------------
@@ -334,7 +396,8 @@ def test_yaml_every_key_commented_and_shared_keys_match_hasac():
                 "qcut_epsilon", "entropy_alpha", "entropy_samples", "actor_steps", "drift", "kl_threshold",
                 "ls_steps", "sequential", "fixed_order", "max_grad_norm"):
         assert key in algo
-    for key in ("n_timesteps", "beta_schedule", "actor", "hidden_sizes", "activation_func", "use_feature_normalization", "lr"):
+    model_keys = ("n_timesteps", "beta_schedule", "actor", "hidden_sizes", "activation_func", "lr")
+    for key in (*model_keys, "use_feature_normalization"):
         assert key in haqo["model"]
     assert algo["target_candidates"] <= algo["behavior_candidates"] and algo["chosen"] <= algo["train_candidates"]
 

@@ -216,8 +216,9 @@ class HAQO(OffPolicyComponent):
             raise ValueError("train_candidates must be >= 2: the advantages are relative to the candidates' mean")
         if not 1 <= args["chosen"] <= args["train_candidates"]:
             raise ValueError(f"chosen must be in 1..train_candidates, got {args['chosen']}")
-        if min(args["behavior_candidates"], args["target_candidates"], args["entropy_samples"], args["actor_steps"]) < 1:
-            raise ValueError("behavior_candidates, target_candidates, entropy_samples and actor_steps must be >= 1")
+        counts = ("behavior_candidates", "target_candidates", "entropy_samples", "actor_steps")
+        if min(args[key] for key in counts) < 1:
+            raise ValueError(f"{', '.join(counts)} must be >= 1")
 
         self.behavior_candidates: int = args["behavior_candidates"]
         self.target_candidates: int = args["target_candidates"]
@@ -296,16 +297,19 @@ class HAQO(OffPolicyComponent):
             mask = self.as_tensor(valid_transition).reshape(-1)
         start = time.perf_counter()
 
-        # K candidates from the actor before its update, scored with the others' actions fixed
+        # a_k ~ pi_old(.|o), k = 1..K, scored by min Q with the other agents' actions fixed
         with torch.no_grad():
             cand = self.actor.sample(obs, avail, self.train_candidates, record=self.line_search)
             q = q_fn(insert_action(joint_actions, agent_id, self.actor.codec.to_critic(cand.x, avail))).squeeze(-1)
-            weights = q_weights(q, self.q_transform, self.qcut_epsilon, self.max_weight, mask)  # Eq. 6 / 7
+            weights = q_weights(q, self.q_transform, self.qcut_epsilon, self.max_weight, mask)  # Eq. 6 / Eq. 7
+            # each state trains on its top `chosen` candidates (1: best-of-K, paper A.10)
             top = weights.topk(self.chosen, dim=0).indices  # (chosen, B)
             w = weights.gather(0, top)
             targets = cand.target.gather(0, top.unsqueeze(-1).expand(-1, -1, cand.target.shape[-1]))
         sampled = time.perf_counter()
 
+        # Eq. 11 without its drift term (the line search below): minimise the Q-weighted (Eq. 5)
+        # plus alpha times the uniform-action (Eq. 9) denoising losses
         params = list(self.actor.parameters())
         theta_old = parameters_to_vector(params).detach().clone() if self.line_search else None
         for _ in range(self.actor_steps):
