@@ -1,0 +1,31 @@
+"""Summarise finished runs: ``python examples/summarize.py [RESULTS_DIR] [--plot_dir DIR]``.
+
+Prints a Markdown table of the final evaluation return of every seed, with mean, std, min and
+max per ``<env>/<task>/<algo>/<exp_name>``; with ``--plot_dir`` also draws one mean-and-range
+learning curve per group.
+"""
+import argparse
+import os
+
+from harl.utils.results_tools import collect, markdown_table, plot_group
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("results_dir", nargs="?", default="results", help="root of the run directories")
+    parser.add_argument("--plot_dir", default="", help="write <group>.png learning curves here")
+    args = parser.parse_args()
+    groups = collect(args.results_dir)
+    if not groups:
+        raise SystemExit(f"no run with an evaluation under {args.results_dir}")
+    print(markdown_table(groups))
+    if args.plot_dir:
+        os.makedirs(args.plot_dir, exist_ok=True)
+        for group, runs in groups.items():
+            path = os.path.join(args.plot_dir, group.replace("/", "__") + ".png")
+            plot_group(runs, group, path)
+            print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,78 @@
+"""Aggregate finished runs: final evaluation returns per seed, their mean and spread, and a
+mean-and-range learning-curve picture over seeds."""
+from __future__ import annotations
+
+import csv
+import glob
+import os
+from collections import defaultdict
+from typing import NamedTuple
+
+import numpy as np
+
+from harl.utils.plotting import plt
+
+
+class RunResult(NamedTuple):
+    """One run directory's final numbers."""
+
+    group: str  # <env>/<task>/<algo>/<exp_name>
+    seed_dir: str
+    env_steps: int
+    final_eval_return: float
+    wall_time_s: float
+    curve: tuple[np.ndarray, np.ndarray]  # env steps, eval returns
+
+
+def read_run(run_dir: str, results_root: str) -> RunResult | None:
+    """The final row of a run with at least one evaluation, or None."""
+    with open(os.path.join(run_dir, "progress.csv"), newline="", encoding="utf-8") as file:
+        rows = [r for r in csv.DictReader(file) if r.get("eval_episode_return")]
+    if not rows:
+        return None
+    steps = np.array([float(r["env_steps"]) for r in rows])
+    returns = np.array([float(r["eval_episode_return"]) for r in rows])
+    group = os.path.relpath(os.path.dirname(run_dir), results_root)
+    return RunResult(group, os.path.basename(run_dir), int(steps[-1]), float(returns[-1]),
+                     float(rows[-1]["wall_time"]), (steps, returns))
+
+
+def collect(results_root: str) -> dict[str, list[RunResult]]:
+    """Every run under ``results_root`` grouped by ``<env>/<task>/<algo>/<exp_name>``."""
+    groups: dict[str, list[RunResult]] = defaultdict(list)
+    for path in sorted(glob.glob(os.path.join(results_root, "**", "progress.csv"), recursive=True)):
+        run = read_run(os.path.dirname(path), results_root)
+        if run is not None:
+            groups[run.group].append(run)
+    return dict(groups)
+
+
+def markdown_table(groups: dict[str, list[RunResult]]) -> str:
+    """Per group: seeds, env steps, per-seed final eval returns, mean, std, min and max."""
+    lines = ["| run group | seeds | env steps | final eval return per seed | mean | std | min | max |",
+             "|---|---|---|---|---|---|---|---|"]
+    for group, runs in groups.items():
+        finals = np.array([r.final_eval_return for r in runs])
+        per_seed = ", ".join(f"{r.seed_dir.split('-')[1].lstrip('0') or '0'}: {r.final_eval_return:.2f}" for r in runs)
+        lines.append(
+            f"| {group} | {len(runs)} | {min(r.env_steps for r in runs)} | {per_seed} | "
+            f"{finals.mean():.2f} | {finals.std():.2f} | {finals.min():.2f} | {finals.max():.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def plot_group(runs: list[RunResult], title: str, path: str) -> None:
+    """Mean eval return over seeds with the min-max range shaded, on the common evaluation steps."""
+    common = sorted(set.intersection(*(set(r.curve[0].tolist()) for r in runs)))
+    values = np.array([[dict(zip(*r.curve))[s] for s in common] for r in runs])
+    figure, axes = plt.subplots(figsize=(6, 4), dpi=100)
+    axes.plot(common, values.mean(0), label=f"mean of {len(runs)} seeds")
+    axes.fill_between(common, values.min(0), values.max(0), alpha=0.25, label="min-max over seeds")
+    axes.set_xlabel("environment steps")
+    axes.set_ylabel("eval episode return")
+    axes.set_title(title, fontsize=10)
+    axes.grid(alpha=0.3)
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
