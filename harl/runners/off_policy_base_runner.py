@@ -86,8 +86,13 @@ class OffPolicyBaseRunner(BaseRunner):
         start = 0 if progress is None else int(progress["vec_step"])
         run_logger = self.start_logger()
         obs, share_obs, available_actions = self.envs.reset()
+        if start < self.warmup_vec_steps:
+            logger.info("Warm-up: %d env steps of uniformly random actions fill the replay buffer "
+                        "before training starts", self.warmup_vec_steps * self.n_rollout_threads)
         for vec_step in range(start + 1, self.total_vec_steps + 1):
             warming_up = vec_step <= self.warmup_vec_steps
+            if vec_step == self.warmup_vec_steps + 1:
+                logger.info("Warm-up done at %d env steps; training", self.total_steps)
             if warming_up:
                 actions = random_actions(self.envs.action_spaces, available_actions, self.n_rollout_threads)
             else:
