@@ -204,6 +204,7 @@ class OffPolicyBaseRunner(BaseRunner):
         self.critic.load_state_dict(state["critic"])
         self.buffer.load_state_dict(state["buffer"])
         self.total_it = int(state["total_it"])
+        logger.info("Replay buffer restored from the checkpoint: %d transitions", len(self.buffer))
 
     def save_model_weights(self) -> None:
         for agent_id, actor in enumerate(self.unique_actors()):
