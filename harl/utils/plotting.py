@@ -34,13 +34,18 @@ def plot_learning_curve(run_dir: str, title: str) -> str | None:
     for label, (xs, ys) in curves.items():
         if xs:
             axes.plot(xs, ys, marker="o" if label == "eval" else None, markersize=3, label=label)
+    path = os.path.join(run_dir, CURVE_NAME)
+    save_figure(figure, axes, title, "episode return", path)
+    return path
+
+
+def save_figure(figure, axes, title: str, ylabel: str, path: str) -> None:
+    """Label a returns-against-env-steps plot, write it atomically as PNG and free it."""
     axes.set_xlabel("environment steps")
-    axes.set_ylabel("episode return")
+    axes.set_ylabel(ylabel)
     axes.set_title(title, fontsize=10)
     axes.grid(alpha=0.3)
     axes.legend()
     figure.tight_layout()
-    path = os.path.join(run_dir, CURVE_NAME)
     atomic_write(path, lambda handle: figure.savefig(handle, format="png"))
     plt.close(figure)
-    return path

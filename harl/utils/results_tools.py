@@ -10,7 +10,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from harl.utils.plotting import plt
+from harl.utils.plotting import plt, save_figure
 
 
 class RunResult(NamedTuple):
@@ -68,11 +68,4 @@ def plot_group(runs: list[RunResult], title: str, path: str) -> None:
     figure, axes = plt.subplots(figsize=(6, 4), dpi=100)
     axes.plot(common, values.mean(0), label=f"mean of {len(runs)} seeds")
     axes.fill_between(common, values.min(0), values.max(0), alpha=0.25, label="min-max over seeds")
-    axes.set_xlabel("environment steps")
-    axes.set_ylabel("eval episode return")
-    axes.set_title(title, fontsize=10)
-    axes.grid(alpha=0.3)
-    axes.legend()
-    figure.tight_layout()
-    figure.savefig(path)
-    plt.close(figure)
+    save_figure(figure, axes, title, "eval episode return", path)
