@@ -23,15 +23,6 @@ BOX = gym.spaces.Box(np.array([0.0, -2.0], np.float32), np.array([1.0, 2.0], np.
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU"))]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny networks: a second intra-op thread only adds synchronisation on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def make_args(**overrides):
     args = dict(
         hidden_sizes=[32, 32], activation_func="relu", use_feature_normalization=True,

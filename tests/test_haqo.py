@@ -27,15 +27,6 @@ BOX = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU"))]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny networks: a second intra-op thread only adds synchronisation on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def make_args(**overrides):
     """The YAML defaults with small networks."""
     algo_args, _ = get_defaults_yaml_args("haqo", "pettingzoo_mpe")
