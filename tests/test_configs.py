@@ -392,8 +392,31 @@ TUNED_FILES = sorted(TUNED.glob("*/*/*/config.json"))
 
 
 def test_tuned_configs_present():
-    assert len(TUNED_FILES) == 95
+    assert len([p for p in TUNED_FILES if p.parts[-2] != "haqo"]) == 95
     assert not list(TUNED.glob("*/*/had3qn"))
+
+
+def test_haqo_tuned_configs_share_happo_settings():
+    """HAQO's tuned files copy from HAPPO's the settings that mean the same thing."""
+    haqo_files = sorted(TUNED.glob("*/*/haqo/config.json"))
+    assert len(haqo_files) == len(list(TUNED.glob("*/*/happo/config.json"))) == 12
+    shared = {
+        "train": ("n_rollout_threads", "num_env_steps"),
+        "eval": ("use_eval", "n_eval_rollout_threads", "eval_episodes"),
+        "model": ("hidden_sizes", "activation_func"),
+        "algo": ("gamma",),
+        "seed": ("seed",),
+    }
+    for path in haqo_files:
+        haqo = json.loads(path.read_text())
+        happo = json.loads((path.parent.parent / "happo" / "config.json").read_text())
+        assert haqo["env_args"] == happo["env_args"]
+        for section, keys in shared.items():
+            for key in keys:
+                assert haqo["algo_args"][section][key] == happo["algo_args"][section][key], (path, key)
+        happo_train = happo["algo_args"]["train"]
+        # same env steps between evaluations: HAPPO counts rollouts, HAQO vector steps
+        assert haqo["algo_args"]["train"]["eval_interval"] == happo_train["eval_interval"] * happo_train["episode_length"]
 
 
 @pytest.mark.parametrize("path", TUNED_FILES, ids=lambda p: "/".join(p.parts[-4:-1]))
