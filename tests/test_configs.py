@@ -96,7 +96,7 @@ def test_yaml_keys_match_harl(configs, algo):
     harl = json.loads(files[0].read_text())["algo_args"]
     ours, _ = get_defaults_yaml_args(algo, "toyenv")
     expected = {s: set(keys) for s, keys in harl.items()}
-    expected["train"] |= {"checkpoint_interval", "n_env_workers"}
+    expected["train"] |= {"checkpoint_interval", "n_env_workers", "env_reply_timeout"}
     assert {s: set(keys) for s, keys in ours.items()} == expected
 
 

@@ -190,3 +190,14 @@ def test_malformed_actions_are_rejected_with_the_expected_shape(n_workers):
             vec.step([np.zeros((2, 1))])
         with pytest.raises(ValueError, match=r"expected \(n_envs=2, action_dim\)"):
             vec.step([np.zeros(2), np.zeros(2)])
+
+
+def test_hung_worker_raises_after_the_reply_timeout():
+    vec = make_train_env("toy", 1, 4, {}, 2, reply_timeout_s=2.0)
+    _, _, avail = vec.reset()
+    os.kill(vec.worker_pids[1], signal.SIGSTOP)  # alive, but never answers
+    start = time.monotonic()
+    with pytest.raises(EnvWorkerError, match="worker 1 of 'toy'.*no reply within env_reply_timeout=2.0 s"):
+        vec.step([np.array([[np.flatnonzero(m)[0]] for m in a]) for a in avail])
+    assert time.monotonic() - start < 10
+    assert not any(p.is_alive() for p in vec._procs)

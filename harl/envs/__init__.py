@@ -144,6 +144,7 @@ def _make_vec_env(
     n_threads: int,
     env_args: dict[str, Any],
     n_env_workers: int,
+    reply_timeout_s: float | None = None,
 ) -> InProcessVecEnv | SubprocVecEnv:
     if n_threads < 1:
         raise ValueError(f"the number of environments must be at least 1, got {n_threads}")
@@ -152,25 +153,28 @@ def _make_vec_env(
     n_workers = resolve_n_env_workers(n_env_workers, n_threads)
     if n_workers == 0:
         return InProcessVecEnv(factory, n_threads, base_seed)
-    return SubprocVecEnv(factory, n_threads, base_seed, n_workers, env_name=env_name)
+    return SubprocVecEnv(factory, n_threads, base_seed, n_workers, env_name=env_name, reply_timeout_s=reply_timeout_s)
 
 
 def make_train_env(
-    env_name: str, seed: int, n_threads: int, env_args: dict[str, Any], n_env_workers: int
+    env_name: str, seed: int, n_threads: int, env_args: dict[str, Any], n_env_workers: int,
+    reply_timeout_s: float | None = None,
 ) -> InProcessVecEnv | SubprocVecEnv:
     """``n_threads`` training environments; env ``k`` is seeded ``seed * 1000 + k``.
 
     ``n_env_workers``: 0 steps them in this process, k > 0 in k worker processes,
-    -1 in one worker per CPU core (capped at ``n_threads``).
+    -1 in one worker per CPU core (capped at ``n_threads``). ``reply_timeout_s``: how long a
+    worker may take to answer before the vector raises ``EnvWorkerError`` (None: no limit).
     """
-    return _make_vec_env(env_name, seed * 1000, n_threads, env_args, n_env_workers)
+    return _make_vec_env(env_name, seed * 1000, n_threads, env_args, n_env_workers, reply_timeout_s)
 
 
 def make_eval_env(
-    env_name: str, seed: int, n_threads: int, env_args: dict[str, Any], n_env_workers: int
+    env_name: str, seed: int, n_threads: int, env_args: dict[str, Any], n_env_workers: int,
+    reply_timeout_s: float | None = None,
 ) -> InProcessVecEnv | SubprocVecEnv:
     """Like :func:`make_train_env` for evaluation; env ``k`` is seeded
     ``seed * 1000 + 50000 + k`` so evaluation never replays training episodes."""
     return _make_vec_env(
-        env_name, seed * 1000 + _EVAL_SEED_OFFSET, n_threads, env_args, n_env_workers
+        env_name, seed * 1000 + _EVAL_SEED_OFFSET, n_threads, env_args, n_env_workers, reply_timeout_s
     )

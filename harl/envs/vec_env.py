@@ -264,10 +264,12 @@ class SubprocVecEnv(_VecEnvBase):
         base_seed: int,
         n_workers: int,
         env_name: str = "env",
+        reply_timeout_s: float | None = None,
     ) -> None:
         if n_envs < 1 or n_workers < 1:
             raise ValueError(f"need n_envs >= 1 and n_workers >= 1, got {n_envs}, {n_workers}")
         self.env_name = env_name
+        self.reply_timeout_s = reply_timeout_s
         self._closed = False
         self._failure: str | None = None
         ctx = _mp_context()
@@ -376,11 +378,20 @@ class SubprocVecEnv(_VecEnvBase):
         """Receive one reply per worker, failing fast if any worker errors or dies."""
         results: list[Any] = [None] * self.n_workers
         pending = set(range(self.n_workers))
+        deadline = None if self.reply_timeout_s is None else time.monotonic() + self.reply_timeout_s
         while pending:
             # Waiting on the process sentinels too means a killed worker wakes us at once.
-            mp_connection.wait(
-                [self._conns[w] for w in pending] + [self._procs[w].sentinel for w in pending]
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            ready = mp_connection.wait(
+                [self._conns[w] for w in pending] + [self._procs[w].sentinel for w in pending],
+                timeout=remaining,
             )
+            if not ready:
+                raise self._fail(
+                    min(pending), command,
+                    f"it sent no reply within env_reply_timeout={self.reply_timeout_s} s (a hung "
+                    "environment?); raise --env_reply_timeout if its steps are legitimately this slow",
+                )
             for w in sorted(pending):
                 conn = self._conns[w]
                 if conn.poll():  # read a reply first even if the worker exited right after

@@ -73,14 +73,15 @@ class BaseRunner(abc.ABC):
         os.makedirs(self.models_dir, exist_ok=True)
 
         n_env_workers = int(train_cfg["n_env_workers"])
+        reply_timeout = float(train_cfg["env_reply_timeout"])
         self.envs = make_train_env(
-            args["env"], self.seed, self.n_rollout_threads, env_args, n_env_workers
+            args["env"], self.seed, self.n_rollout_threads, env_args, n_env_workers, reply_timeout
         )
         self.eval_envs = None
         if algo_args["eval"]["use_eval"]:
             self.eval_envs = make_eval_env(
                 args["env"], self.seed, int(algo_args["eval"]["n_eval_rollout_threads"]),
-                env_args, n_env_workers,
+                env_args, n_env_workers, reply_timeout,
             )
         self.num_agents: int = self.envs.n_agents
         self.share_param = bool(self.flat_args["share_param"])

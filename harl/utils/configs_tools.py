@@ -32,7 +32,7 @@ DEFAULT_EXP_NAME = "installtest"
 
 # Keys that may change when a run is resumed: they pick hardware, not the learning problem,
 # so a run can move to another machine. Anything else would silently change the experiment.
-RESUME_OVERRIDABLE = frozenset({"cuda", "cuda_deterministic", "torch_threads", "n_env_workers"})
+RESUME_OVERRIDABLE = frozenset({"cuda", "cuda_deterministic", "torch_threads", "n_env_workers", "env_reply_timeout"})
 
 
 class ConfigError(ValueError):
