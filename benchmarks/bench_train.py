@@ -9,6 +9,15 @@ Usage (any train.py option or --KEY VALUE override works)::
 Each measurement runs in a fresh subprocess so that peak memory is that run's alone. Evaluation
 is switched off unless ``--use_eval True`` is given, so FPS is training throughput. The output is
 a Markdown table row that can be pasted into the README.
+
+``--baseline CONFIG`` measures a second run from another config (its algorithm included) with the
+same command-line overrides, and prints the ratios of wall time per env step and of peak memory,
+e.g. HAQO against HAPPO on the same task and budget::
+
+    python benchmarks/bench_train.py \
+        --load_config tuned_configs/pettingzoo_mpe/simple_spread_v2-continuous/haqo/config.json \
+        --baseline tuned_configs/pettingzoo_mpe/simple_spread_v2-continuous/happo/config.json \
+        --num_env_steps 100000
 """
 from __future__ import annotations
 
@@ -54,6 +63,7 @@ def _child(argv: list[str], out_path: str) -> None:
         "env": args["env"],
         "task": runner.task_name,
         "device": str(runner.device),
+        "torch_threads": torch.get_num_threads(),
         "env_steps": steps,
         "wall_s": wall,
         "fps": steps / wall,
@@ -94,17 +104,53 @@ def format_row(r: dict) -> str:
     )
 
 
+def with_config(argv: list[str], config: str) -> list[str]:
+    """``argv`` with ``--load_config`` replaced by ``config`` and ``--algo``/``--env`` dropped (the
+    config names them)."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in ("--load_config", "--algo", "--env"):
+            skip = True
+        elif not arg.startswith(("--load_config=", "--algo=", "--env=")):
+            out.append(arg)
+    return ["--load_config", config, *out]
+
+
+def format_ratios(result: dict, baseline: dict) -> str:
+    """How many times the baseline's wall time per env step and peak memory ``result`` takes."""
+    lines = [
+        f"{result['algo']} / {baseline['algo']} on {result['task']} ({result['env_steps']} env steps, {result['device']}):",
+        f"  wall time per env step: {result['s_per_1k_steps'] / baseline['s_per_1k_steps']:.2f}x",
+        f"  peak RSS (trainer): {result['peak_rss_mib'] / baseline['peak_rss_mib']:.2f}x",
+    ]
+    if baseline["peak_gpu_mib"] > 0:
+        lines.append(f"  peak GPU memory: {result['peak_gpu_mib'] / baseline['peak_gpu_mib']:.2f}x")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--_child", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--baseline", default=None, metavar="CONFIG",
+                        help="also measure this config with the same overrides and print the ratios")
     known, rest = parser.parse_known_args()
     if known._child:
         _child(rest, known._child)
         return
-    result = measure(rest)
-    print(f"\nMachine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}")
+    results = [measure(rest)]
+    if known.baseline:
+        results.append(measure(with_config(rest, known.baseline)))
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none available"
+    print(f"\nMachine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, "
+          f"GPU: {gpu}, torch {torch.__version__}, torch threads {results[0]['torch_threads']}")
     print(HEADER)
-    print(format_row(result))
+    for result in results:
+        print(format_row(result))
+    if known.baseline:
+        print()
+        print(format_ratios(*results))
 
 
 if __name__ == "__main__":

@@ -45,8 +45,14 @@ class AffineDenoiser(nn.Module):
     def context(self, obs):
         return obs.new_zeros(*obs.shape[:-1], 1)
 
+    def step_conditions(self, obs):
+        return self.scale.view(-1, *([1] * obs.dim())).expand(-1, *obs.shape[:-1], 1)
+
+    def head(self, x, condition):
+        return condition * x + self.b
+
     def forward(self, x, k, context):
-        return self.scale[k].unsqueeze(-1) * x + self.b
+        return self.head(x, self.scale[k].unsqueeze(-1))
 
 
 class DiracDenoiser(nn.Module):
@@ -61,9 +67,14 @@ class DiracDenoiser(nn.Module):
     def context(self, obs):
         return obs.new_zeros(*obs.shape[:-1], 1)
 
-    def forward(self, x, k, context):
-        abar = self.abar[k].unsqueeze(-1)
+    def step_conditions(self, obs):
+        return self.abar.view(-1, *([1] * obs.dim())).expand(-1, *obs.shape[:-1], 1)
+
+    def head(self, x, abar):
         return (x - abar.sqrt() * self.a0) / (1.0 - abar).sqrt()
+
+    def forward(self, x, k, context):
+        return self.head(x, self.abar[k].unsqueeze(-1))
 
 
 # --- schedules and embedding ----------------------------------------------------------------
@@ -173,7 +184,8 @@ def test_sampling_shapes_and_bounds_with_leading_dims(policy_cls, device):
 def test_one_denoiser_call_per_denoising_step_for_all_candidates():
     policy = DiffusionPolicy(make_args(n_timesteps=6), OBS, BOX)
     calls = []
-    policy.denoiser.register_forward_hook(lambda module, args, out: calls.append(args[0].shape))
+    # every evaluation of the network ends in its output layer
+    policy.denoiser.output_layer.register_forward_hook(lambda module, args, out: calls.append(out.shape))
     sample = policy.sample(torch.randn(11, 3), n=7, record=True)
     assert calls == [torch.Size([7, 11, 2])] * 6
     calls.clear()

@@ -158,7 +158,7 @@ def test_one_denoiser_call_per_step_for_all_agents_candidates_and_envs():
     for actors, calls_per_actor in ((distinct, [steps] * 3), (shared, [steps, 0, 0])):
         shapes = [[] for _ in distinct]
         hooks = [
-            a.actor.denoiser.register_forward_hook(lambda m, args, out, s=s: s.append(args[0].shape))
+            a.actor.denoiser.output_layer.register_forward_hook(lambda m, args, out, s=s: s.append(out.shape))
             for a, s in zip(distinct, shapes)
         ]
         xs = sample_candidates(actors, [torch.randn(20, 3) for _ in range(3)], 4)
@@ -174,7 +174,7 @@ def test_train_makes_a_fixed_number_of_network_calls():
     """K candidates: T calls; each Adam step: 1; line search: 1 + backtracks."""
     actor = HAQO(make_args(n_timesteps=6, actor_steps=3), OBS, BOX)
     calls = []
-    actor.actor.denoiser.register_forward_hook(lambda m, a, o: calls.append(1))
+    actor.actor.denoiser.output_layer.register_forward_hook(lambda m, a, o: calls.append(1))
     info = actor.train(torch.randn(32, 3), [torch.zeros(32, 2)], 0, peak_q(torch.zeros(2)))
     assert len(calls) == 6 + 3 + 1 + info["ls_backtracks"]
 

@@ -86,10 +86,13 @@ class HAQORunner(OffPolicyBaseRunner):
                 batch.available_actions[agent_id], batch.valid_transitions[:, agent_id],
             )
 
+        order = update_order(self.num_agents, self.fixed_order)
+
         def resample(agent_id: int):
+            if agent_id == order[-1]:  # nobody is updated after the last agent: no fresh action needed
+                return joint[agent_id]
             return self.actor[agent_id].sample(batch.obs[agent_id], batch.available_actions[agent_id])
 
-        order = update_order(self.num_agents, self.fixed_order)
         agent_infos = sequential_round(order, joint, update_agent, resample if self.sequential else None)
         for agent_id, info in agent_infos.items():
             infos.update({f"agent{agent_id}/{k}": v for k, v in info.items()})

@@ -297,6 +297,22 @@ class Denoiser(nn.Module):
         w_obs = self.input_layer.weight[:, self.split[0] + self.split[1] :]
         return F.linear(self.obs_base(obs), w_obs, self.input_layer.bias)
 
+    def time_bias(self) -> Tensor:
+        """Step part of the first layer, ``W_t emb(t)`` for every step: ``(T, hidden_sizes[0])``."""
+        return F.linear(self.time_features, self.input_layer.weight[:, self.split[0] : self.split[0] + self.split[1]])
+
+    def step_conditions(self, obs: Tensor) -> Tensor:
+        """What :meth:`head` needs besides ``x`` at each step, ``context + time_bias[k]``:
+        ``(T, *lead, hidden)`` for observations ``(*lead, d)``, computed once per sampling pass."""
+        time_bias = self.time_bias()
+        return time_bias.view(len(time_bias), *([1] * (obs.dim() - 1)), -1) + self.context(obs)
+
+    def head(self, x: Tensor, condition: Tensor) -> Tensor:
+        """Predicted noise ``(*L, dim)`` from the noisy action and the rest of the first layer's
+        pre-activation, ``condition = context + time_bias[k]`` (broadcastable to ``(*L, hidden)``)."""
+        z = F.linear(x, self.input_layer.weight[:, : self.split[0]]) + condition
+        return self.output_layer(self.hidden(self.input_norm(self.input_act(z))))
+
     def forward(self, x: Tensor, k: Tensor, context: Tensor) -> Tensor:
         """Predicted noise ``(*L, dim)``.
 
@@ -305,9 +321,17 @@ class Denoiser(nn.Module):
             k: step indices (``t - 1``), int64, broadcastable to ``x.shape[:-1]``.
             context: :meth:`context` of the observations, broadcastable to ``(*L, hidden)``.
         """
-        w_x, w_t, _ = self.input_layer.weight.split(self.split, dim=1)
-        z = F.linear(x, w_x) + F.linear(self.time_features[k], w_t) + context
-        return self.output_layer(self.hidden(self.input_norm(self.input_act(z))))
+        return self.head(x, self.time_bias()[k] + context)
+
+
+class StepCoefficients(NamedTuple):
+    """Constants of reverse step(s) ``k``: floats for one step, or tensors broadcastable to the
+    noisy actions for per-sample steps."""
+
+    sqrt_recip_abar: Tensor | float
+    sqrt_recipm1_abar: Tensor | float
+    coef_x0: Tensor | float
+    coef_xt: Tensor | float
 
 
 class DiffusionRecord(NamedTuple):
@@ -323,7 +347,8 @@ class _DiffusionPass:
 
     def __init__(self, policy: DiffusionPolicy, obs: Tensor, n: int, record: bool, final_noise: bool = True) -> None:
         self.policy = policy
-        self.context = policy.denoiser.context(obs)
+        # the conditioning of each step is fixed for the whole pass: computed once, not per step
+        self.conditions = policy.denoiser.step_conditions(obs)
         self.x = torch.randn(n, *obs.shape[:-1], policy.codec.dim, device=obs.device)
         self.steps_left = policy.n_timesteps
         self.final_noise = final_noise
@@ -332,10 +357,13 @@ class _DiffusionPass:
     def step(self) -> None:
         self.steps_left -= 1
         k = self.steps_left
-        mu = self.policy.reverse_mean(self.x, self.policy.step_index[k], self.context)
+        eps = self.policy.denoiser.head(self.x, self.conditions[k])
+        mu = self.policy.posterior_mean(self.x, eps, self.policy.step_coefficients[k])
         if self.chain is not None:
             self.chain.append((self.x[0], mu[0]))
-        self.x = mu + self.policy.sigma[k] * torch.randn_like(mu) if k > 0 or self.final_noise else mu
+        if k > 0 or self.final_noise:
+            mu = torch.add(mu, torch.randn_like(mu), alpha=self.policy.sigma_values[k])
+        self.x = mu
 
     def finish(self, available: Tensor | None) -> CandidateSample:
         x = self.x.clamp(-1.0, 1.0)
@@ -393,22 +421,29 @@ class DiffusionPolicy(CandidatePolicy):
         for name, value in constants.items():
             self.register_buffer(name, value.to(torch.float32), persistent=False)
         self.register_buffer("step_index", torch.arange(self.n_timesteps), persistent=False)
+        # the same constants as Python floats, for the sampling passes where all samples share k
+        self.step_coefficients = [
+            StepCoefficients(*(constants[name][k].item() for name in StepCoefficients._fields))
+            for k in range(self.n_timesteps)
+        ]
+        self.sigma_values = constants["sigma"].tolist()
         self.to(device)
 
+    @staticmethod
+    def posterior_mean(x: Tensor, eps: Tensor, coef: StepCoefficients) -> Tensor:
+        """Mean of ``p_theta(x_{t-1} | x_t, o)`` from the predicted noise, with the clipped ``x0_hat``."""
+        x0 = (coef.sqrt_recip_abar * x - coef.sqrt_recipm1_abar * eps).clamp(-1.0, 1.0)
+        return coef.coef_x0 * x0 + coef.coef_xt * x
+
     def reverse_mean(self, x: Tensor, k: Tensor, context: Tensor) -> Tensor:
-        """Mean of ``p_theta(x_{t-1} | x_t, o)`` with the clipped ``x0_hat`` (one denoiser call).
+        """Mean of ``p_theta(x_{t-1} | x_t, o)`` at per-sample steps (one denoiser call).
 
         Args:
             x: ``(*L, dim)``; k: int64 step indices broadcastable to ``x.shape[:-1]``;
             context: :meth:`Denoiser.context`.
         """
-        eps = self.denoiser(x, k, context)
-
-        def at(coef: Tensor) -> Tensor:
-            return coef[k].unsqueeze(-1)
-
-        x0 = (at(self.sqrt_recip_abar) * x - at(self.sqrt_recipm1_abar) * eps).clamp(-1.0, 1.0)
-        return at(self.coef_x0) * x0 + at(self.coef_xt) * x
+        coef = StepCoefficients(*(getattr(self, name)[k].unsqueeze(-1) for name in StepCoefficients._fields))
+        return self.posterior_mean(x, self.denoiser(x, k, context), coef)
 
     def start_sampling(self, obs: Tensor, n: int, record: bool = False) -> _DiffusionPass:
         return _DiffusionPass(self, obs, n, record)

@@ -1,0 +1,33 @@
+"""The benchmark script's comparison mode: the baseline run gets the same overrides from its own
+config, and the ratios are the candidate's over the baseline's."""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+spec = importlib.util.spec_from_file_location(
+    "bench_train", Path(__file__).resolve().parents[1] / "benchmarks" / "bench_train.py"
+)
+bench_train = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(bench_train)
+
+
+def test_baseline_argv_swaps_the_config_and_keeps_the_overrides():
+    argv = ["--load_config", "haqo.json", "--algo", "haqo", "--env=pettingzoo_mpe", "--num_env_steps", "1000",
+            "--seed", "3"]
+    assert bench_train.with_config(argv, "happo.json") == [
+        "--load_config", "happo.json", "--num_env_steps", "1000", "--seed", "3"
+    ]
+
+
+def _result(algo: str, s_per_1k: float, rss: float, gpu: float) -> dict:
+    return {"algo": algo, "task": "t", "env_steps": 1000, "device": "cpu", "s_per_1k_steps": s_per_1k,
+            "peak_rss_mib": rss, "peak_gpu_mib": gpu}
+
+
+def test_ratios_are_candidate_over_baseline():
+    text = bench_train.format_ratios(_result("haqo", 0.5, 750.0, 0.0), _result("happo", 0.25, 500.0, 0.0))
+    assert "wall time per env step: 2.00x" in text and "peak RSS (trainer): 1.50x" in text
+    assert "GPU" not in text
+    text = bench_train.format_ratios(_result("haqo", 0.5, 750.0, 30.0), _result("happo", 0.25, 500.0, 20.0))
+    assert "peak GPU memory: 1.50x" in text
