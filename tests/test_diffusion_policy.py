@@ -27,7 +27,7 @@ def make_args(**overrides):
     args = dict(
         hidden_sizes=[32, 32], activation_func="relu", use_feature_normalization=True,
         initialization_method="orthogonal_", gain=0.01, n_timesteps=8, beta_schedule="vp",
-        beta_min=0.1, beta_max=10.0, time_embed_dim=16,
+        beta_min=0.1, beta_max=10.0, time_embed_dim=16, eval_samples=16,
     )
     args.update(overrides)
     return args
@@ -214,6 +214,41 @@ def test_exact_denoiser_of_a_dirac_samples_it_and_has_zero_loss(schedule):
     context = policy.denoiser.context(torch.zeros(50, 3))
     assert policy.denoising_loss(a0.expand(4, 50, 2), context).max() < 1e-9
     assert policy.denoising_loss(torch.zeros(4, 50, 2), context).min() > 0
+
+
+class TwoCodeDenoiser(nn.Module):
+    """Exact noise predictor of a Dirac at ``codes[0]`` for the first ``n_first`` chains of a pass
+    and at ``codes[1]`` for the rest (chains are the leading dimension of ``x``)."""
+
+    def __init__(self, alphas_cumprod: torch.Tensor, codes: torch.Tensor, n_first: int) -> None:
+        super().__init__()
+        self.register_buffer("abar", alphas_cumprod)
+        self.register_buffer("codes", codes)
+        self.n_first = n_first
+
+    def context(self, obs):
+        return obs.new_zeros(*obs.shape[:-1], 1)
+
+    def step_conditions(self, obs):
+        return self.abar.view(-1, *([1] * obs.dim())).expand(-1, *obs.shape[:-1], 1)
+
+    def head(self, x, abar):
+        chain = torch.arange(x.shape[0]).view(-1, *([1] * (x.dim() - 1)))
+        a0 = torch.where(chain < self.n_first, self.codes[0], self.codes[1])
+        return (x - abar.sqrt() * a0) / (1.0 - abar).sqrt()
+
+
+def test_discrete_evaluation_executes_the_most_frequent_available_action():
+    """Of ``eval_samples = 16`` chains, 6 end at action 1 and 10 at action 3: evaluation executes
+    3, the mode; with 3 unavailable, every chain's arg-max is 1 and evaluation executes it."""
+    torch.manual_seed(0)
+    policy = DiffusionPolicy(make_args(eval_samples=16), OBS, gym.spaces.Discrete(4))
+    codes = torch.tensor([[-1.0, 1.0, -0.9, -1.0], [-1.0, 0.9, -1.0, 1.0]])
+    policy.denoiser = TwoCodeDenoiser(policy.alphas_cumprod, codes, n_first=6)
+    obs = torch.zeros(5, 3)
+    assert (policy.codec.to_env(policy.eval_actions(obs)) == 3).all()
+    available = torch.tensor([1.0, 1.0, 1.0, 0.0]).expand(5, 4)
+    assert (policy.codec.to_env(policy.eval_actions(obs, available), available) == 1).all()
 
 
 # --- path KL --------------------------------------------------------------------------------

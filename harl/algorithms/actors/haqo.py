@@ -251,9 +251,10 @@ class HAQO(OffPolicyComponent):
     ) -> Tensor:
         """Decentralised actions ``(E, a_i)`` env format, no critic (evaluation, deployment): one
         sample each; ``explore=False``: :meth:`CandidatePolicy.eval_actions` (the diffusion actor
-        still samples, the Gaussian takes its mean)."""
+        samples without the last step's noise, and takes the mode of ``eval_samples`` samples for
+        Discrete actions; the Gaussian takes its mean)."""
         obs, avail = self.as_tensor(obs), self.as_tensor(available_actions)
-        x = self.actor.sample(obs).x[0] if explore else self.actor.eval_actions(obs)
+        x = self.actor.sample(obs).x[0] if explore else self.actor.eval_actions(obs, avail)
         return self.actor.codec.to_env(x, avail)
 
     @torch.no_grad()

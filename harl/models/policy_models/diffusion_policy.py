@@ -25,7 +25,8 @@ Forward process ``q(x_t | x_0) = N(sqrt(abar_t) x_0, (1 - abar_t) I)``. Reverse 
   it further, so without a common floor one mode takes over (the bimodal toy of
   tests/test_haqo.py: without the floor one of two equal modes took over in 8 of 8 seeds).
 
-Evaluation (:meth:`DiffusionPolicy.eval_actions`) drops the last step's noise.
+Evaluation (:meth:`DiffusionPolicy.eval_actions`) drops the last step's noise; for Discrete actions it
+executes the mode of several such chains.
 
 :class:`CandidatePolicy` is the interface HAQO trains (this module and the Gaussian ablation in
 ``gaussian_candidate_policy.py``): sampling passes that advance one network call per
@@ -222,8 +223,9 @@ class CandidatePolicy(nn.Module):
         what :meth:`kl_from_record` needs."""
         raise NotImplementedError
 
-    def eval_actions(self, obs: Tensor) -> Tensor:
-        """Normalised actions ``(*lead, dim)`` for evaluation, without exploration noise."""
+    def eval_actions(self, obs: Tensor, available: Tensor | None = None) -> Tensor:
+        """Normalised actions ``(*lead, dim)`` for evaluation, without exploration noise
+        (``available``: ``(*lead, n)`` for Discrete)."""
         raise NotImplementedError
 
     def surrogate_losses(
@@ -395,6 +397,9 @@ class DiffusionPolicy(CandidatePolicy):
         super().__init__()
         self.codec = ActionCodec(act_space)
         self.n_timesteps = int(args["n_timesteps"])
+        self.eval_samples = int(args["eval_samples"])
+        if self.eval_samples < 1:
+            raise ValueError(f"eval_samples must be >= 1, got {self.eval_samples}")
         if self.n_timesteps < 2:
             raise ValueError(
                 f"n_timesteps must be >= 2 (the last step borrows t = 2's variance), got {self.n_timesteps}"
@@ -449,12 +454,18 @@ class DiffusionPolicy(CandidatePolicy):
         return _DiffusionPass(self, obs, n, record)
 
     @torch.no_grad()
-    def eval_actions(self, obs: Tensor) -> Tensor:
-        """One chain per observation with the mean of its last step: the policy's modes without
-        the sharpness floor (module doc)."""
-        sampling = _DiffusionPass(self, obs, 1, record=False, final_noise=False)
+    def eval_actions(self, obs: Tensor, available: Tensor | None = None) -> Tensor:
+        """Chains whose last step is its mean, without the sharpness floor (module doc). Box: one
+        chain per observation. Discrete: the most frequent action of ``eval_samples`` chains, the
+        policy's mode (as a categorical policy's arg-max), returned as its ``+-1`` code."""
+        n = self.eval_samples if self.codec.discrete else 1
+        sampling = _DiffusionPass(self, obs, n, record=False, final_noise=False)
         run_passes([sampling])
-        return sampling.finish(None).x[0]
+        x = sampling.finish(None).x
+        if not self.codec.discrete:
+            return x[0]
+        counts = F.one_hot(self.codec.index(x, available), self.codec.dim).sum(0)
+        return self.codec.target(counts.float(), available)
 
     def denoising_loss(self, actions: Tensor, context: Tensor) -> Tensor:
         """``||eps - eps_theta(sqrt(abar_t) a + sqrt(1 - abar_t) eps, t, o)||^2 / dim`` per sample,

@@ -96,8 +96,9 @@ class GaussianCandidatePolicy(CandidatePolicy):
         return _GaussianPass(self, obs, n, record)
 
     @torch.no_grad()
-    def eval_actions(self, obs: Tensor) -> Tensor:
-        """``tanh(mu(o))``, the squashed mean (HASAC's deterministic action)."""
+    def eval_actions(self, obs: Tensor, available: Tensor | None = None) -> Tensor:
+        """``tanh(mu(o))``, the squashed mean (HASAC's deterministic action; for Discrete the
+        codec's arg-max over the available actions)."""
         return torch.tanh(self.distribution(obs)[0])
 
     def surrogate_losses(
