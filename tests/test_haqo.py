@@ -19,6 +19,7 @@ from harl.algorithms.actors.haqo import (
     sample_candidates,
     select_joint_actions,
 )
+from harl.models.policy_models.diffusion_policy import StackedHead
 from harl.utils.configs_tools import get_defaults_yaml_args
 
 YAML = Path(__file__).resolve().parent.parent / "harl" / "configs" / "algos_cfgs" / "haqo.yaml"
@@ -149,25 +150,60 @@ def test_select_joint_actions_picks_the_best_by_q_and_respects_bounds():
         select_joint_actions(actors, obs, [None, None], 2)
 
 
-def test_one_denoiser_call_per_step_for_all_agents_candidates_and_envs():
-    """Behaviour sampling: T calls per distinct actor, each over all candidates of all envs;
-    agents sharing an actor (share_param) share the calls."""
-    steps = 5
-    distinct = [HAQO(make_args(n_timesteps=steps), OBS, BOX) for _ in range(3)]
-    shared = [distinct[0]] * 3
-    for actors, calls_per_actor in ((distinct, [steps] * 3), (shared, [steps, 0, 0])):
-        shapes = [[] for _ in distinct]
-        hooks = [
-            a.actor.denoiser.output_layer.register_forward_hook(lambda m, args, out, s=s: s.append(out.shape))
-            for a, s in zip(distinct, shapes)
-        ]
-        xs = sample_candidates(actors, [torch.randn(20, 3) for _ in range(3)], 4)
-        for h in hooks:
-            h.remove()
-        assert [len(s) for s in shapes] == calls_per_actor
-        assert [x.shape for x in xs] == [(4, 20, 2)] * 3
-        expected = (4, 1, 20, 2) if actors is distinct else (4, 3, 20, 2)  # (K, agents of the actor, B, dim)
-        assert all(s == torch.Size(expected) for s in shapes[0])
+def _count_network_calls(monkeypatch, actors):
+    """Record the leading shape of every network call of every actor's denoiser, its own
+    (``output_layer``) or batched with other actors' (:class:`StackedHead`)."""
+    calls = []
+    original = StackedHead.__call__
+
+    def stacked(self, x, condition):
+        calls.append(("stacked", tuple(x.shape[:-1])))
+        return original(self, x, condition)
+
+    monkeypatch.setattr(StackedHead, "__call__", stacked)
+    for actor in {id(a): a for a in actors}.values():
+        actor.actor.denoiser.output_layer.register_forward_hook(
+            lambda m, args, out: calls.append(("own", tuple(out.shape[:-1])))
+        )
+    return calls
+
+
+@pytest.mark.parametrize("case", ["same structure", "share_param", "heterogeneous"])
+def test_one_network_call_per_step_for_all_agents_candidates_and_envs(monkeypatch, case):
+    """Behaviour sampling (HAQO_SPEC section 1): each denoising step is one network call for all
+    candidates of all envs of all agents whose actors have the same structure, even with
+    different observation sizes; agents sharing an actor (share_param) share its calls; an agent
+    with another action space gets its own."""
+    steps, obs_sizes = 5, [3, 4, 3]
+    if case == "same structure":
+        actors = [HAQO(make_args(n_timesteps=steps), gym.spaces.Box(-1, 1, (d,)), BOX) for d in obs_sizes]
+        expected = [("stacked", (3, 4, 20))] * steps  # (agents, K, B)
+    elif case == "share_param":
+        obs_sizes = [3, 3, 3]
+        actors = [HAQO(make_args(n_timesteps=steps), OBS, BOX)] * 3
+        expected = [("own", (4, 3, 20))] * steps  # (K, agents, B)
+    else:
+        actors = [HAQO(make_args(n_timesteps=steps), gym.spaces.Box(-1, 1, (d,)), space)
+                  for d, space in zip(obs_sizes, [BOX, gym.spaces.Discrete(3), BOX])]
+        expected = [("stacked", (2, 4, 20)), ("own", (4, 1, 20))] * steps
+    calls = _count_network_calls(monkeypatch, actors)
+    xs = sample_candidates(actors, [torch.randn(20, d) for d in obs_sizes], 4)
+    assert calls == expected
+    assert [x.shape[:2] for x in xs] == [(4, 20)] * 3
+
+
+def test_stacked_head_equals_each_denoisers_own_head():
+    actors = [HAQO(make_args(), gym.spaces.Box(-1, 1, (d,)), BOX) for d in (3, 5)]
+    denoisers = [a.actor.denoiser for a in actors]
+    with torch.no_grad():
+        for d in denoisers:  # non-trivial norms and biases
+            for p in d.parameters():
+                p.add_(0.1 * torch.randn_like(p))
+        x = torch.randn(2, 4, 7, 2)
+        conditions = torch.stack([d.step_conditions(torch.randn(7, o)) for d, o in zip(denoisers, (3, 5))], 1)[2]
+        stacked = StackedHead(denoisers)(x, conditions.unsqueeze(1))
+        for g, d in enumerate(denoisers):
+            torch.testing.assert_close(stacked[g], d.head(x[g], conditions[g]), rtol=1e-5, atol=1e-5)
 
 
 def test_train_makes_a_fixed_number_of_network_calls():

@@ -38,7 +38,7 @@ from torch import nn
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 from harl.algorithms.actors.off_policy_base import OffPolicyComponent
-from harl.models.policy_models.diffusion_policy import CandidatePolicy, DiffusionPolicy, run_passes
+from harl.models.policy_models.diffusion_policy import CandidatePolicy, DiffusionPolicy, run_passes, start_group_sampling
 from harl.models.policy_models.gaussian_candidate_policy import GaussianCandidatePolicy
 from harl.utils.models_tools import masked_mean, to_tensor
 
@@ -121,8 +121,9 @@ class JointActions(NamedTuple):
 @torch.no_grad()
 def sample_candidates(actors: Sequence[HAQO], obs: Sequence[ArrayLike], n: int) -> list[Tensor]:
     """``n`` candidates of every agent at every state, sampled in one pass: each denoising step
-    makes one network call per distinct actor (agents sharing an actor, ``share_param``, are
-    stacked into one call) for all their candidates and states.
+    makes one network call for all agents whose actors can be batched together
+    (:func:`start_group_sampling`: the same actor with ``share_param``, or diffusion actors of
+    the same structure, heterogeneous observations allowed), over all their candidates and states.
 
     Args:
         actors: per agent.
@@ -132,13 +133,14 @@ def sample_candidates(actors: Sequence[HAQO], obs: Sequence[ArrayLike], n: int) 
         per agent the normalised candidates ``(n, B, dim_i)``; availability masks apply when
         the codec decodes them.
     """
-    groups: dict[int, list[int]] = {}
+    groups: dict[Any, list[int]] = {}
     for i, actor in enumerate(actors):
-        groups.setdefault(id(actor), []).append(i)
-    passes = []
-    for members in groups.values():
-        actor = actors[members[0]]
-        passes.append(actor.actor.start_sampling(torch.stack([actor.as_tensor(obs[i]) for i in members]), n))
+        key = actor.actor.stack_key()
+        groups.setdefault(("actor", id(actor)) if key is None else key, []).append(i)
+    passes = [
+        start_group_sampling([actors[i].actor for i in members], [actors[i].as_tensor(obs[i]) for i in members], n)
+        for members in groups.values()
+    ]
     run_passes(passes)
     xs: list[Tensor] = [torch.empty(0)] * len(actors)
     for members, sampling in zip(groups.values(), passes):

@@ -36,7 +36,7 @@ divergence from the actor that drew the candidates.
 from __future__ import annotations
 
 import math
-from typing import Any, NamedTuple, Protocol, Sequence
+from typing import Any, Callable, NamedTuple, Protocol, Sequence
 
 import gymnasium
 import numpy as np
@@ -223,6 +223,11 @@ class CandidatePolicy(nn.Module):
         what :meth:`kl_from_record` needs."""
         raise NotImplementedError
 
+    def stack_key(self) -> Any:
+        """Policies with equal keys (not None) can share one sampling pass
+        (:func:`start_group_sampling`); None: only with themselves."""
+        return None
+
     def eval_actions(self, obs: Tensor, available: Tensor | None = None) -> Tensor:
         """Normalised actions ``(*lead, dim)`` for evaluation, without exploration noise
         (``available``: ``(*lead, n)`` for Discrete)."""
@@ -309,11 +314,21 @@ class Denoiser(nn.Module):
         time_bias = self.time_bias()
         return time_bias.view(len(time_bias), *([1] * (obs.dim() - 1)), -1) + self.context(obs)
 
+    def action_weight(self) -> Tensor:
+        """The noisy action's part of the first layer's weight, ``W_x``: ``(hidden_sizes[0], dim)``."""
+        return self.input_layer.weight[:, : self.split[0]]
+
+    def head_layers(self) -> list[nn.Module]:
+        """The layers after the first layer's pre-activation, in order."""
+        return [self.input_act, self.input_norm, *self.hidden.fc, self.output_layer]
+
     def head(self, x: Tensor, condition: Tensor) -> Tensor:
         """Predicted noise ``(*L, dim)`` from the noisy action and the rest of the first layer's
         pre-activation, ``condition = context + time_bias[k]`` (broadcastable to ``(*L, hidden)``)."""
-        z = F.linear(x, self.input_layer.weight[:, : self.split[0]]) + condition
-        return self.output_layer(self.hidden(self.input_norm(self.input_act(z))))
+        z = F.linear(x, self.action_weight()) + condition
+        for layer in self.head_layers():
+            z = layer(z)
+        return z
 
     def forward(self, x: Tensor, k: Tensor, context: Tensor) -> Tensor:
         """Predicted noise ``(*L, dim)``.
@@ -344,14 +359,70 @@ class DiffusionRecord(NamedTuple):
     mu: Tensor
 
 
-class _DiffusionPass:
-    """Ancestral sampling from ``x_T ~ N(0, I)``, one denoiser call per step (see module doc)."""
+class StackedHead:
+    """:meth:`Denoiser.head` of ``G`` denoisers of identical structure as one batched call: each
+    layer is one ``bmm`` (Linear) or one normalisation over the ``G`` stacked weight sets, so a
+    denoising step of several agents costs one network call (HAQO_SPEC section 1). The weights
+    are stacked when it is built; build it per sampling pass, under ``no_grad``.
 
-    def __init__(self, policy: DiffusionPolicy, obs: Tensor, n: int, record: bool, final_noise: bool = True) -> None:
-        self.policy = policy
-        # the conditioning of each step is fixed for the whole pass: computed once, not per step
-        self.conditions = policy.denoiser.step_conditions(obs)
-        self.x = torch.randn(n, *obs.shape[:-1], policy.codec.dim, device=obs.device)
+    Inputs and outputs carry ``G`` first: ``x (G, *L, dim)``, ``condition`` broadcastable to
+    ``(G, *L, hidden)``.
+    """
+
+    def __init__(self, denoisers: Sequence[Denoiser]) -> None:
+        self.action_weight_t = torch.stack([d.action_weight() for d in denoisers]).transpose(1, 2)
+        self.layers: list[tuple[nn.Module, Tensor | None, Tensor | None]] = []
+        for modules in zip(*(d.head_layers() for d in denoisers)):
+            if isinstance(modules[0], (nn.Linear, nn.LayerNorm)):
+                weight = torch.stack([m.weight for m in modules])
+                bias = torch.stack([m.bias for m in modules]).unsqueeze(1)
+                if isinstance(modules[0], nn.Linear):
+                    weight = weight.transpose(1, 2)
+                else:
+                    weight = weight.unsqueeze(1)
+                self.layers.append((modules[0], weight, bias))
+            else:  # parameter-free, elementwise (the activation)
+                self.layers.append((modules[0], None, None))
+
+    def __call__(self, x: Tensor, condition: Tensor) -> Tensor:
+        groups, lead = x.shape[0], x.shape[1:-1]
+        z = torch.bmm(x.reshape(groups, -1, x.shape[-1]), self.action_weight_t).view(groups, *lead, -1)
+        z = (z + condition).reshape(groups, -1, z.shape[-1])
+        for module, weight, bias in self.layers:
+            if isinstance(module, nn.Linear):
+                z = torch.baddbmm(bias, z, weight)
+            elif isinstance(module, nn.LayerNorm):
+                z = torch.addcmul(bias, F.layer_norm(z, module.normalized_shape, eps=module.eps), weight)
+            else:
+                z = module(z)
+        return z.view(groups, *lead, -1)
+
+
+class _DiffusionPass:
+    """Ancestral sampling from ``x_T ~ N(0, I)``, one network call per step (see module doc).
+
+    Args:
+        policy: whose schedule constants the reverse steps use.
+        conditions: ``(T, ...)``, entry ``k`` is what ``head`` takes besides ``x`` at step ``k``.
+        x: ``x_T``.
+        head: the noise predictor ``head(x, condition)``.
+        candidate_dim: the dimension of ``x`` that indexes the candidates.
+        record: keep the first candidate's chain (single policy, ``candidate_dim == 0``).
+        final_noise: the last step keeps its noise (False: evaluation).
+    """
+
+    def __init__(
+        self,
+        policy: DiffusionPolicy,
+        conditions: Tensor,
+        x: Tensor,
+        head: Callable[[Tensor, Tensor], Tensor],
+        candidate_dim: int = 0,
+        record: bool = False,
+        final_noise: bool = True,
+    ) -> None:
+        self.policy, self.conditions, self.x, self.head = policy, conditions, x, head
+        self.candidate_dim = candidate_dim
         self.steps_left = policy.n_timesteps
         self.final_noise = final_noise
         self.chain: list[tuple[Tensor, Tensor]] | None = [] if record else None
@@ -359,7 +430,7 @@ class _DiffusionPass:
     def step(self) -> None:
         self.steps_left -= 1
         k = self.steps_left
-        eps = self.policy.denoiser.head(self.x, self.conditions[k])
+        eps = self.head(self.x, self.conditions[k])
         mu = self.policy.posterior_mean(self.x, eps, self.policy.step_coefficients[k])
         if self.chain is not None:
             self.chain.append((self.x[0], mu[0]))
@@ -368,12 +439,34 @@ class _DiffusionPass:
         self.x = mu
 
     def finish(self, available: Tensor | None) -> CandidateSample:
-        x = self.x.clamp(-1.0, 1.0)
+        x = self.x.clamp(-1.0, 1.0).movedim(self.candidate_dim, 0)
         record = None
         if self.chain is not None:
             xs, mus = zip(*reversed(self.chain))  # index k = t - 1
             record = DiffusionRecord(torch.stack(xs), torch.stack(mus))
         return CandidateSample(x, self.policy.codec.target(x, available), record)
+
+
+@torch.no_grad()
+def start_group_sampling(policies: Sequence[CandidatePolicy], obs: Sequence[Tensor], n: int) -> SamplingPass:
+    """One sampling pass for ``G`` policies at once, ``obs[g]`` ``(*lead, d_g)`` with the same
+    ``lead``; its :meth:`SamplingPass.finish` gives ``x`` ``(n, G, *lead, dim)``.
+
+    The same policy ``G`` times (``share_param``): its own pass on the stacked observations.
+    Diffusion policies with equal :meth:`CandidatePolicy.stack_key` (same denoiser structure and
+    schedule; the observation bases may differ): a :class:`StackedHead` pass.
+    """
+    first = policies[0]
+    if all(p is first for p in policies):
+        return first.start_sampling(torch.stack(list(obs)), n)
+    key = first.stack_key()
+    if key is None or any(p.stack_key() != key for p in policies):
+        raise ValueError("start_group_sampling needs one policy, or diffusion policies with equal stack_key()")
+    conditions = torch.stack([p.denoiser.step_conditions(o) for p, o in zip(policies, obs)], 1)
+    head = StackedHead([p.denoiser for p in policies])
+    x = torch.randn(len(policies), n, *obs[0].shape[:-1], first.codec.dim, device=obs[0].device)
+    # (T, G, 1, *lead, hidden): broadcast over the candidates, which come second in x
+    return _DiffusionPass(first, conditions.unsqueeze(2), x, head, candidate_dim=1)
 
 
 class DiffusionPolicy(CandidatePolicy):
@@ -432,6 +525,9 @@ class DiffusionPolicy(CandidatePolicy):
             for k in range(self.n_timesteps)
         ]
         self.sigma_values = constants["sigma"].tolist()
+        layers = tuple((repr(m), tuple(tuple(p.shape) for p in m.parameters())) for m in self.denoiser.head_layers())
+        schedule = (tuple(self.step_coefficients), tuple(self.sigma_values))
+        self._stack_key = (type(self), self.codec.dim, tuple(self.denoiser.action_weight().shape), layers, schedule)
         self.to(device)
 
     @staticmethod
@@ -450,8 +546,16 @@ class DiffusionPolicy(CandidatePolicy):
         coef = StepCoefficients(*(getattr(self, name)[k].unsqueeze(-1) for name in StepCoefficients._fields))
         return self.posterior_mean(x, self.denoiser(x, k, context), coef)
 
-    def start_sampling(self, obs: Tensor, n: int, record: bool = False) -> _DiffusionPass:
-        return _DiffusionPass(self, obs, n, record)
+    def start_sampling(self, obs: Tensor, n: int, record: bool = False, final_noise: bool = True) -> _DiffusionPass:
+        x = torch.randn(n, *obs.shape[:-1], self.codec.dim, device=obs.device)
+        # the conditioning of each step is fixed for the whole pass: computed once, not per step
+        conditions = self.denoiser.step_conditions(obs)
+        return _DiffusionPass(self, conditions, x, self.denoiser.head, record=record, final_noise=final_noise)
+
+    def stack_key(self) -> tuple:
+        """Equal for diffusion policies whose denoising steps one :class:`StackedHead` can batch
+        (the structure fixed at construction: layer types and shapes, action size, schedule)."""
+        return self._stack_key
 
     @torch.no_grad()
     def eval_actions(self, obs: Tensor, available: Tensor | None = None) -> Tensor:
@@ -459,7 +563,7 @@ class DiffusionPolicy(CandidatePolicy):
         chain per observation. Discrete: the most frequent action of ``eval_samples`` chains, the
         policy's mode (as a categorical policy's arg-max), returned as its ``+-1`` code."""
         n = self.eval_samples if self.codec.discrete else 1
-        sampling = _DiffusionPass(self, obs, n, record=False, final_noise=False)
+        sampling = self.start_sampling(obs, n, final_noise=False)
         run_passes([sampling])
         x = sampling.finish(None).x
         if not self.codec.discrete:

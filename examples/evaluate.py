@@ -1,0 +1,65 @@
+"""Evaluate the final policies of finished runs again, with more episodes.
+
+    python examples/evaluate.py RUN_DIR [RUN_DIR ...] [--eval_episodes 200] [--eval_seed 12345]
+
+Each run is rebuilt from its ``config.json`` with its saved weights (``models/``, HARL's
+``model_dir``) and evaluated for ``--eval_episodes`` decentralised episodes, exactly as the run's
+own evaluations do. Every run is evaluated from the same ``--eval_seed``, so different algorithms
+meet the same initial states (a paired comparison). Prints one Markdown row per run; nothing is
+written into the run directories.
+"""
+import argparse
+import json
+import logging
+import os
+import sys
+import tempfile
+
+from harl.utils.cli import handle_cli_errors, parse_train_args
+from harl.utils.configs_tools import ConfigError
+
+
+def evaluate_run(run_dir: str, eval_episodes: int, eval_seed: int, scratch_dir: str) -> dict:
+    """Rebuild the run of ``run_dir`` with its saved weights and return ``evaluate()``'s result
+    with the run's algorithm, task and training seed."""
+    config = os.path.join(run_dir, "config.json")
+    models = os.path.join(run_dir, "models")
+    if not (os.path.isfile(config) and os.path.isdir(models)):
+        raise ConfigError(f"{run_dir} has no config.json and models/; pass the directory of a run (seed-...)")
+    with open(config, encoding="utf-8") as file:
+        train_seed = json.load(file)["algo_args"]["seed"]["seed"]
+    parsed = parse_train_args([
+        "--load_config", config, "--model_dir", models, "--use_eval", "True",
+        "--eval_episodes", str(eval_episodes), "--seed", str(eval_seed), "--seed_specify", "True",
+        "--log_dir", scratch_dir,
+    ])
+    args, algo_args, env_args = parsed
+    from harl.runners import RUNNER_REGISTRY
+
+    runner = RUNNER_REGISTRY[args["algo"]](args, algo_args, env_args)
+    try:
+        result = runner.evaluate()
+        return {"algo": args["algo"], "task": runner.task_name, "train_seed": train_seed, **result}
+    finally:
+        runner.close()
+
+
+def main() -> None:
+    """Evaluate every run given on the command line and print the table."""
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run_dirs", nargs="+", help="run directories (results/<env>/<task>/<algo>/<exp>/seed-...)")
+    parser.add_argument("--eval_episodes", type=int, default=200, help="episodes per run")
+    parser.add_argument("--eval_seed", type=int, default=12345, help="seed of the evaluation environments and policies")
+    cli = parser.parse_args()
+    print("| algo | task | train seed | episodes | eval return | run |")
+    print("|---|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as scratch_dir:
+        for run_dir in cli.run_dirs:
+            r = evaluate_run(run_dir, cli.eval_episodes, cli.eval_seed, scratch_dir)
+            print(f"| {r['algo']} | {r['task']} | {r['train_seed']} | {cli.eval_episodes} | "
+                  f"{r['eval_episode_return']:.2f} | {run_dir} |", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(handle_cli_errors(main))

@@ -1,0 +1,40 @@
+"""examples/evaluate.py: a finished run's saved policy is evaluated again from its own config,
+reproducibly, and a directory that is not a run is a clear error."""
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from e2e_helpers import TINY_OFF_POLICY, TINY_ON_POLICY, train
+from harl.utils.configs_tools import ConfigError
+
+SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "evaluate.py"
+spec = importlib.util.spec_from_file_location("evaluate_script", SCRIPT)
+evaluate_script = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(evaluate_script)
+
+
+@pytest.mark.parametrize("algo, overrides", [
+    ("happo", {**TINY_ON_POLICY, "num_env_steps": 80}),
+    ("haqo", {**TINY_OFF_POLICY, "n_timesteps": 4, "num_env_steps": 120}),
+])
+def test_evaluates_the_saved_policy_with_the_runs_settings(tmp_path, algo, overrides):
+    runner = train(algo, "pettingzoo_mpe", str(tmp_path / "runs"), {**overrides, "max_cycles": 10})
+    scratch = str(tmp_path / "scratch")
+    first = evaluate_script.evaluate_run(runner.run_dir, 4, 7, scratch)
+    again = evaluate_script.evaluate_run(runner.run_dir, 4, 7, scratch)
+    assert first["algo"] == algo and first["task"] == runner.task_name and first["train_seed"] == 1
+    assert first["eval_episode_return"] == again["eval_episode_return"] < 0  # same seed, same episodes
+    other_seed = evaluate_script.evaluate_run(runner.run_dir, 4, 8, scratch)
+    assert other_seed["eval_episode_return"] != first["eval_episode_return"]
+
+
+def test_a_directory_without_a_run_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="no config.json"):
+        evaluate_script.evaluate_run(str(tmp_path), 4, 7, str(tmp_path / "scratch"))
+    result = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path)], capture_output=True, text=True)
+    assert result.returncode == 2 and "no config.json" in result.stderr
