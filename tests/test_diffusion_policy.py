@@ -33,48 +33,50 @@ def make_args(**overrides):
     return args
 
 
-class AffineDenoiser(nn.Module):
+class StepTableDenoiser(nn.Module):
+    """A test noise predictor whose step dependence is one number per step, ``table[k]``, passed to
+    :meth:`head` as the step's condition (the observation is ignored)."""
+
+    def __init__(self, table: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("table", table)
+
+    def context(self, obs):
+        return obs.new_zeros(*obs.shape[:-1], 1)
+
+    def step_conditions(self, obs):
+        return self.table.view(-1, *([1] * obs.dim())).expand(-1, *obs.shape[:-1], 1)
+
+    def forward(self, x, k, context):
+        return self.head(x, self.table[k].unsqueeze(-1))
+
+
+class AffineDenoiser(StepTableDenoiser):
     """``eps(x_t, t) = x_t / sqrt(1 - abar_t) + b``: with ``b = 0`` the predicted ``x_0`` is 0
     exactly; with ``b`` it is ``-sqrt(1/abar_t - 1) b``, inside [-1, 1] when ``b`` is small."""
 
     def __init__(self, alphas_cumprod: torch.Tensor, b: torch.Tensor) -> None:
-        super().__init__()
-        self.register_buffer("scale", (1.0 - alphas_cumprod).rsqrt())
+        super().__init__((1.0 - alphas_cumprod).rsqrt())
         self.register_buffer("b", b)
 
-    def context(self, obs):
-        return obs.new_zeros(*obs.shape[:-1], 1)
-
-    def step_conditions(self, obs):
-        return self.scale.view(-1, *([1] * obs.dim())).expand(-1, *obs.shape[:-1], 1)
-
-    def head(self, x, condition):
-        return condition * x + self.b
-
-    def forward(self, x, k, context):
-        return self.head(x, self.scale[k].unsqueeze(-1))
+    def head(self, x, scale):
+        return scale * x + self.b
 
 
-class DiracDenoiser(nn.Module):
+class DiracDenoiser(StepTableDenoiser):
     """The exact noise predictor of data concentrated at ``a0``:
     ``eps = (x_t - sqrt(abar_t) a0) / sqrt(1 - abar_t)``."""
 
     def __init__(self, alphas_cumprod: torch.Tensor, a0: torch.Tensor) -> None:
-        super().__init__()
-        self.register_buffer("abar", alphas_cumprod)
+        super().__init__(alphas_cumprod)
         self.register_buffer("a0", a0)
 
-    def context(self, obs):
-        return obs.new_zeros(*obs.shape[:-1], 1)
-
-    def step_conditions(self, obs):
-        return self.abar.view(-1, *([1] * obs.dim())).expand(-1, *obs.shape[:-1], 1)
+    def data_point(self, x):
+        """Where the data of the chains ``x`` is concentrated."""
+        return self.a0
 
     def head(self, x, abar):
-        return (x - abar.sqrt() * self.a0) / (1.0 - abar).sqrt()
-
-    def forward(self, x, k, context):
-        return self.head(x, self.abar[k].unsqueeze(-1))
+        return (x - abar.sqrt() * self.data_point(x)) / (1.0 - abar).sqrt()
 
 
 # --- schedules and embedding ----------------------------------------------------------------
@@ -216,26 +218,18 @@ def test_exact_denoiser_of_a_dirac_samples_it_and_has_zero_loss(schedule):
     assert policy.denoising_loss(torch.zeros(4, 50, 2), context).min() > 0
 
 
-class TwoCodeDenoiser(nn.Module):
+class TwoCodeDenoiser(DiracDenoiser):
     """Exact noise predictor of a Dirac at ``codes[0]`` for the first ``n_first`` chains of a pass
     and at ``codes[1]`` for the rest (chains are the leading dimension of ``x``)."""
 
     def __init__(self, alphas_cumprod: torch.Tensor, codes: torch.Tensor, n_first: int) -> None:
-        super().__init__()
-        self.register_buffer("abar", alphas_cumprod)
+        super().__init__(alphas_cumprod, codes[0])
         self.register_buffer("codes", codes)
         self.n_first = n_first
 
-    def context(self, obs):
-        return obs.new_zeros(*obs.shape[:-1], 1)
-
-    def step_conditions(self, obs):
-        return self.abar.view(-1, *([1] * obs.dim())).expand(-1, *obs.shape[:-1], 1)
-
-    def head(self, x, abar):
+    def data_point(self, x):
         chain = torch.arange(x.shape[0]).view(-1, *([1] * (x.dim() - 1)))
-        a0 = torch.where(chain < self.n_first, self.codes[0], self.codes[1])
-        return (x - abar.sqrt() * a0) / (1.0 - abar).sqrt()
+        return torch.where(chain < self.n_first, self.codes[0], self.codes[1])
 
 
 def test_discrete_evaluation_executes_the_most_frequent_available_action():
