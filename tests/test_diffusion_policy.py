@@ -192,7 +192,7 @@ def test_one_denoiser_call_per_denoising_step_for_all_candidates():
     assert calls == [torch.Size([7, 11, 2])] * 6
     calls.clear()
     policy.kl_from_record(torch.randn(11, 3), sample.record)
-    assert calls == [torch.Size([6, 11, 2])]  # every step of the chain in one call
+    assert calls == [torch.Size([11, 6, 2])]  # every step of the chain in one call
     calls.clear()
     policy.surrogate_losses(torch.randn(11, 3), sample.target[:2], None, 3)
     assert calls == [torch.Size([5, 11, 2])]  # candidates and entropy samples together

@@ -77,6 +77,25 @@ def test_masked_states_do_not_set_the_scale():
 
 
 @pytest.mark.parametrize("transform", ["qadv", "qcut"])
+def test_masked_candidates_get_no_weight_and_do_not_move_the_others(transform):
+    """Unavailable Discrete actions among enumerated candidates: the weights of the available
+    ones are those of the available ones alone (same mean, same scale)."""
+    torch.manual_seed(0)
+    q = torch.randn(5, 3)
+    candidate_mask = torch.tensor([[1, 1, 1], [0, 1, 1], [1, 1, 0], [1, 0, 1], [0, 1, 1]], dtype=torch.bool)
+    q_masked = q.masked_fill(~candidate_mask, 1e3)  # an unavailable action's Q must not matter
+    w = q_weights(q_masked, transform, 0.3, 10.0, candidate_mask=candidate_mask)
+    assert (w[~candidate_mask] == 0).all()
+    # reference: each state's available candidates alone, with the batch scale built the same way
+    adv = [q[m, b] - q[m, b].mean() for b, m in enumerate(candidate_mask.T)]
+    rms = torch.stack([a.pow(2).mean() for a in adv]).mean().sqrt()
+    for b, (m, a) in enumerate(zip(candidate_mask.T, adv)):
+        a = a / rms
+        expected = torch.relu(a) if transform == "qadv" else torch.relu(a) * (a >= 0.3)
+        assert torch.allclose(w[m, b], expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("transform", ["qadv", "qcut"])
 def test_weights_are_invariant_to_the_reward_scale(transform):
     torch.manual_seed(0)
     q = torch.randn(8, 64)
@@ -187,7 +206,7 @@ def test_one_network_call_per_step_for_all_agents_candidates_and_envs(monkeypatc
                   for d, space in zip(obs_sizes, [BOX, gym.spaces.Discrete(3), BOX])]
         expected = [("stacked", (2, 4, 20)), ("own", (4, 1, 20))] * steps
     calls = _count_network_calls(monkeypatch, actors)
-    xs = sample_candidates(actors, [torch.randn(20, d) for d in obs_sizes], 4)
+    xs = [sample.x for sample in sample_candidates(actors, [torch.randn(20, d) for d in obs_sizes], 4)]
     assert calls == expected
     assert [x.shape[:2] for x in xs] == [(4, 20)] * 3
 
@@ -241,6 +260,31 @@ def test_discrete_actions_never_unavailable_through_selection_and_training():
             assert (actors[1].sample(obs[1], avail[1]) * (1 - avail[1])).eq(0).all()
         info = actors[0].train(obs[0], chosen.critic, 0, q_fn, avail[0])
         assert math.isfinite(info["loss_qv"])
+
+
+def test_enumerated_discrete_candidates_train_toward_the_best_available_action():
+    """``enumerate_discrete``: every available action is a candidate; the actor draws one chain
+    per state (for the line search) and learns the best available action even though the critic
+    prefers an unavailable one."""
+    torch.manual_seed(0)
+    space = gym.spaces.Discrete(4)
+    actor = HAQO(make_args(enumerate_discrete=True, lr=3e-3, n_timesteps=4), OBS, space)
+    assert actor.round_samples == 1
+    assert HAQO(make_args(enumerate_discrete=True), OBS, BOX).round_samples == make_args()["train_candidates"]
+    obs = torch.randn(64, 3)
+    avail = torch.ones(64, 4)
+    avail[:, 3] = 0.0  # the critic's favourite is never available
+    preference = torch.tensor([0.0, 0.0, 1.0, 5.0])
+    q_fn = lambda joint: (joint * preference).sum(-1, keepdim=True)  # noqa: E731
+    calls = []
+    actor.actor.denoiser.output_layer.register_forward_hook(lambda m, a, o: calls.append(tuple(o.shape)))
+    info = actor.train(obs, [torch.zeros(64, 4)], 0, q_fn, avail)
+    assert calls[:4] == [(1, 64, 4)] * 4  # one drawn chain per state, not train_candidates
+    assert "candidate_spread" not in info and info["weight_nonzero"] == pytest.approx(1 / 4)
+    for _ in range(60):
+        actor.train(obs, [torch.zeros(64, 4)], 0, q_fn, avail)
+    actions = actor.get_actions(obs, avail, explore=False)
+    assert (actions == 2).float().mean() > 0.9
 
 
 # --- the update -----------------------------------------------------------------------------

@@ -36,6 +36,7 @@ def test_mamujoco_halfcheetah(tmp_path):
     {"sequential": False},
     {"actor": "gaussian"},
     {"drift": "none", "q_transform": "qcut", "chosen": 2, "train_candidates": 4},
+    {"enumerate_discrete": True},
 ])
 def test_toy_masks_and_ablations(tmp_path, extra):
     """The toy env raises on an unavailable action, so finishing proves every executed action
@@ -56,3 +57,12 @@ def test_resume_restores_actors_critic_and_buffer(tmp_path):
                 assert (p == q).all()
     finally:
         resumed.close()
+
+
+def test_policy_freq_delays_the_actor_rounds(tmp_path):
+    """``policy_freq 2``: the critic (and its targets) every update, the actors every second."""
+    runner = train("haqo", "toy", str(tmp_path), {**TINY_HAQO, "policy_freq": 2})
+    start = runner.total_it
+    infos = [runner.train() for _ in range(4)]
+    assert all("critic/critic_loss" in info for info in infos)
+    assert ["agent0/loss_qv" in info for info in infos] == [(start + j) % 2 == 0 for j in range(1, 5)]

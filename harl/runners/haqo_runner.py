@@ -19,7 +19,7 @@ from functools import partial
 import numpy as np
 import torch
 
-from harl.algorithms.actors.haqo import select_joint_actions
+from harl.algorithms.actors.haqo import sample_candidates, select_joint_actions
 from harl.common.sequential_update import sequential_round, update_order
 from harl.runners.off_policy_base_runner import OffPolicyBaseRunner
 from harl.utils.models_tools import to_numpy, to_tensor
@@ -66,7 +66,8 @@ class HAQORunner(OffPolicyBaseRunner):
 
     # ----------------------------------------------------------------- training
     def train(self) -> dict[str, float]:
-        """One update: twin critic on K_t-candidate targets, then one actor round."""
+        """One update: twin critic on K_t-candidate targets, then, every ``policy_freq`` updates,
+        one actor round."""
         self.total_it += 1
         batch = self.buffer.sample().to(self.device)
         start = time.perf_counter()
@@ -75,15 +76,30 @@ class HAQORunner(OffPolicyBaseRunner):
             self._q_fn(batch.next_share_obs, target=True),
         ).critic
         infos = {f"critic/{k}": v for k, v in self.critic.train(batch, next_actions).items()}
+        self.critic.soft_update()
         critic_done = time.perf_counter()
+        infos["time/critic"] = critic_done - start
+        if self.total_it % self.actor[0].policy_freq:  # delayed actor rounds (policy_freq)
+            return infos
 
-        joint = select_joint_actions(self.actor, batch.obs, batch.available_actions, 1).critic
+        # every agent's samples from its actor before the round, in one pass: the actors only
+        # change at their own update, so these are each agent's training candidates, and their
+        # first ones are the pre-round joint action
+        drawn = sample_candidates(
+            self.actor, batch.obs, [actor.round_samples for actor in self.actor], batch.available_actions,
+            record=self.actor[0].line_search,
+        )
+        joint = [
+            actor.actor.codec.to_critic(sample.x[0], actor.as_tensor(avail))
+            for actor, sample, avail in zip(self.actor, drawn, batch.available_actions)
+        ]
+        drawn_time = time.perf_counter() - critic_done
         q_fn = self._q_fn(batch.share_obs)
 
         def update_agent(agent_id: int, joint_actions) -> dict[str, float]:
             return self.actor[agent_id].train(
                 batch.obs[agent_id], joint_actions, agent_id, q_fn,
-                batch.available_actions[agent_id], batch.valid_transitions[:, agent_id],
+                batch.available_actions[agent_id], batch.valid_transitions[:, agent_id], drawn[agent_id],
             )
 
         order = update_order(self.num_agents, self.fixed_order)
@@ -96,8 +112,6 @@ class HAQORunner(OffPolicyBaseRunner):
         agent_infos = sequential_round(order, joint, update_agent, resample if self.sequential else None)
         for agent_id, info in agent_infos.items():
             infos.update({f"agent{agent_id}/{k}": v for k, v in info.items()})
-        self.critic.soft_update()
-        infos["time/critic"] = critic_done - start
         infos["time/actor"] = time.perf_counter() - critic_done
-        infos["time/sampling"] = sum(info["time_sampling"] for info in agent_infos.values())
+        infos["time/sampling"] = drawn_time + sum(info["time_sampling"] for info in agent_infos.values())
         return infos

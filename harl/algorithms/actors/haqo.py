@@ -38,7 +38,14 @@ from torch import nn
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 from harl.algorithms.actors.off_policy_base import OffPolicyComponent
-from harl.models.policy_models.diffusion_policy import CandidatePolicy, DiffusionPolicy, run_passes, start_group_sampling
+from harl.models.policy_models.diffusion_policy import (
+    CandidatePolicy,
+    CandidateSample,
+    DiffusionPolicy,
+    record_member,
+    run_passes,
+    start_group_sampling,
+)
 from harl.models.policy_models.gaussian_candidate_policy import GaussianCandidatePolicy
 from harl.utils.models_tools import masked_mean, to_tensor
 
@@ -53,7 +60,12 @@ POLICY_CLASSES: dict[str, type[CandidatePolicy]] = {"diffusion": DiffusionPolicy
 
 
 def q_weights(
-    q: Tensor, q_transform: str, qcut_epsilon: float, max_weight: float, mask: Tensor | None = None
+    q: Tensor,
+    q_transform: str,
+    qcut_epsilon: float,
+    max_weight: float,
+    mask: Tensor | None = None,
+    candidate_mask: Tensor | None = None,
 ) -> Tensor:
     """Non-negative, bounded, reward-scale-invariant weights of ``K`` candidates per state.
 
@@ -74,16 +86,18 @@ def q_weights(
     Returns:
         ``(K, B)`` weights.
     """
-    adv = q - q.mean(0)
-    mean_sq = masked_mean(adv.pow(2).mean(0), mask)
+    valid = torch.ones_like(q) if candidate_mask is None else candidate_mask.to(q.dtype)
+    count = valid.sum(0).clamp_min(1.0)
+    adv = (q - (q * valid).sum(0) / count) * valid
+    mean_sq = masked_mean(adv.pow(2).sum(0) / count, mask)
     adv = adv / mean_sq.sqrt().clamp_min(torch.finfo(adv.dtype).tiny)
     if q_transform == "qadv":
-        w = torch.relu(adv - adv.mean(0))
+        w = torch.relu(adv - adv.sum(0) / count)
     elif q_transform == "qcut":
         w = torch.relu(adv) * (adv >= qcut_epsilon)
     else:
         raise ValueError(f"q_transform must be 'qadv' or 'qcut', not {q_transform!r}")
-    return w.clamp(max=max_weight)
+    return (w * valid).clamp(max=max_weight)
 
 
 def insert_action(joint_actions: Sequence[Tensor], agent_id: int, actions: Tensor) -> Tensor:
@@ -119,35 +133,55 @@ class JointActions(NamedTuple):
 
 
 @torch.no_grad()
-def sample_candidates(actors: Sequence[HAQO], obs: Sequence[ArrayLike], n: int) -> list[Tensor]:
-    """``n`` candidates of every agent at every state, sampled in one pass: each denoising step
-    makes one network call for all agents whose actors can be batched together
+def sample_candidates(
+    actors: Sequence[HAQO],
+    obs: Sequence[ArrayLike],
+    n: int | Sequence[int],
+    available_actions: Sequence[ArrayLike | None] | None = None,
+    record: bool = False,
+) -> list[CandidateSample]:
+    """Candidates of every agent at every state, sampled in one pass: each denoising step makes
+    one network call for all agents whose actors can be batched together
     (:func:`start_group_sampling`: the same actor with ``share_param``, or diffusion actors of
-    the same structure, heterogeneous observations allowed), over all their candidates and states.
+    the same structure, heterogeneous observations allowed) and draw as many candidates, over
+    all their candidates and states.
 
     Args:
         actors: per agent.
         obs: per agent ``(B, d_i)``.
+        n: candidates per state, for every agent or per agent.
+        available_actions: per agent ``(B, n_i)`` or ``None``, for the Discrete targets.
+        record: keep what :meth:`CandidatePolicy.kl_from_record` needs (the first candidate's
+            chain).
 
     Returns:
-        per agent the normalised candidates ``(n, B, dim_i)``; availability masks apply when
-        the codec decodes them.
+        per agent a :class:`CandidateSample` with ``x`` and ``target`` ``(n_i, B, dim_i)``;
+        availability masks apply when the codec decodes ``x``.
     """
+    counts = [n] * len(actors) if isinstance(n, int) else list(n)
+    avails = [actor.as_tensor(a) for actor, a in zip(actors, available_actions or [None] * len(actors))]
     groups: dict[Any, list[int]] = {}
     for i, actor in enumerate(actors):
         key = actor.actor.stack_key()
-        groups.setdefault(("actor", id(actor)) if key is None else key, []).append(i)
+        groups.setdefault((("actor", id(actor)) if key is None else key, counts[i]), []).append(i)
     passes = [
-        start_group_sampling([actors[i].actor for i in members], [actors[i].as_tensor(obs[i]) for i in members], n)
-        for members in groups.values()
+        start_group_sampling(
+            [actors[i].actor for i in members], [actors[i].as_tensor(obs[i]) for i in members], count, record
+        )
+        for (_, count), members in groups.items()
     ]
     run_passes(passes)
-    xs: list[Tensor] = [torch.empty(0)] * len(actors)
+    samples: list[CandidateSample] = [None] * len(actors)  # type: ignore[list-item]
     for members, sampling in zip(groups.values(), passes):
-        x = sampling.finish(None).x  # (n, G, B, dim)
+        member_avails = [avails[i] for i in members]
+        stacked_avail = None
+        if any(a is not None for a in member_avails):
+            ones = torch.ones_like(next(a for a in member_avails if a is not None))
+            stacked_avail = torch.stack([ones if a is None else a for a in member_avails])
+        group = sampling.finish(stacked_avail)  # x, target (n, G, B, dim)
         for g, i in enumerate(members):
-            xs[i] = x[:, g]
-    return xs
+            samples[i] = CandidateSample(group.x[:, g], group.target[:, g], record_member(group.record, g))
+    return samples
 
 
 @torch.no_grad()
@@ -165,7 +199,7 @@ def select_joint_actions(
     current states. TD target (spec 2): ``target_candidates``, the target critics at the next
     states.
     """
-    candidates = sample_candidates(actors, obs, n_candidates)
+    candidates = [c.x for c in sample_candidates(actors, obs, n_candidates)]
     avails = [actor.as_tensor(a) for actor, a in zip(actors, available_actions)]
     codecs = [actor.actor.codec for actor in actors]
     xs = [x[0] for x in candidates]
@@ -198,8 +232,6 @@ class HAQO(OffPolicyComponent):
         device: where the networks live.
     """
 
-    policy_freq: int = 1
-
     def __init__(
         self,
         args: dict,
@@ -218,7 +250,7 @@ class HAQO(OffPolicyComponent):
             raise ValueError("train_candidates must be >= 2: the advantages are relative to the candidates' mean")
         if not 1 <= args["chosen"] <= args["train_candidates"]:
             raise ValueError(f"chosen must be in 1..train_candidates, got {args['chosen']}")
-        counts = ("behavior_candidates", "target_candidates", "entropy_samples", "actor_steps")
+        counts = ("behavior_candidates", "target_candidates", "entropy_samples", "actor_steps", "policy_freq")
         if min(args[key] for key in counts) < 1:
             raise ValueError(f"{', '.join(counts)} must be >= 1")
 
@@ -232,11 +264,14 @@ class HAQO(OffPolicyComponent):
         self.entropy_alpha: float = args["entropy_alpha"]
         self.entropy_samples: int = args["entropy_samples"]
         self.actor_steps: int = args["actor_steps"]
+        self.policy_freq: int = int(args["policy_freq"])
         self.max_grad_norm: float = args["max_grad_norm"]
         self.line_search: bool = args["drift"] == "kl_linesearch"
         self.kl_threshold: float = args["kl_threshold"]
         self.ls_steps: int = args["ls_steps"]
         self.use_policy_active_masks: bool = args["use_policy_active_masks"]
+        # Discrete actions scored exhaustively instead of sampled (enumerate_discrete)
+        self.enumerates: bool = bool(args["enumerate_discrete"]) and isinstance(act_space, gymnasium.spaces.Discrete)
 
         self.actor: CandidatePolicy = POLICY_CLASSES[args["actor"]](args, obs_space, act_space, self.device)
         self.actor_optimizer = self.make_optimizer(self.actor.parameters(), args["lr"])
@@ -276,6 +311,7 @@ class HAQO(OffPolicyComponent):
         q_fn: QFunction,
         available_actions: ArrayLike | None = None,
         valid_transition: ArrayLike | None = None,
+        candidates: CandidateSample | None = None,
     ) -> dict[str, float]:
         """One HAQO update of this agent (module doc).
 
@@ -288,6 +324,9 @@ class HAQO(OffPolicyComponent):
             available_actions: ``(B, n_i)`` for Discrete agents.
             valid_transition: ``(B, 1)``, 0 where the agent was dead (excluded with
                 ``use_policy_active_masks``).
+            candidates: :attr:`round_samples` samples of this actor at ``obs``, drawn before
+                the update with the record when the line search is on (the runner draws every
+                agent's in one pass); ``None``: drawn here.
 
         Returns:
             ``loss_qv``, ``loss_ent``, ``weight_mean``, ``weight_nonzero``, ``q_mean``,
@@ -302,9 +341,11 @@ class HAQO(OffPolicyComponent):
 
         # a_k ~ pi_old(.|o), k = 1..K, scored by min Q with the other agents' actions fixed
         with torch.no_grad():
-            cand = self.actor.sample(obs, avail, self.train_candidates, record=self.line_search)
+            if candidates is None:
+                candidates = self.actor.sample(obs, avail, self.round_samples, record=self.line_search)
+            cand, candidate_mask = self._training_candidates(candidates, avail)
             q = q_fn(insert_action(joint_actions, agent_id, self.actor.codec.to_critic(cand.x, avail))).squeeze(-1)
-            weights = q_weights(q, self.q_transform, self.qcut_epsilon, self.max_weight, mask)  # Eq. 6 / Eq. 7
+            weights = q_weights(q, self.q_transform, self.qcut_epsilon, self.max_weight, mask, candidate_mask)  # Eq. 6 / Eq. 7
             # each state trains on its top `chosen` candidates (1: best-of-K, paper A.10)
             top = weights.topk(self.chosen, dim=0).indices  # (chosen, B)
             w = weights.gather(0, top)
@@ -331,13 +372,32 @@ class HAQO(OffPolicyComponent):
             "weight_mean": masked_mean(weights.mean(0), mask).item(),
             "weight_nonzero": masked_mean((weights > 0).float().mean(0), mask).item(),
             "q_mean": masked_mean(q.mean(0), mask).item(),
-            # mode-collapse signal: spread of the candidates of a state, in [-1, 1] units
-            "candidate_spread": masked_mean(cand.x.std(0).mean(-1), mask).item(),
+            # mode-collapse signal: spread of the samples drawn at a state, in [-1, 1] units (none
+            # with enumerated Discrete candidates: one sample per state is drawn)
+            **({"candidate_spread": masked_mean(candidates.x.std(0).mean(-1), mask).item()} if len(candidates.x) > 1 else {}),
             "grad_norm": grad_norm.item(),
             **info,
             "time_sampling": sampled - start,
             "time_update": time.perf_counter() - sampled,
         }
+
+    @property
+    def round_samples(self) -> int:
+        """Samples per state an actor round draws from this actor before updating it
+        (:meth:`train`'s ``candidates``): the training candidates, or with enumerated Discrete
+        candidates the one chain the line search and the joint action need."""
+        return 1 if self.enumerates else self.train_candidates
+
+    def _training_candidates(self, drawn: CandidateSample, avail: Tensor | None) -> tuple[CandidateSample, Tensor | None]:
+        """The candidates to weight, ``(K, B, dim)``, and which of them count ``(K, B)`` (``None``:
+        all): the drawn samples, or with ``enumerate_discrete`` every action's code (the
+        unavailable ones masked out) with the drawn chain's record."""
+        if not self.enumerates:
+            return drawn, None
+        n_actions, batch = self.actor.codec.dim, drawn.x.shape[1]
+        codes = (2.0 * torch.eye(n_actions, device=drawn.x.device) - 1.0).unsqueeze(1).expand(-1, batch, -1)
+        candidate_mask = None if avail is None else avail.bool().T
+        return CandidateSample(codes, codes, drawn.record), candidate_mask
 
     @torch.no_grad()
     def _kl_line_search(self, obs: Tensor, record: Any, mask: Tensor | None, theta_old: Tensor) -> dict[str, float]:

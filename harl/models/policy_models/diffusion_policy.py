@@ -353,7 +353,9 @@ class StepCoefficients(NamedTuple):
 
 class DiffusionRecord(NamedTuple):
     """The first candidate's chain: the inputs ``x_t`` of every reverse step and the sampling
-    actor's means ``mu_old(x_t, t, o)``, both ``(T, *lead, dim)`` indexed by ``k = t - 1``."""
+    actor's means ``mu_old(x_t, t, o)``, both ``(*lead, T, dim)`` with step ``k = t - 1`` at
+    index ``k`` (the leading dimensions first, as in every record, so that
+    :func:`record_member` can split a group's record)."""
 
     x: Tensor
     mu: Tensor
@@ -365,23 +367,31 @@ class StackedHead:
     denoising step of several agents costs one network call (HAQO_SPEC section 1). The weights
     are stacked when it is built; build it per sampling pass, under ``no_grad``.
 
+    A LayerNorm's affine map is folded into the Linear layer after it (``W (g * n + b) + c =
+    (W diag g) n + (W b + c)``), which saves one elementwise pass per normalisation.
+
     Inputs and outputs carry ``G`` first: ``x (G, *L, dim)``, ``condition`` broadcastable to
     ``(G, *L, hidden)``.
     """
 
     def __init__(self, denoisers: Sequence[Denoiser]) -> None:
         self.action_weight_t = torch.stack([d.action_weight() for d in denoisers]).transpose(1, 2)
+        # (module, weight, bias): Linear (G, in, out), (G, 1, out); LayerNorm (G, 1, n) each or
+        # None once folded into the next Linear; parameter-free elementwise modules: None, None
         self.layers: list[tuple[nn.Module, Tensor | None, Tensor | None]] = []
         for modules in zip(*(d.head_layers() for d in denoisers)):
             if isinstance(modules[0], (nn.Linear, nn.LayerNorm)):
                 weight = torch.stack([m.weight for m in modules])
                 bias = torch.stack([m.bias for m in modules]).unsqueeze(1)
-                if isinstance(modules[0], nn.Linear):
-                    weight = weight.transpose(1, 2)
-                else:
-                    weight = weight.unsqueeze(1)
+                weight = weight.transpose(1, 2) if isinstance(modules[0], nn.Linear) else weight.unsqueeze(1)
+                previous = self.layers[-1] if self.layers else None
+                if isinstance(modules[0], nn.Linear) and previous is not None and isinstance(previous[0], nn.LayerNorm):
+                    norm, gain, shift = previous
+                    bias = torch.baddbmm(bias, shift, weight)
+                    weight = gain.transpose(1, 2) * weight
+                    self.layers[-1] = (norm, None, None)
                 self.layers.append((modules[0], weight, bias))
-            else:  # parameter-free, elementwise (the activation)
+            else:
                 self.layers.append((modules[0], None, None))
 
     def __call__(self, x: Tensor, condition: Tensor) -> Tensor:
@@ -392,7 +402,9 @@ class StackedHead:
             if isinstance(module, nn.Linear):
                 z = torch.baddbmm(bias, z, weight)
             elif isinstance(module, nn.LayerNorm):
-                z = torch.addcmul(bias, F.layer_norm(z, module.normalized_shape, eps=module.eps), weight)
+                z = F.layer_norm(z, module.normalized_shape, eps=module.eps)
+                if weight is not None:
+                    z = torch.addcmul(bias, z, weight)
             else:
                 z = module(z)
         return z.view(groups, *lead, -1)
@@ -407,7 +419,7 @@ class _DiffusionPass:
         x: ``x_T``.
         head: the noise predictor ``head(x, condition)``.
         candidate_dim: the dimension of ``x`` that indexes the candidates.
-        record: keep the first candidate's chain (single policy, ``candidate_dim == 0``).
+        record: keep the first candidate's chain.
         final_noise: the last step keeps its noise (False: evaluation).
     """
 
@@ -433,7 +445,7 @@ class _DiffusionPass:
         eps = self.head(self.x, self.conditions[k])
         mu = self.policy.posterior_mean(self.x, eps, self.policy.step_coefficients[k])
         if self.chain is not None:
-            self.chain.append((self.x[0], mu[0]))
+            self.chain.append((self.x.select(self.candidate_dim, 0), mu.select(self.candidate_dim, 0)))
         if k > 0 or self.final_noise:
             mu = torch.add(mu, torch.randn_like(mu), alpha=self.policy.sigma_values[k])
         self.x = mu
@@ -443,14 +455,17 @@ class _DiffusionPass:
         record = None
         if self.chain is not None:
             xs, mus = zip(*reversed(self.chain))  # index k = t - 1
-            record = DiffusionRecord(torch.stack(xs), torch.stack(mus))
+            record = DiffusionRecord(torch.stack(xs, -2), torch.stack(mus, -2))
         return CandidateSample(x, self.policy.codec.target(x, available), record)
 
 
 @torch.no_grad()
-def start_group_sampling(policies: Sequence[CandidatePolicy], obs: Sequence[Tensor], n: int) -> SamplingPass:
+def start_group_sampling(
+    policies: Sequence[CandidatePolicy], obs: Sequence[Tensor], n: int, record: bool = False
+) -> SamplingPass:
     """One sampling pass for ``G`` policies at once, ``obs[g]`` ``(*lead, d_g)`` with the same
-    ``lead``; its :meth:`SamplingPass.finish` gives ``x`` ``(n, G, *lead, dim)``.
+    ``lead``; its :meth:`SamplingPass.finish` gives ``x`` ``(n, G, *lead, dim)`` and a record
+    with leading dimensions ``(G, *lead)`` (split it with :func:`record_member`).
 
     The same policy ``G`` times (``share_param``): its own pass on the stacked observations.
     Diffusion policies with equal :meth:`CandidatePolicy.stack_key` (same denoiser structure and
@@ -458,7 +473,7 @@ def start_group_sampling(policies: Sequence[CandidatePolicy], obs: Sequence[Tens
     """
     first = policies[0]
     if all(p is first for p in policies):
-        return first.start_sampling(torch.stack(list(obs)), n)
+        return first.start_sampling(torch.stack(list(obs)), n, record)
     key = first.stack_key()
     if key is None or any(p.stack_key() != key for p in policies):
         raise ValueError("start_group_sampling needs one policy, or diffusion policies with equal stack_key()")
@@ -466,7 +481,13 @@ def start_group_sampling(policies: Sequence[CandidatePolicy], obs: Sequence[Tens
     head = StackedHead([p.denoiser for p in policies])
     x = torch.randn(len(policies), n, *obs[0].shape[:-1], first.codec.dim, device=obs[0].device)
     # (T, G, 1, *lead, hidden): broadcast over the candidates, which come second in x
-    return _DiffusionPass(first, conditions.unsqueeze(2), x, head, candidate_dim=1)
+    return _DiffusionPass(first, conditions.unsqueeze(2), x, head, candidate_dim=1, record=record)
+
+
+def record_member(record: Any, g: int) -> Any:
+    """Member ``g``'s part of a group pass's record (every record is a tuple of tensors whose
+    first dimension indexes the group); ``None`` stays ``None``."""
+    return None if record is None else type(record)(*(part[g] for part in record))
 
 
 class DiffusionPolicy(CandidatePolicy):
@@ -596,7 +617,7 @@ class DiffusionPolicy(CandidatePolicy):
         """Path KL ``sum_t ||mu(x_t, t, o) - mu_old(x_t, t, o)||^2 / (2 sigma_t^2)`` on the recorded
         chain of the old actor: the KL between the two reverse chains, an upper bound on the
         KL between their actions (module doc). One denoiser call for all T steps."""
-        k = self.step_index.view(-1, *([1] * (record.x.dim() - 2)))
-        mu = self.reverse_mean(record.x, k, self.denoiser.context(obs))
-        per_step = (mu - record.mu).pow(2).sum(-1) / (2.0 * self.variance[k])
-        return per_step.sum(0)
+        k = self.step_index
+        mu = self.reverse_mean(record.x, k, self.denoiser.context(obs).unsqueeze(-2))
+        per_step = (mu - record.mu).pow(2).sum(-1) / (2.0 * self.variance)
+        return per_step.sum(-1)
