@@ -88,11 +88,12 @@ def measure(argv: list[str]) -> dict:
         argv = argv + ["--log_dir", os.path.join(tempfile.gettempdir(), "harl_bench_results")]
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as handle:
         out_path = handle.name
-    subprocess.run(
-        [sys.executable, __file__, "--_child", out_path, *argv], check=True,
-    )
-    with open(out_path, encoding="utf-8") as file:
-        return json.load(file)
+    try:
+        subprocess.run([sys.executable, __file__, "--_child", out_path, *argv], check=True)
+        with open(out_path, encoding="utf-8") as file:
+            return json.load(file)
+    finally:
+        os.remove(out_path)
 
 
 def format_row(r: dict) -> str:
@@ -139,9 +140,16 @@ def main() -> None:
     if known._child:
         _child(rest, known._child)
         return
-    results = [measure(rest)]
-    if known.baseline:
-        results.append(measure(with_config(rest, known.baseline)))
+    runs = [rest] + ([with_config(rest, known.baseline)] if known.baseline else [])
+    from harl.utils.cli import parse_train_args
+    from harl.utils.configs_tools import ConfigError
+
+    for name, argv in zip(("measured", "--baseline"), runs):
+        try:  # an override one config does not know fails now, not after the first measurement
+            parse_train_args(argv)
+        except ConfigError as err:
+            parser.error(f"the {name} config does not accept these options: {err}")
+    results = [measure(argv) for argv in runs]
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none available"
     print(f"\nMachine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, "
           f"GPU: {gpu}, torch {torch.__version__}, torch threads {results[0]['torch_threads']}")

@@ -478,12 +478,19 @@ def test_yaml_every_key_commented_and_shared_keys_match_hasac():
     [
         ({"actor": "flow"}, "actor"), ({"drift": "clip"}, "drift"), ({"q_transform": "exp"}, "q_transform"),
         ({"train_candidates": 1, "chosen": 1}, "train_candidates"), ({"chosen": 5}, "chosen"),
-        ({"entropy_samples": 0}, "entropy_samples"),
+        ({"entropy_samples": 0}, "entropy_samples"), ({"policy_freq": 0}, "policy_freq"),
     ],
 )
 def test_invalid_settings_raise(overrides, message):
     with pytest.raises(ValueError, match=message):
         HAQO(make_args(**overrides), OBS, BOX)
+
+
+def test_enumerated_candidates_cannot_choose_more_than_the_actions():
+    args = make_args(enumerate_discrete=True, chosen=4, train_candidates=4)
+    with pytest.raises(ValueError, match=r"chosen \(4\) must be at most the number of actions \(3\)"):
+        HAQO(args, OBS, gym.spaces.Discrete(3))
+    HAQO(args, OBS, BOX)  # Box actions are sampled whatever enumerate_discrete says
 
 
 @pytest.mark.parametrize("actor_kind", ["diffusion", "gaussian"])

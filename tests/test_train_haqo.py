@@ -66,3 +66,13 @@ def test_policy_freq_delays_the_actor_rounds(tmp_path):
     infos = [runner.train() for _ in range(4)]
     assert all("critic/critic_loss" in info for info in infos)
     assert ["agent0/loss_qv" in info for info in infos] == [(start + j) % 2 == 0 for j in range(1, 5)]
+
+
+def test_same_seed_same_run(tmp_path):
+    """Same seed and config, same run on CPU: returns and every HAQO diagnostic but the timings."""
+    overrides = {**TINY_HAQO, "enumerate_discrete": True, "policy_freq": 2}
+    first = read_progress(train("haqo", "toy", str(tmp_path / "a"), overrides).run_dir)
+    second = read_progress(train("haqo", "toy", str(tmp_path / "b"), overrides).run_dir)
+    columns = [c for c in first[0] if not c.startswith("time") and c not in ("wall_time", "fps")]
+    assert any(first[-1][c] for c in columns if c.endswith("/loss_qv")), "the run must have trained its actors"
+    assert [[r[c] for c in columns] for r in first] == [[r[c] for c in columns] for r in second]

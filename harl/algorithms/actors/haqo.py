@@ -272,6 +272,8 @@ class HAQO(OffPolicyComponent):
         self.use_policy_active_masks: bool = args["use_policy_active_masks"]
         # Discrete actions scored exhaustively instead of sampled (enumerate_discrete)
         self.enumerates: bool = bool(args["enumerate_discrete"]) and isinstance(act_space, gymnasium.spaces.Discrete)
+        if self.enumerates and self.chosen > act_space.n:
+            raise ValueError(f"chosen ({self.chosen}) must be at most the number of actions ({act_space.n}) with enumerate_discrete")
 
         self.actor: CandidatePolicy = POLICY_CLASSES[args["actor"]](args, obs_space, act_space, self.device)
         self.actor_optimizer = self.make_optimizer(self.actor.parameters(), args["lr"])
