@@ -19,7 +19,7 @@ from harl.algorithms.actors.haqo import (
     sample_candidates,
     select_joint_actions,
 )
-from harl.models.policy_models.diffusion_policy import StackedHead
+from harl.models.policy_models.diffusion_policy import StackedHead, start_group_sampling
 from harl.utils.configs_tools import get_defaults_yaml_args
 
 YAML = Path(__file__).resolve().parent.parent / "harl" / "configs" / "algos_cfgs" / "haqo.yaml"
@@ -223,6 +223,26 @@ def test_stacked_head_equals_each_denoisers_own_head():
         stacked = StackedHead(denoisers)(x, conditions.unsqueeze(1))
         for g, d in enumerate(denoisers):
             torch.testing.assert_close(stacked[g], d.head(x[g], conditions[g]), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("feature_norm", [True, False])
+def test_stacked_observation_parts_equal_each_denoisers_own(feature_norm):
+    """Agents with the same observation size: one batched call computes every agent's
+    observation part of the first layer, with every step's conditioning as each computes it."""
+    actors = [HAQO(make_args(use_feature_normalization=feature_norm), OBS, BOX) for _ in range(3)]
+    denoisers = [a.actor.denoiser for a in actors]
+    assert len({d.context_key for d in denoisers}) == 1
+    other = HAQO(make_args(), gym.spaces.Box(-1, 1, (5,)), BOX).actor.denoiser
+    assert other.context_key != denoisers[0].context_key
+    with torch.no_grad():
+        for d in denoisers:
+            for p in d.parameters():
+                p.add_(0.1 * torch.randn_like(p))
+        obs = [torch.randn(6, 7, 3) for _ in denoisers]
+        sampling = start_group_sampling([a.actor for a in actors], obs, n=2)
+        for g, (d, o) in enumerate(zip(denoisers, obs)):
+            # (T, G, 1 candidate broadcast, *lead, hidden)
+            torch.testing.assert_close(sampling.conditions[:, g, 0], d.step_conditions(o), rtol=1e-5, atol=1e-5)
 
 
 def test_train_makes_a_fixed_number_of_network_calls():

@@ -7,9 +7,11 @@ the shared twin-Q critic is :class:`TwinContinuousQCritic`. What HAQO changes:
   ``min(Q1, Q2)`` with the other agents at their first candidate;
 * TD target (spec 2): each agent's next action is the best of ``target_candidates`` samples by
   the target critics;
-* actor round (spec 4): the agents update one at a time with :func:`sequential_round`; with
-  ``sequential: true`` the successors see actions re-sampled from their predecessors' freshly
-  updated actors, with ``false`` every agent sees the pre-round actions.
+* actor round (spec 4), every ``policy_freq``-th critic update: every agent's candidates are
+  drawn in one pass before the round, then the agents update one at a time with
+  :func:`sequential_round`; with ``sequential: true`` the successors see actions re-sampled from
+  their predecessors' freshly updated actors, with ``false`` every agent sees the pre-round
+  actions (each agent's first candidate).
 """
 from __future__ import annotations
 

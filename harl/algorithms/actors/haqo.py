@@ -11,13 +11,17 @@ of the agents' HAQO objects:
   ``select_joint_actions(actors, obs, avail, actors[0].behavior_candidates, q_fn)``;
 * each critic update, the next actions of the TD target (spec 2):
   ``select_joint_actions(actors, next_obs, next_avail, actors[0].target_candidates, q_fn_target)``;
-* each actor round (spec 4): ``acts = select_joint_actions(actors, obs, avail, 1).critic``, then
-  for each agent ``i`` in the round's order ``actors[i].train(obs[i], acts, i, q_fn, ...)`` and,
-  with ``sequential: true``, ``acts[i] = actors[i].sample(obs[i], avail[i])``.
+* every ``policy_freq``-th critic update, one actor round (spec 4): ``drawn =
+  sample_candidates(actors, obs, [a.round_samples for a in actors], avail, record=True)`` (every
+  agent's candidates from its actor before the round, one pass), ``acts`` the critic format of
+  each agent's first candidate, then for each agent ``i`` in the round's order
+  ``actors[i].train(obs[i], acts, i, q_fn, ..., candidates=drawn[i])`` and, with ``sequential:
+  true``, ``acts[i] = actors[i].sample(obs[i], avail[i])``.
 
 The update of agent ``i`` (:meth:`HAQO.train`), with ``a^-i`` fixed by the runner:
 
     a_k ~ pi_old(.|o), k = 1..K;  Q_k = min_j Q_j(s, a_k, a^-i);  A_k = Q_k - mean_k Q_k
+    (enumerate_discrete, Discrete(n): a_k = every available action, k = 1..n, the means over them)
     w_k = qadv / qcut of A_k / rms(A)                            (Eq. 6 / 7, reward-scale free)
     L   = mean_s sum_{top chosen k} w_k l(a_k | o) / chosen + alpha E_{u ~ U(A)} l(u | o)
                                                                  (Eq. 5 + Eq. 9)

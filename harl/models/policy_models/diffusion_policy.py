@@ -298,11 +298,20 @@ class Denoiser(nn.Module):
         self.input_norm = nn.LayerNorm(hidden_sizes[0])
         self.hidden = MLPLayer(hidden_sizes[0], hidden_sizes[1:], method, activation)
         self.output_layer = init_linear(hidden_sizes[-1], action_dim, method, args["gain"])
+        # equal for denoisers whose observation parts one StackedLayers call can batch
+        self.context_key = layers_key(self.context_layers())
 
     def context(self, obs: Tensor) -> Tensor:
         """Observation part of the first layer, ``W_o h(o) + b``: ``(*lead, hidden_sizes[0])``."""
         w_obs = self.input_layer.weight[:, self.split[0] + self.split[1] :]
         return F.linear(self.obs_base(obs), w_obs, self.input_layer.bias)
+
+    def context_layers(self) -> list[nn.Module | LinearParams]:
+        """:meth:`context` as a sequence of layers (for :class:`StackedLayers`): the observation
+        base's, then the first layer's observation part."""
+        norm = [self.obs_base.feature_norm] if self.obs_base.use_feature_normalization else []
+        projection = LinearParams(self.input_layer.weight[:, self.split[0] + self.split[1] :], self.input_layer.bias)
+        return [*norm, *self.obs_base.mlp.fc, projection]
 
     def time_bias(self) -> Tensor:
         """Step part of the first layer, ``W_t emb(t)`` for every step: ``(T, hidden_sizes[0])``."""
@@ -361,14 +370,74 @@ class DiffusionRecord(NamedTuple):
     mu: Tensor
 
 
-class StackedHead:
-    """:meth:`Denoiser.head` of ``G`` denoisers of identical structure as one batched call: each
-    layer is one ``bmm`` (Linear) or one normalisation over the ``G`` stacked weight sets, so a
-    denoising step of several agents costs one network call (HAQO_SPEC section 1). The weights
-    are stacked when it is built; build it per sampling pass, under ``no_grad``.
+class LinearParams(NamedTuple):
+    """A linear map given by its parameters (``weight (out, in)``, ``bias (out,)``), for a layer
+    that is part of a larger ``nn.Linear`` (the denoiser's first layer)."""
 
-    A LayerNorm's affine map is folded into the Linear layer after it (``W (g * n + b) + c =
-    (W diag g) n + (W b + c)``), which saves one elementwise pass per normalisation.
+    weight: Tensor
+    bias: Tensor
+
+
+class StackedLayers:
+    """The same sequence of layers of ``G`` networks of identical structure as one batched call
+    per layer: Linear (``nn.Linear`` or :class:`LinearParams`) as one ``bmm`` over the ``G``
+    stacked weight sets, LayerNorm as one normalisation, parameter-free elementwise layers as
+    they are. A LayerNorm's affine map is folded into the Linear layer after it (``W (g * n + b)
+    + c = (W diag g) n + (W b + c)``), which saves one elementwise pass per normalisation. The
+    weights are stacked when it is built; build it per sampling pass, under ``no_grad``.
+
+    Called on ``z (G, N, in)``, returns ``(G, N, out)``.
+    """
+
+    def __init__(self, layer_lists: Sequence[Sequence[nn.Module | LinearParams]]) -> None:
+        # (layer, weight, bias): Linear (G, in, out), (G, 1, out); LayerNorm (G, 1, n) each or
+        # None once folded into the next Linear; parameter-free elementwise layers: None, None
+        self.layers: list[tuple[Any, Tensor | None, Tensor | None]] = []
+        for layers in zip(*layer_lists):
+            first = layers[0]
+            if isinstance(first, (nn.Linear, LinearParams, nn.LayerNorm)):
+                weight = torch.stack([layer.weight for layer in layers])
+                bias = torch.stack([layer.bias for layer in layers]).unsqueeze(1)
+                if isinstance(first, nn.LayerNorm):
+                    self.layers.append((first, weight.unsqueeze(1), bias))
+                    continue
+                weight = weight.transpose(1, 2)
+                previous = self.layers[-1] if self.layers else None
+                if previous is not None and isinstance(previous[0], nn.LayerNorm):
+                    norm, gain, shift = previous
+                    bias = torch.baddbmm(bias, shift, weight)
+                    weight = gain.transpose(1, 2) * weight
+                    self.layers[-1] = (norm, None, None)
+                self.layers.append((first, weight, bias))
+            else:
+                self.layers.append((first, None, None))
+
+    def __call__(self, z: Tensor) -> Tensor:
+        for layer, weight, bias in self.layers:
+            if isinstance(layer, (nn.Linear, LinearParams)):
+                z = torch.baddbmm(bias, z, weight)
+            elif isinstance(layer, nn.LayerNorm):
+                z = F.layer_norm(z, layer.normalized_shape, eps=layer.eps)
+                if weight is not None:
+                    z = torch.addcmul(bias, z, weight)
+            else:
+                z = layer(z)
+        return z
+
+
+def layers_key(layers: Sequence[nn.Module | LinearParams]) -> tuple:
+    """Equal for layer sequences :class:`StackedLayers` can batch (types and parameter shapes)."""
+    return tuple(
+        (type(layer).__name__, repr(layer) if isinstance(layer, nn.Module) else "",
+         tuple(tuple(p.shape) for p in (layer.parameters() if isinstance(layer, nn.Module) else layer)))
+        for layer in layers
+    )
+
+
+class StackedHead:
+    """:meth:`Denoiser.head` of ``G`` denoisers of identical structure as one batched call
+    (:class:`StackedLayers`), so a denoising step of several agents costs one network call
+    (HAQO_SPEC section 1). Build it per sampling pass, under ``no_grad``.
 
     Inputs and outputs carry ``G`` first: ``x (G, *L, dim)``, ``condition`` broadcastable to
     ``(G, *L, hidden)``.
@@ -376,38 +445,13 @@ class StackedHead:
 
     def __init__(self, denoisers: Sequence[Denoiser]) -> None:
         self.action_weight_t = torch.stack([d.action_weight() for d in denoisers]).transpose(1, 2)
-        # (module, weight, bias): Linear (G, in, out), (G, 1, out); LayerNorm (G, 1, n) each or
-        # None once folded into the next Linear; parameter-free elementwise modules: None, None
-        self.layers: list[tuple[nn.Module, Tensor | None, Tensor | None]] = []
-        for modules in zip(*(d.head_layers() for d in denoisers)):
-            if isinstance(modules[0], (nn.Linear, nn.LayerNorm)):
-                weight = torch.stack([m.weight for m in modules])
-                bias = torch.stack([m.bias for m in modules]).unsqueeze(1)
-                weight = weight.transpose(1, 2) if isinstance(modules[0], nn.Linear) else weight.unsqueeze(1)
-                previous = self.layers[-1] if self.layers else None
-                if isinstance(modules[0], nn.Linear) and previous is not None and isinstance(previous[0], nn.LayerNorm):
-                    norm, gain, shift = previous
-                    bias = torch.baddbmm(bias, shift, weight)
-                    weight = gain.transpose(1, 2) * weight
-                    self.layers[-1] = (norm, None, None)
-                self.layers.append((modules[0], weight, bias))
-            else:
-                self.layers.append((modules[0], None, None))
+        self.layers = StackedLayers([d.head_layers() for d in denoisers])
 
     def __call__(self, x: Tensor, condition: Tensor) -> Tensor:
         groups, lead = x.shape[0], x.shape[1:-1]
         z = torch.bmm(x.reshape(groups, -1, x.shape[-1]), self.action_weight_t).view(groups, *lead, -1)
         z = (z + condition).reshape(groups, -1, z.shape[-1])
-        for module, weight, bias in self.layers:
-            if isinstance(module, nn.Linear):
-                z = torch.baddbmm(bias, z, weight)
-            elif isinstance(module, nn.LayerNorm):
-                z = F.layer_norm(z, module.normalized_shape, eps=module.eps)
-                if weight is not None:
-                    z = torch.addcmul(bias, z, weight)
-            else:
-                z = module(z)
-        return z.view(groups, *lead, -1)
+        return self.layers(z).view(groups, *lead, -1)
 
 
 class _DiffusionPass:
@@ -477,8 +521,16 @@ def start_group_sampling(
     key = first.stack_key()
     if key is None or any(p.stack_key() != key for p in policies):
         raise ValueError("start_group_sampling needs one policy, or diffusion policies with equal stack_key()")
-    conditions = torch.stack([p.denoiser.step_conditions(o) for p, o in zip(policies, obs)], 1)
-    head = StackedHead([p.denoiser for p in policies])
+    denoisers = [p.denoiser for p in policies]
+    if len({d.context_key for d in denoisers}) == 1:  # same observation size and base: one call
+        lead = obs[0].shape[:-1]
+        stacked_obs = torch.stack(list(obs)).reshape(len(obs), -1, obs[0].shape[-1])
+        context = StackedLayers([d.context_layers() for d in denoisers])(stacked_obs).view(len(obs), *lead, -1)
+        time_bias = torch.stack([d.time_bias() for d in denoisers], 1)  # (T, G, hidden)
+        conditions = time_bias.view(*time_bias.shape[:2], *([1] * len(lead)), -1) + context
+    else:
+        conditions = torch.stack([d.step_conditions(o) for d, o in zip(denoisers, obs)], 1)
+    head = StackedHead(denoisers)
     x = torch.randn(len(policies), n, *obs[0].shape[:-1], first.codec.dim, device=obs[0].device)
     # (T, G, 1, *lead, hidden): broadcast over the candidates, which come second in x
     return _DiffusionPass(first, conditions.unsqueeze(2), x, head, candidate_dim=1, record=record)
@@ -546,7 +598,7 @@ class DiffusionPolicy(CandidatePolicy):
             for k in range(self.n_timesteps)
         ]
         self.sigma_values = constants["sigma"].tolist()
-        layers = tuple((repr(m), tuple(tuple(p.shape) for p in m.parameters())) for m in self.denoiser.head_layers())
+        layers = layers_key(self.denoiser.head_layers())
         schedule = (tuple(self.step_coefficients), tuple(self.sigma_values))
         self._stack_key = (type(self), self.codec.dim, tuple(self.denoiser.action_weight().shape), layers, schedule)
         self.to(device)
