@@ -12,7 +12,8 @@ a Markdown table row that can be pasted into the README.
 
 ``--baseline CONFIG`` measures a second run from another config (its algorithm included) with the
 same command-line overrides, and prints the ratios of wall time per env step and of peak memory,
-e.g. HAQO against HAPPO on the same task and budget::
+e.g. HAQO against HAPPO on the same task and budget (``--repeats N`` measures the pair N times,
+alternating, and prints the median ratios)::
 
     python benchmarks/bench_train.py \
         --load_config tuned_configs/pettingzoo_mpe/simple_spread_v2-continuous/haqo/config.json \
@@ -26,6 +27,7 @@ import json
 import os
 import platform
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -119,15 +121,22 @@ def with_config(argv: list[str], config: str) -> list[str]:
     return ["--load_config", config, *out]
 
 
-def format_ratios(result: dict, baseline: dict) -> str:
-    """How many times the baseline's wall time per env step and peak memory ``result`` takes."""
-    lines = [
-        f"{result['algo']} / {baseline['algo']} on {result['task']} ({result['env_steps']} env steps, {result['device']}):",
-        f"  wall time per env step: {result['s_per_1k_steps'] / baseline['s_per_1k_steps']:.2f}x",
-        f"  peak RSS (trainer): {result['peak_rss_mib'] / baseline['peak_rss_mib']:.2f}x",
-    ]
+def format_ratios(pairs: list[tuple[dict, dict]]) -> str:
+    """How many times the baseline's wall time per env step and peak memory the measured config
+    takes, for each ``(measured, baseline)`` pair and, with several pairs, their median (the
+    machine's speed drifts between measurements; alternating pairs see the same drift)."""
+    result, baseline = pairs[0]
+    lines = [f"{result['algo']} / {baseline['algo']} on {result['task']} ({result['env_steps']} env steps, {result['device']}):"]
+    measures = [("wall time per env step", "s_per_1k_steps"), ("peak RSS (trainer)", "peak_rss_mib")]
     if baseline["peak_gpu_mib"] > 0:
-        lines.append(f"  peak GPU memory: {result['peak_gpu_mib'] / baseline['peak_gpu_mib']:.2f}x")
+        measures.append(("peak GPU memory", "peak_gpu_mib"))
+    for label, key in measures:
+        ratios = [r[key] / b[key] for r, b in pairs]
+        if len(ratios) == 1:
+            lines.append(f"  {label}: {ratios[0]:.2f}x")
+        else:
+            each = ", ".join(f"{x:.2f}x" for x in ratios)
+            lines.append(f"  {label}: median {statistics.median(ratios):.2f}x (pairs: {each})")
     return "\n".join(lines)
 
 
@@ -136,6 +145,9 @@ def main() -> None:
     parser.add_argument("--_child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--baseline", default=None, metavar="CONFIG",
                         help="also measure this config with the same overrides and print the ratios")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="with --baseline: measure the pair this many times, alternating, and "
+                             "print the median ratios (the machine's speed can drift between runs)")
     known, rest = parser.parse_known_args()
     if known._child:
         _child(rest, known._child)
@@ -149,7 +161,9 @@ def main() -> None:
             parse_train_args(argv)
         except ConfigError as err:
             parser.error(f"the {name} config does not accept these options: {err}")
-    results = [measure(argv) for argv in runs]
+    if known.repeats < 1 or (known.repeats > 1 and not known.baseline):
+        parser.error("--repeats must be >= 1, and more than 1 needs --baseline")
+    results = [measure(argv) for _ in range(known.repeats) for argv in runs]
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none available"
     print(f"\nMachine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, "
           f"GPU: {gpu}, torch {torch.__version__}, torch threads {results[0]['torch_threads']}")
@@ -158,7 +172,7 @@ def main() -> None:
         print(format_row(result))
     if known.baseline:
         print()
-        print(format_ratios(*results))
+        print(format_ratios(list(zip(results[::2], results[1::2]))))
 
 
 if __name__ == "__main__":

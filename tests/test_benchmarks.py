@@ -26,8 +26,15 @@ def _result(algo: str, s_per_1k: float, rss: float, gpu: float) -> dict:
 
 
 def test_ratios_are_candidate_over_baseline():
-    text = bench_train.format_ratios(_result("haqo", 0.5, 750.0, 0.0), _result("happo", 0.25, 500.0, 0.0))
+    text = bench_train.format_ratios([(_result("haqo", 0.5, 750.0, 0.0), _result("happo", 0.25, 500.0, 0.0))])
     assert "wall time per env step: 2.00x" in text and "peak RSS (trainer): 1.50x" in text
     assert "GPU" not in text
-    text = bench_train.format_ratios(_result("haqo", 0.5, 750.0, 30.0), _result("happo", 0.25, 500.0, 20.0))
+    text = bench_train.format_ratios([(_result("haqo", 0.5, 750.0, 30.0), _result("happo", 0.25, 500.0, 20.0))])
     assert "peak GPU memory: 1.50x" in text
+
+
+def test_repeated_pairs_report_each_ratio_and_their_median():
+    pairs = [(_result("haqo", t, 600.0, 0.0), _result("happo", 0.25, 500.0, 0.0)) for t in (0.5, 0.45, 0.55)]
+    text = bench_train.format_ratios(pairs)
+    assert "wall time per env step: median 2.00x (pairs: 2.00x, 1.80x, 2.20x)" in text
+    assert "peak RSS (trainer): median 1.20x" in text
