@@ -400,8 +400,8 @@ class HAQO(OffPolicyComponent):
         unavailable ones masked out) with the drawn chain's record."""
         if not self.enumerates:
             return drawn, None
-        n_actions, batch = self.actor.codec.dim, drawn.x.shape[1]
-        codes = (2.0 * torch.eye(n_actions, device=drawn.x.device) - 1.0).unsqueeze(1).expand(-1, batch, -1)
+        codec, batch = self.actor.codec, drawn.x.shape[1]
+        codes = codec.target(torch.eye(codec.dim, device=drawn.x.device)).unsqueeze(1).expand(-1, batch, -1)
         candidate_mask = None if avail is None else avail.bool().T
         return CandidateSample(codes, codes, drawn.record), candidate_mask
 

@@ -301,17 +301,19 @@ class Denoiser(nn.Module):
         # equal for denoisers whose observation parts one StackedLayers call can batch
         self.context_key = layers_key(self.context_layers())
 
+    def obs_projection(self) -> LinearParams:
+        """The first layer's observation part ``W_o``, with the layer's bias."""
+        return LinearParams(self.input_layer.weight[:, self.split[0] + self.split[1] :], self.input_layer.bias)
+
     def context(self, obs: Tensor) -> Tensor:
         """Observation part of the first layer, ``W_o h(o) + b``: ``(*lead, hidden_sizes[0])``."""
-        w_obs = self.input_layer.weight[:, self.split[0] + self.split[1] :]
-        return F.linear(self.obs_base(obs), w_obs, self.input_layer.bias)
+        return F.linear(self.obs_base(obs), *self.obs_projection())
 
     def context_layers(self) -> list[nn.Module | LinearParams]:
         """:meth:`context` as a sequence of layers (for :class:`StackedLayers`): the observation
-        base's, then the first layer's observation part."""
+        base's, then :meth:`obs_projection`."""
         norm = [self.obs_base.feature_norm] if self.obs_base.use_feature_normalization else []
-        projection = LinearParams(self.input_layer.weight[:, self.split[0] + self.split[1] :], self.input_layer.bias)
-        return [*norm, *self.obs_base.mlp.fc, projection]
+        return [*norm, *self.obs_base.mlp.fc, self.obs_projection()]
 
     def time_bias(self) -> Tensor:
         """Step part of the first layer, ``W_t emb(t)`` for every step: ``(T, hidden_sizes[0])``."""
