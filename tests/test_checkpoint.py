@@ -17,6 +17,7 @@ from harl.utils.checkpoint import (
     capture_rng_state,
     checkpoint_path,
     find_run_config,
+    isolated_rng,
     load_checkpoint,
     restore_rng_state,
 )
@@ -124,6 +125,23 @@ def test_rng_capture_restore_reproduces_draws(tmp_path):
     draws()
     restore_rng_state(load_checkpoint(tmp_path / "rng.pt")["rng"])
     assert draws() == expected
+
+
+def test_isolated_rng_draws_its_own_stream_and_restores_the_outer_one():
+    set_seed(5)
+    state = capture_rng_state()
+    expected_outer = draws()
+    restore_rng_state(state)
+    with isolated_rng(99):
+        inner = draws()
+    assert draws() == expected_outer
+    with isolated_rng(99):
+        assert draws() == inner
+    with pytest.raises(RuntimeError), isolated_rng(3):
+        raise RuntimeError("the block fails")
+    restore_rng_state(state)
+    draws()
+    assert draws() != expected_outer  # the outer stream really moves on outside the block
 
 
 def test_set_seed_is_reproducible():

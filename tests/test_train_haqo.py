@@ -76,3 +76,16 @@ def test_same_seed_same_run(tmp_path):
     columns = [c for c in first[0] if not c.startswith("time") and c not in ("wall_time", "fps")]
     assert any(first[-1][c] for c in columns if c.endswith("/loss_qv")), "the run must have trained its actors"
     assert [[r[c] for c in columns] for r in first] == [[r[c] for c in columns] for r in second]
+
+
+def test_evaluation_leaves_the_training_run_unchanged(tmp_path):
+    """Evaluation samples from its own generators: other evaluation settings, same training."""
+    base = {**TINY_HAQO, "enumerate_discrete": True}
+    first = read_progress(train("haqo", "toy", str(tmp_path / "a"), base).run_dir)
+    second = read_progress(
+        train("haqo", "toy", str(tmp_path / "b"), {**base, "eval_episodes": 5, "eval_samples": 3}).run_dir
+    )
+    columns = [c for c in first[0] if c.endswith(("/loss_qv", "/kl", "critic_loss")) or c == "train_episode_return"]
+    assert any(first[-1][c] for c in columns if c.endswith("/loss_qv")), "the run must have trained its actors"
+    assert [[r[c] for c in columns] for r in first] == [[r[c] for c in columns] for r in second]
+    assert [r["eval_episode_return"] for r in first] != [r["eval_episode_return"] for r in second]

@@ -16,6 +16,7 @@ from harl.utils.checkpoint import (
     atomic_torch_save,
     capture_rng_state,
     checkpoint_path,
+    isolated_rng,
     load_checkpoint,
     restore_rng_state,
 )
@@ -160,8 +161,16 @@ class BaseRunner(abc.ABC):
     # ----------------------------------------------------------------- evaluation
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
-        """Run ``eval_episodes`` decentralised episodes and return their mean return and metrics."""
+        """Run ``eval_episodes`` decentralised episodes and return their mean return and metrics.
+
+        The policies sample from generators seeded by the run's seed and env step, restored
+        afterwards, so evaluation settings (or evaluating at all) leave the training run as it is.
+        """
         assert self.eval_envs is not None
+        with isolated_rng(int(np.random.SeedSequence([self.seed, self.total_steps]).generate_state(1)[0])):
+            return self._evaluate_episodes()
+
+    def _evaluate_episodes(self) -> dict[str, float]:
         eval_episodes = int(self.algo_args["eval"]["eval_episodes"])
         n_envs = self.eval_envs.n_envs
         tracker = EpisodeTracker(n_envs)

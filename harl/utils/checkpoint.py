@@ -10,6 +10,8 @@ import os
 import pickle
 import random
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import IO, Any, Callable
 
 import numpy as np
@@ -116,6 +118,21 @@ def restore_rng_state(state: dict) -> None:
     if torch.cuda.is_available():
         for device, cuda_state in enumerate(state["cuda"][: torch.cuda.device_count()]):
             torch.cuda.set_rng_state(cuda_state.cpu(), device)
+
+
+@contextmanager
+def isolated_rng(seed: int) -> Iterator[None]:
+    """Run a block on the python, numpy and torch generators seeded with ``seed``, then restore
+    them as they were: the block draws no numbers from the surrounding stream (evaluation must
+    not change the training run it interrupts)."""
+    saved = capture_rng_state()
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    try:
+        yield
+    finally:
+        restore_rng_state(saved)
 
 
 def load_checkpoint(
