@@ -85,7 +85,9 @@ def test_evaluation_leaves_the_training_run_unchanged(tmp_path):
     second = read_progress(
         train("haqo", "toy", str(tmp_path / "b"), {**base, "eval_episodes": 5, "eval_samples": 3}).run_dir
     )
+    unevaluated = read_progress(train("haqo", "toy", str(tmp_path / "c"), {**base, "use_eval": False}).run_dir)
     columns = [c for c in first[0] if c.endswith(("/loss_qv", "/kl", "critic_loss")) or c == "train_episode_return"]
     assert any(first[-1][c] for c in columns if c.endswith("/loss_qv")), "the run must have trained its actors"
-    assert [[r[c] for c in columns] for r in first] == [[r[c] for c in columns] for r in second]
+    training = [[r[c] for c in columns] for r in first]
+    assert training == [[r[c] for c in columns] for r in second] == [[r[c] for c in columns] for r in unevaluated]
     assert [r["eval_episode_return"] for r in first] != [r["eval_episode_return"] for r in second]
