@@ -499,6 +499,7 @@ def test_yaml_every_key_commented_and_shared_keys_match_hasac():
         ({"actor": "flow"}, "actor"), ({"drift": "clip"}, "drift"), ({"q_transform": "exp"}, "q_transform"),
         ({"train_candidates": 1, "chosen": 1}, "train_candidates"), ({"chosen": 5}, "chosen"),
         ({"entropy_samples": 0}, "entropy_samples"), ({"policy_freq": 0}, "policy_freq"),
+        ({"behavior_candidates": 1, "target_candidates": 2}, r"target_candidates \(2\) must be at most behavior_candidates"),
     ],
 )
 def test_invalid_settings_raise(overrides, message):

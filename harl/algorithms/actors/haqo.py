@@ -257,6 +257,11 @@ class HAQO(OffPolicyComponent):
         counts = ("behavior_candidates", "target_candidates", "entropy_samples", "actor_steps", "policy_freq")
         if min(args[key] for key in counts) < 1:
             raise ValueError(f"{', '.join(counts)} must be >= 1")
+        if args["target_candidates"] > args["behavior_candidates"]:
+            raise ValueError(
+                f"target_candidates ({args['target_candidates']}) must be at most behavior_candidates "
+                f"({args['behavior_candidates']}) (K_t <= K_b, HAQO_SPEC section 2)"
+            )
 
         self.behavior_candidates: int = args["behavior_candidates"]
         self.target_candidates: int = args["target_candidates"]
