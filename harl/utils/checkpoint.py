@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from harl.utils.configs_tools import ConfigError
+from harl.utils.envs_tools import seed_generators
 
 CHECKPOINT_NAME = "checkpoint.pt"
 
@@ -126,9 +127,7 @@ def isolated_rng(seed: int) -> Iterator[None]:
     them as they were: the block draws no numbers from the surrounding stream (evaluation must
     not change the training run it interrupts)."""
     saved = capture_rng_state()
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
+    seed_generators(seed)
     try:
         yield
     finally:

@@ -13,16 +13,20 @@ from harl.utils.configs_tools import ConfigError
 LOGGER = logging.getLogger(__name__)
 
 
-def set_seed(seed: int) -> None:
-    """Seed python, numpy's global generator and torch (CPU and every CUDA device).
-
-    ``PYTHONHASHSEED`` is exported so processes started later (environment workers) hash
-    strings reproducibly; it cannot change the current interpreter.
-    """
+def seed_generators(seed: int) -> None:
+    """Seed python, numpy's global generator and torch (CPU and every CUDA device)."""
     random.seed(seed)
     np.random.seed(seed)
-    os.environ["PYTHONHASHSEED"] = str(seed)
     torch.manual_seed(seed)  # also seeds all CUDA devices
+
+
+def set_seed(seed: int) -> None:
+    """Seed a run: :func:`seed_generators`, and ``PYTHONHASHSEED`` exported so processes started
+    later (environment workers) hash strings reproducibly; it cannot change the current
+    interpreter.
+    """
+    seed_generators(seed)
+    os.environ["PYTHONHASHSEED"] = str(seed)
 
 
 def available_cpu_count() -> int:
