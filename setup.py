@@ -1,14 +1,17 @@
-"""Install the ``harl`` package: ``pip install -e .[mpe,mamujoco,test]``."""
+"""Install the ``harl`` package: ``pip install -e .[mpe,mamujoco,smax,test]``."""
 from setuptools import find_packages, setup
 
 EXTRAS = {
     "mpe": ["mpe2==1.1.1", "pettingzoo>=1.25,<1.28"],
     "mamujoco": ["gymnasium-robotics==1.4.2", "mujoco>=3.1"],
     "smax": ["jaxmarl==0.2.0"],
+    # StarCraft II itself (4.10) and the maps are separate downloads: see docs/STARCRAFT.md
+    "smac": ["smac @ git+https://github.com/oxwhirl/smac.git"],
+    "smacv2": ["smacv2 @ git+https://github.com/oxwhirl/smacv2.git"],
     "football": ["gfootball==2.10.2"],
     "test": ["pytest>=8", "pytest-timeout>=2.3"],
 }
-EXTRAS["all"] = sorted({req for name in ("mpe", "mamujoco", "test") for req in EXTRAS[name]})
+EXTRAS["all"] = sorted({req for name in ("mpe", "mamujoco", "smax", "test") for req in EXTRAS[name]})
 
 setup(
     name="harl",

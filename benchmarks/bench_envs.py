@@ -1,11 +1,14 @@
-"""Raw vectorised-environment throughput: in-process vs worker processes.
+"""Raw vectorised-environment throughput.
 
-Prints a markdown table of vector steps per second (one vector step = one step of every
-environment) and environment steps per second, with random actions prepared in advance so
-only the environment side is timed. The settings are measured in turn, ``--repeats`` times,
-and the best rate is kept, which discounts other load on a shared machine.
+MPE and MaMuJoCo: in-process vs worker processes, random actions prepared in advance so only
+the environment side is timed. SMAX: the batched vector env (all battles in one jitted call)
+against the same battles stepped one by one, with random *valid* actions drawn from the
+availability masks every step (the same drawing code for both); JAX's compile time is reported
+separately and kept out of the rates. Settings are measured in turn, ``--repeats`` times, and
+the best rate is kept, which discounts other load on a shared machine.
 
     python benchmarks/bench_envs.py [--n-envs 20] [--steps 300] [--repeats 3]
+    python benchmarks/bench_envs.py --only smax [--smax-map 3s5z] [--smax-envs 1 20 32]
 """
 
 from __future__ import annotations
@@ -46,10 +49,56 @@ def measure(env_name: str, env_args: dict, n_envs: int, n_workers: int, steps: i
         vec.close()
 
 
+def valid_actions(avail: list[np.ndarray], rng: np.random.Generator) -> list[np.ndarray]:
+    """A uniformly random available action per agent and environment, ``(E, 1)`` each."""
+    return [np.where(a > 0, rng.random(a.shape), -1.0).argmax(axis=1)[:, None] for a in avail]
+
+
+def measure_smax(map_name: str, n_envs: int, batched: bool, steps: int) -> tuple[float, float]:
+    """``(env steps per second, seconds to build, compile and take the first two steps)``."""
+    start = time.perf_counter()
+    vec = make_train_env("smax", 1, n_envs, {"map_name": map_name, "state_type": "EP", "batched_step": batched}, 0)
+    rng = np.random.default_rng(0)
+    _, _, avail = vec.reset()
+    for _ in range(2):
+        avail = vec.step(valid_actions(avail, rng)).available_actions
+    setup = time.perf_counter() - start
+    start = time.perf_counter()
+    for _ in range(steps):
+        avail = vec.step(valid_actions(avail, rng)).available_actions
+    rate = steps * n_envs / (time.perf_counter() - start)
+    vec.close()
+    return rate, setup
+
+
+def smax_table(map_name: str, env_counts: list[int], steps: int, repeats: int) -> str:
+    """Markdown table: batched vs one-by-one SMAX env steps per second per environment count."""
+    best: dict[tuple[int, bool], float] = {}
+    setups: dict[tuple[int, bool], float] = {}
+    for _ in range(repeats):
+        for n_envs in env_counts:
+            for batched in (True, False):  # alternating pairs
+                rate, setup = measure_smax(map_name, n_envs, batched, steps)
+                best[n_envs, batched] = max(best.get((n_envs, batched), 0.0), rate)
+                setups.setdefault((n_envs, batched), setup)  # the first run compiles
+    lines = [
+        f"SMAX {map_name}, random valid actions, auto-reset included (best of {repeats}):",
+        "",
+        "| environments | batched env steps/s | one-by-one env steps/s | ratio | first build + compile (batched / one-by-one) |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for n_envs in env_counts:
+        b, o = best[n_envs, True], best[n_envs, False]
+        lines.append(
+            f"| {n_envs} | {b:,.0f} | {o:,.0f} | {b / o:.1f}x | {setups[n_envs, True]:.1f} s / {setups[n_envs, False]:.1f} s |"
+        )
+    return "\n".join(lines)
+
+
 def main() -> None:
-    """Run every case with 0 (in-process), 1 and 2 workers and print the table."""
+    """Run the selected families and print their tables."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n-envs", type=int, default=20, help="parallel environments")
+    parser.add_argument("--n-envs", type=int, default=20, help="parallel environments (MPE, MaMuJoCo)")
     parser.add_argument("--steps", type=int, default=300, help="timed vector steps per run")
     parser.add_argument("--repeats", type=int, default=3, help="runs per setting; best is kept")
     parser.add_argument(
@@ -57,21 +106,27 @@ def main() -> None:
         type=int,
         nargs="+",
         default=[0, 1, 2],
-        help="n_env_workers values to compare (0 = in-process)",
+        help="n_env_workers values to compare (0 = in-process; MPE, MaMuJoCo)",
     )
+    parser.add_argument("--only", choices=["classic", "smax"], default=None, help="one family only")
+    parser.add_argument("--smax-map", default="3s5z", help="SMAX map")
+    parser.add_argument("--smax-envs", type=int, nargs="+", default=[1, 20, 32], help="SMAX environment counts")
     args = parser.parse_args()
-    settings = [(env, env_args, w) for env, env_args in CASES for w in args.workers]
-    best = [0.0] * len(settings)
-    for _ in range(args.repeats):
-        for k, (env_name, env_args, n_workers) in enumerate(settings):
-            rate = measure(env_name, env_args, args.n_envs, n_workers, args.steps)
-            best[k] = max(best[k], rate)
-    print(f"| env | task | n_env_workers | vector steps/s | env steps/s (E = {args.n_envs}) |")
-    print("| --- | --- | --- | --- | --- |")
-    for (env_name, env_args, n_workers), rate in zip(settings, best):
-        task = get_task_name(env_name, env_args)
-        label = "0 (in-process)" if n_workers == 0 else str(n_workers)
-        print(f"| {env_name} | {task} | {label} | {rate:,.0f} | {rate * args.n_envs:,.0f} |")
+    if args.only != "smax":
+        settings = [(env, env_args, w) for env, env_args in CASES for w in args.workers]
+        best = [0.0] * len(settings)
+        for _ in range(args.repeats):
+            for k, (env_name, env_args, n_workers) in enumerate(settings):
+                rate = measure(env_name, env_args, args.n_envs, n_workers, args.steps)
+                best[k] = max(best[k], rate)
+        print(f"| env | task | n_env_workers | vector steps/s | env steps/s (E = {args.n_envs}) |")
+        print("| --- | --- | --- | --- | --- |")
+        for (env_name, env_args, n_workers), rate in zip(settings, best):
+            task = get_task_name(env_name, env_args)
+            label = "0 (in-process)" if n_workers == 0 else str(n_workers)
+            print(f"| {env_name} | {task} | {label} | {rate:,.0f} | {rate * args.n_envs:,.0f} |")
+    if args.only != "classic":
+        print(smax_table(args.smax_map, args.smax_envs, args.steps, args.repeats))
 
 
 if __name__ == "__main__":

@@ -392,14 +392,30 @@ TUNED_FILES = sorted(TUNED.glob("*/*/*/config.json"))
 
 
 def test_tuned_configs_present():
-    assert len([p for p in TUNED_FILES if p.parts[-2] != "haqo"]) == 95
+    published = [p for p in TUNED_FILES if p.parts[-2] != "haqo"]
+    per_env = {env: len([p for p in published if p.parts[-4] == env]) for env in {p.parts[-4] for p in published}}
+    # HARL's files (MPE, MaMuJoCo, SMAC, SMACv2), and the StarCraft ones again on SMAX but
+    # corridor (terrain SMAX cannot play)
+    assert per_env == {"pettingzoo_mpe": 42, "mamujoco": 53, "smac": 28, "smacv2": 10, "smax": 35}
     assert not list(TUNED.glob("*/*/had3qn"))
+
+
+def test_smax_tuned_configs_are_the_starcraft_ones():
+    """SMAX's files hold the published SMAC/SMACv2 settings of the map of the same name."""
+    for path in TUNED.glob("smax/*/*/config.json"):
+        smax = json.loads(path.read_text())
+        task, algo = path.parts[-3:-1]
+        env = "smac" if (TUNED / "smac" / task).is_dir() else "smacv2"
+        original = json.loads((TUNED / env / task / algo / "config.json").read_text())
+        assert smax["algo_args"] == original["algo_args"], path
+        assert smax["main_args"] == {**original["main_args"], "env": "smax"}
+        assert smax["env_args"] == {"state_type": "EP", **original["env_args"]}
 
 
 def test_haqo_tuned_configs_share_happo_settings():
     """HAQO's tuned files copy from HAPPO's the settings that mean the same thing."""
     haqo_files = sorted(TUNED.glob("*/*/haqo/config.json"))
-    assert len(haqo_files) == len(list(TUNED.glob("*/*/happo/config.json"))) == 12
+    assert len(haqo_files) == len(list(TUNED.glob("*/*/happo/config.json"))) == 41
     shared = {
         "train": ("n_rollout_threads", "num_env_steps"),
         "eval": ("use_eval", "n_eval_rollout_threads", "eval_episodes"),

@@ -354,14 +354,14 @@ def test_toy_fp_state_has_agent_ids():
 
 
 def test_unknown_env_name_lists_registered_names():
-    with pytest.raises(ValueError, match="registered environments: mamujoco, pettingzoo_mpe, toy"):
-        make_train_env("smac", 1, 2, {}, 0)
-    assert set(ENV_REGISTRY) >= {"pettingzoo_mpe", "mamujoco", "toy"}
+    with pytest.raises(ValueError, match="registered environments: mamujoco, pettingzoo_mpe, smac, smacv2, smax, toy"):
+        make_train_env("starcraft3", 1, 2, {}, 0)
+    assert set(ENV_REGISTRY) >= {"pettingzoo_mpe", "mamujoco", "smac", "smacv2", "smax", "toy"}
 
 
 @pytest.mark.parametrize(
     "env_name,package,extra",
-    [("pettingzoo_mpe", "mpe2", "mpe"), ("mamujoco", "gymnasium_robotics", "mamujoco")],
+    [("pettingzoo_mpe", "mpe2", "mpe"), ("mamujoco", "gymnasium_robotics", "mamujoco"), ("smax", "jaxmarl.environments.smax", "smax")],
 )
 def test_missing_package_names_the_pip_extra(monkeypatch, env_name, package, extra):
     module_name = ENV_REGISTRY[env_name].partition(":")[0]
@@ -378,7 +378,7 @@ def test_importing_the_registry_imports_no_environment_package():
 
     code = (
         "import sys, harl.envs; "
-        "print(sorted(m for m in ('mpe2', 'pettingzoo', 'gymnasium_robotics', 'mujoco') "
+        "print(sorted(m for m in ('mpe2', 'pettingzoo', 'gymnasium_robotics', 'mujoco', 'jax', 'jaxmarl', 'smac') "
         "if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -96,6 +96,13 @@ def test_non_tty_progress_prints_plain_lines(tmp_path):
     assert "eval return 1.5" in lines[-1]
 
 
+def test_progress_shows_the_win_rate_of_environments_that_have_one(tmp_path):
+    stream = io.StringIO()
+    with RunLogger(str(tmp_path), ("win_rate",), 1000, stream=stream, plain_interval_s=0.0) as logger:
+        logger.log_row(100, row={"eval_episode_return": 1.5, "eval_win_rate": 0.75})
+    assert "eval return 1.5 | eval win rate 0.75" in stream.getvalue()
+
+
 def test_non_tty_progress_is_rate_limited(tmp_path):
     stream = io.StringIO()
     with RunLogger(str(tmp_path), (), 1000, stream=stream, plain_interval_s=3600.0) as logger:

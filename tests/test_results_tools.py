@@ -5,23 +5,35 @@ import os
 
 from harl.utils.results_tools import collect, markdown_table, plot_group
 
-def _fake_run(root, seed, finals):
-    run_dir = root / "pettingzoo_mpe" / "task" / "happo" / "exp" / f"seed-{seed:05d}-2026"
+
+def _fake_run(root, seed, finals, env="pettingzoo_mpe", win_rates=None):
+    run_dir = root / env / "task" / "happo" / "exp" / f"seed-{seed:05d}-2026"
     run_dir.mkdir(parents=True)
-    rows = ["env_steps,wall_time,fps,train_episode_return,eval_episode_return"]
-    rows += [f"{1000 * (i + 1)},{i},1,-1,{v}" for i, v in enumerate(finals)]
-    rows.append(f"{1000 * (len(finals) + 1)},9,1,-1,")  # a row without evaluation is skipped
+    rows = ["env_steps,wall_time,fps,train_episode_return,eval_episode_return,eval_win_rate"]
+    win_rates = win_rates or [""] * len(finals)
+    rows += [f"{1000 * (i + 1)},{i},1,-1,{v},{w}" for i, (v, w) in enumerate(zip(finals, win_rates))]
+    rows.append(f"{1000 * (len(finals) + 1)},9,1,-1,,")  # a row without evaluation is skipped
     (run_dir / "progress.csv").write_text("\n".join(rows) + "\n")
+
 
 def test_final_returns_mean_and_spread(tmp_path):
     _fake_run(tmp_path, 1, [-50.0, -40.0])
     _fake_run(tmp_path, 2, [-45.0, -20.0])
     groups = collect(str(tmp_path))
     runs = groups["pettingzoo_mpe/task/happo/exp"]
-    assert [r.final_eval_return for r in runs] == [-40.0, -20.0]
+    assert [r.final_eval for r in runs] == [-40.0, -20.0]
     table = markdown_table(groups)
-    assert "| 2 | 2000 | 1: -40.00, 2: -20.00 | -30.00 | 10.00 | -40.00 | -20.00 |" in table
+    assert "| episode return | 2 | 2000 | 1: -40.00, 2: -20.00 | -30.00 | 10.00 | -40.00 | -20.00 |" in table
     picture = tmp_path / "curve.png"
     plot_group(runs, "g", str(picture))
     assert picture.read_bytes()[:4] == b"\x89PNG"
     assert os.path.getsize(picture) > 1000
+
+
+def test_starcraft_runs_are_summarised_in_win_rate(tmp_path):
+    _fake_run(tmp_path, 1, [1.5, 1.9], env="smax", win_rates=[0.5, 0.75])
+    _fake_run(tmp_path, 2, [1.0, 1.2], env="smax", win_rates=[0.25, 0.25])
+    groups = collect(str(tmp_path))
+    runs = groups["smax/task/happo/exp"]
+    assert [(r.metric, r.final_eval) for r in runs] == [("eval_win_rate", 0.75), ("eval_win_rate", 0.25)]
+    assert "| smax/task/happo/exp | win rate | 2 | 2000 | 1: 0.75, 2: 0.25 | 0.50 | 0.25 | 0.25 | 0.75 |" in markdown_table(groups)

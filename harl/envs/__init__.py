@@ -35,6 +35,9 @@ __all__ = [
 ENV_REGISTRY: dict[str, str] = {
     "pettingzoo_mpe": "harl.envs.pettingzoo_mpe.pettingzoo_mpe_env:PettingZooMPEEnv",
     "mamujoco": "harl.envs.mamujoco.mamujoco_env:MAMuJoCoEnv",
+    "smac": "harl.envs.smac.smac_env:SMACEnv",
+    "smacv2": "harl.envs.smacv2.smacv2_env:SMACv2Env",
+    "smax": "harl.envs.smax.smax_env:SMAXEnv",
     "toy": "harl.envs.toy.toy_env:ToyEnv",
 }
 """Environment name (the ``--env`` argument) -> ``"module:AdapterClass"``."""
@@ -43,6 +46,7 @@ ENV_REGISTRY: dict[str, str] = {
 _ENV_EXTRAS: dict[str, tuple[str, tuple[str, ...]]] = {
     "pettingzoo_mpe": ("mpe", ("mpe2", "pettingzoo")),
     "mamujoco": ("mamujoco", ("gymnasium_robotics", "mujoco")),
+    "smax": ("smax", ("jaxmarl", "jax", "jaxlib", "flax", "chex")),
 }
 
 _TASK_NAMES: dict[str, Callable[[dict[str, Any]], str]] = {
@@ -50,6 +54,9 @@ _TASK_NAMES: dict[str, Callable[[dict[str, Any]], str]] = {
         f"{a['scenario']}-{'continuous' if a['continuous_actions'] else 'discrete'}"
     ),
     "mamujoco": lambda a: f"{a['scenario']}-{a['agent_conf']}",
+    "smac": lambda a: a["map_name"],
+    "smacv2": lambda a: a["map_name"],
+    "smax": lambda a: a["map_name"],
     "toy": lambda a: "toy-mixed" if a["continuous_agent"] else "toy-discrete",
 }
 
@@ -149,6 +156,9 @@ def _make_vec_env(
     if n_threads < 1:
         raise ValueError(f"the number of environments must be at least 1, got {n_threads}")
     env_args = check_env_args(env_name, env_args)  # fails fast, before any process starts
+    batched = load_adapter(env_name).make_batched_vec_env(env_args, n_threads, base_seed)
+    if batched is not None:
+        return batched
     factory = EnvFactory(ENV_REGISTRY[env_name], env_args)
     n_workers = resolve_n_env_workers(n_env_workers, n_threads)
     if n_workers == 0:

@@ -74,6 +74,13 @@ class MultiAgentEnv(abc.ABC):
         """Raise ``ValueError`` naming the supported values when ``args`` (env_args already
         completed with the YAML defaults) cannot be served; called before any env is built."""
 
+    @classmethod
+    def make_batched_vec_env(cls, env_args: dict[str, Any], n_envs: int, base_seed: int) -> Any | None:
+        """A vectorised env that steps all ``n_envs`` environments in one call (the API of
+        ``harl.envs.vec_env``, env ``k`` seeded ``base_seed + k``), or None (the default) to
+        step adapters one by one in-process or in worker processes."""
+        return None
+
     @abc.abstractmethod
     def reset(self, seed: int | None = None) -> ResetResult:
         """Start a new episode; ``seed=None`` continues the environment's own random stream."""

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from harl.envs import get_task_name, make_eval_env, make_train_env
+from harl.envs import check_env_args, get_task_name, make_eval_env, make_train_env
 from harl.utils.checkpoint import (
     atomic_torch_save,
     capture_rng_state,
@@ -43,6 +43,10 @@ class BaseRunner(abc.ABC):
     """
 
     def __init__(self, args: dict[str, Any], algo_args: dict[str, Any], env_args: dict[str, Any]):
+        try:  # before anything is written: a bad env argument leaves no run directory behind
+            env_args = check_env_args(args["env"], env_args)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
         self.args, self.algo_args, self.env_args = args, algo_args, env_args
         self.flat_args = {**flatten_sections(algo_args), **env_args}
         train_cfg = algo_args["train"]

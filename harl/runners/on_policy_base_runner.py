@@ -18,6 +18,7 @@ from harl.common.buffers.on_policy_actor_buffer import OnPolicyActorBuffer
 from harl.common.buffers.on_policy_critic_buffer_ep import OnPolicyCriticBufferEP
 from harl.common.buffers.on_policy_critic_buffer_fp import OnPolicyCriticBufferFP
 from harl.common.valuenorm import ValueNorm
+from harl.models.policy_models.stacked_stochastic_policy import StackedStochasticPolicy
 from harl.runners.base_runner import BaseRunner
 from harl.utils.configs_tools import ConfigError
 from harl.utils.models_tools import to_numpy
@@ -48,6 +49,12 @@ class OnPolicyBaseRunner(BaseRunner):
         else:
             self.critic_buffer = OnPolicyCriticBufferFP(flat, share_space, self.num_agents)
         self.value_normalizer = ValueNorm(1, device=self.device) if flat["use_valuenorm"] else None
+        # agents whose policies have the same structure act in one batched call per step
+        groups: dict[tuple, list[int]] = {}
+        for agent_id, actor in enumerate(self.actor):
+            groups.setdefault(actor.actor.stack_key(), []).append(agent_id)
+        self.acting_groups = list(groups.values())
+        self.stacked_actors: list[StackedStochasticPolicy | None] = []
         self.episodes = self.num_env_steps // self.episode_length // self.n_rollout_threads
         if self.episodes < 1:
             raise ConfigError(
@@ -117,19 +124,44 @@ class OnPolicyBaseRunner(BaseRunner):
         self.critic_buffer.masks[0] = 1.0
         self.critic_buffer.bad_masks[0] = 1.0
 
+    def stack_actors(self) -> None:
+        """Stacked copies of the current policies for acting; call after they change."""
+        self.stacked_actors = [
+            StackedStochasticPolicy([self.actor[i].actor for i in ids]) if len(ids) > 1 else None
+            for ids in self.acting_groups
+        ]
+
+    def act_all(self, obs, rnn_states, masks, available_actions, deterministic: bool = False):
+        """Every agent's actions, log-probs and next rnn states (numpy, one entry per agent):
+        each group of same-structure policies in one batched call.
+
+        Args: per agent ``obs (E, d_i)``, ``rnn_states (E, R, H)``, ``masks (E, 1)`` and
+        ``available_actions (E, n_i)`` or None.
+        """
+        actions, log_probs, next_states = [None] * self.num_agents, [None] * self.num_agents, [None] * self.num_agents
+        for ids, stacked in zip(self.acting_groups, self.stacked_actors):
+            if stacked is None:
+                (i,) = ids
+                out = self.actor[i].actor(obs[i], rnn_states[i], masks[i], available_actions[i], deterministic)
+                out = [x.unsqueeze(0) for x in out]
+            else:
+                def stack(xs):
+                    return torch.as_tensor(np.stack([xs[i] for i in ids]), dtype=torch.float32, device=self.device)
+
+                avail = None if available_actions[ids[0]] is None else stack(available_actions)
+                out = stacked(stack(obs), stack(rnn_states), stack(masks), avail, deterministic)
+            for g, i in enumerate(ids):
+                actions[i], log_probs[i], next_states[i] = (to_numpy(x[g]) for x in out)
+        return actions, log_probs, next_states
+
     @torch.no_grad()
     def collect(self, step: int):
         """Sample every agent's action and the critic's value for rollout step ``step``."""
-        actions, action_log_probs, rnn_states = [], [], []
-        for agent_id in range(self.num_agents):
-            buffer = self.actor_buffer[agent_id]
-            action, log_prob, rnn_state = self.actor[agent_id].get_actions(
-                buffer.obs[step], buffer.rnn_states[step], buffer.masks[step],
-                buffer.available_actions[step] if buffer.available_actions is not None else None,
-            )
-            actions.append(to_numpy(action))
-            action_log_probs.append(to_numpy(log_prob))
-            rnn_states.append(to_numpy(rnn_state))
+        buffers = self.actor_buffer
+        actions, action_log_probs, rnn_states = self.act_all(
+            [b.obs[step] for b in buffers], [b.rnn_states[step] for b in buffers], [b.masks[step] for b in buffers],
+            [None if b.available_actions is None else b.available_actions[step] for b in buffers],
+        )
         cb = self.critic_buffer
         if self.state_type == "EP":
             value, rnn_state_critic = self.critic.get_values(
@@ -236,6 +268,7 @@ class OnPolicyBaseRunner(BaseRunner):
         for actor in self.unique_actors():
             actor.prep_rollout()
         self.critic.prep_rollout()
+        self.stack_actors()
 
     def prep_training(self) -> None:
         for actor in self.unique_actors():
@@ -251,20 +284,16 @@ class OnPolicyBaseRunner(BaseRunner):
 
     # ----------------------------------------------------------------- evaluation
     def eval_policy_reset(self, n_envs: int) -> list[np.ndarray]:
+        self.stack_actors()  # the policies changed since the rollout: training ran in between
         rnn_shape = self.actor_buffer[0].rnn_states.shape[2:]
         return [np.zeros((n_envs, *rnn_shape), np.float32) for _ in range(self.num_agents)]
 
     @torch.no_grad()
     def eval_actions(self, obs, available_actions, policy_state, episode_starts):
         masks = np.where(episode_starts, 0.0, 1.0).astype(np.float32)[:, None]
-        actions, next_state = [], []
-        for agent_id in range(self.num_agents):
-            action, rnn_state = self.actor[agent_id].act(
-                obs[agent_id], policy_state[agent_id], masks, available_actions[agent_id],
-                deterministic=True,
-            )
-            actions.append(to_numpy(action))
-            next_state.append(to_numpy(rnn_state))
+        actions, _, next_state = self.act_all(
+            obs, policy_state, [masks] * self.num_agents, available_actions, deterministic=True
+        )
         return actions, next_state
 
     # ----------------------------------------------------------------- persistence

@@ -1,5 +1,8 @@
-"""Aggregate finished runs: final evaluation returns per seed, their mean and spread, and a
-mean-and-range learning-curve picture over seeds."""
+"""Aggregate finished runs: the final evaluation of every seed, the mean and spread over seeds,
+and a mean-and-range learning-curve picture.
+
+The headline number is the evaluation return, except for the StarCraft family (``smac``,
+``smacv2``, ``smax``), which the paper reports in win rate (``eval_win_rate``)."""
 from __future__ import annotations
 
 import csv
@@ -13,28 +16,39 @@ import numpy as np
 from harl.utils.plotting import plt, save_figure
 
 
+# Environments whose runs are compared in evaluation win rate (the paper's unit for them).
+WIN_RATE_ENVS = frozenset({"smac", "smacv2", "smax"})
+
+
+def headline_metric(env: str) -> str:
+    """The ``progress.csv`` column a run of ``env`` is summarised by."""
+    return "eval_win_rate" if env in WIN_RATE_ENVS else "eval_episode_return"
+
+
 class RunResult(NamedTuple):
     """One run directory's final numbers."""
 
     group: str  # <env>/<task>/<algo>/<exp_name>
     seed_dir: str
     env_steps: int
-    final_eval_return: float
+    metric: str  # the progress.csv column of final_eval and curve
+    final_eval: float
     wall_time_s: float
-    curve: tuple[np.ndarray, np.ndarray]  # env steps, eval returns
+    curve: tuple[np.ndarray, np.ndarray]  # env steps, metric
 
 
 def read_run(run_dir: str, results_root: str) -> RunResult | None:
     """The final row of a run with at least one evaluation, or None."""
+    group = os.path.relpath(os.path.dirname(run_dir), results_root)
+    metric = headline_metric(group.split(os.sep)[0])
     with open(os.path.join(run_dir, "progress.csv"), newline="", encoding="utf-8") as file:
-        rows = [r for r in csv.DictReader(file) if r.get("eval_episode_return")]
+        rows = [r for r in csv.DictReader(file) if r.get(metric)]
     if not rows:
         return None
     steps = np.array([float(r["env_steps"]) for r in rows])
-    returns = np.array([float(r["eval_episode_return"]) for r in rows])
-    group = os.path.relpath(os.path.dirname(run_dir), results_root)
-    return RunResult(group, os.path.basename(run_dir), int(steps[-1]), float(returns[-1]),
-                     float(rows[-1]["wall_time"]), (steps, returns))
+    values = np.array([float(r[metric]) for r in rows])
+    return RunResult(group, os.path.basename(run_dir), int(steps[-1]), metric, float(values[-1]),
+                     float(rows[-1]["wall_time"]), (steps, values))
 
 
 def collect(results_root: str) -> dict[str, list[RunResult]]:
@@ -48,24 +62,25 @@ def collect(results_root: str) -> dict[str, list[RunResult]]:
 
 
 def markdown_table(groups: dict[str, list[RunResult]]) -> str:
-    """Per group: seeds, env steps, per-seed final eval returns, mean, std, min and max."""
-    lines = ["| run group | seeds | env steps | final eval return per seed | mean | std | min | max |",
-             "|---|---|---|---|---|---|---|---|"]
+    """Per group: the metric, seeds, env steps, per-seed final evaluations, mean, std, min, max."""
+    lines = ["| run group | final evaluation | seeds | env steps | per seed | mean | std | min | max |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for group, runs in groups.items():
-        finals = np.array([r.final_eval_return for r in runs])
-        per_seed = ", ".join(f"{r.seed_dir.split('-')[1].lstrip('0') or '0'}: {r.final_eval_return:.2f}" for r in runs)
+        finals = np.array([r.final_eval for r in runs])
+        per_seed = ", ".join(f"{r.seed_dir.split('-')[1].lstrip('0') or '0'}: {r.final_eval:.2f}" for r in runs)
+        label = runs[0].metric.removeprefix("eval_").replace("_", " ")
         lines.append(
-            f"| {group} | {len(runs)} | {min(r.env_steps for r in runs)} | {per_seed} | "
+            f"| {group} | {label} | {len(runs)} | {min(r.env_steps for r in runs)} | {per_seed} | "
             f"{finals.mean():.2f} | {finals.std():.2f} | {finals.min():.2f} | {finals.max():.2f} |"
         )
     return "\n".join(lines)
 
 
 def plot_group(runs: list[RunResult], title: str, path: str) -> None:
-    """Mean eval return over seeds with the min-max range shaded, on the common evaluation steps."""
+    """Mean evaluation over seeds with the min-max range shaded, on the common evaluation steps."""
     common = sorted(set.intersection(*(set(r.curve[0].tolist()) for r in runs)))
     values = np.array([[dict(zip(*r.curve))[s] for s in common] for r in runs])
     figure, axes = plt.subplots(figsize=(6, 4), dpi=100)
     axes.plot(common, values.mean(0), label=f"mean of {len(runs)} seeds")
     axes.fill_between(common, values.min(0), values.max(0), alpha=0.25, label="min-max over seeds")
-    save_figure(figure, axes, title, "eval episode return", path)
+    save_figure(figure, axes, title, runs[0].metric.replace("_", " "), path)

@@ -50,6 +50,10 @@ class MLPBase(nn.Module):
             self.feature_norm = nn.LayerNorm(obs_dim)
         self.mlp = MLPLayer(obs_dim, args["hidden_sizes"], args["initialization_method"], args["activation_func"])
 
+    def layers(self) -> list[nn.Module]:
+        """The layers in order (for :class:`harl.models.base.stacked.StackedLayers`)."""
+        return ([self.feature_norm] if self.use_feature_normalization else []) + list(self.mlp.fc)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Map ``(B, d)`` observations to ``(B, hidden_sizes[-1])`` features."""
         if self.use_feature_normalization:

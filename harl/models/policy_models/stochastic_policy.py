@@ -8,6 +8,7 @@ from torch import nn
 from harl.models.base.act import ACTLayer, ActionDistribution
 from harl.models.base.mlp import MLPBase
 from harl.models.base.rnn import RNNLayer
+from harl.models.base.stacked import layers_key
 from harl.utils.models_tools import ArrayLike, get_shape_from_obs_space, to_tensor
 
 
@@ -42,6 +43,17 @@ class StochasticPolicy(nn.Module):
             self.rnn = RNNLayer(hidden_dim, hidden_dim, args["recurrent_n"], args["initialization_method"])
         self.act = ACTLayer(action_space, hidden_dim, args["initialization_method"], args["gain"], args)
         self.to(self.device)
+
+    def stack_key(self) -> tuple:
+        """Equal for policies whose acting step one :class:`StackedStochasticPolicy` can batch."""
+        head = self.act.action_out
+        return (
+            layers_key(self.base.layers()),
+            type(head).__name__,
+            getattr(head, "std_x_coef", None),
+            getattr(head, "std_y_coef", None),
+            tuple((name, tuple(p.shape)) for name, p in self.named_parameters()),
+        )
 
     def _features(
         self, obs: ArrayLike, rnn_states: ArrayLike, masks: ArrayLike

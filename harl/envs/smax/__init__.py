@@ -1,0 +1,1 @@
+"""JaxMARL's SMAX (StarCraft-like battles in JAX) with SMAC's map names and action layout."""

@@ -1,0 +1,379 @@
+"""JaxMARL's SMAX behind HARL's environment contract, with SMAC's action layout.
+
+:class:`SMAXVecEnv` steps all ``n_rollout_threads`` battles as one jitted, vmapped JAX call with
+the auto-reset inside it (the batched vector env); :class:`SMAXEnv` is one battle behind the
+single-environment contract (``batched_step: False``, for the in-process and subprocess vector
+envs). Both run the same compiled functions, so the same seeds give the same battles.
+
+What an agent sees and does, the same as ``--env smac`` wherever SMAX allows:
+
+* actions (SMAC's layout): 0 no-op (only for dead agents), 1 stop, 2-5 move north, south,
+  east, west, then one attack per enemy (a Medivac's heal per ally); a move that would carry
+  the unit off the map (SMAX kills units touching its edge) is unavailable, as SMAC's pathing
+  check makes unpathable moves unavailable;
+* observations: SMAX's unit list (every other unit's health, relative position, last action,
+  weapon cooldown and type within sight, then the unit's own features); zeros when dead;
+* state: EP is SMAX's world state for every agent; FP is, per agent, the world state, the
+  agent's observation and its one-hot id (HARL's FP holds the same information with
+  duplicated features pruned);
+* reward: SMAX's team reward (the enemies' normalised health loss, +1 for a win), the same
+  for every agent; ``win_rate`` is 1 for a won episode (every enemy combat unit dead, an ally
+  combat unit alive) and 0 otherwise; a battle that reaches SMAC's episode limit with both
+  sides alive is a truncation (``bad_transition``).
+
+Compiled functions are cached in this process per map and state type, and on disk across
+runs by JAX's persistent compilation cache (``HARL_JAX_CACHE_DIR``, default
+``~/.cache/harl/jax``; empty to turn it off).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import os
+import sys
+from typing import Any
+
+# JAX must not take most of a GPU's memory at start-up: torch trains on the same device.
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+from gymnasium import spaces  # noqa: E402
+
+
+
+@contextlib.contextmanager
+def _silenced_stdout():
+    """Discard what is written to file descriptor 1: jaxmarl announces its optional submodules
+    on import, through a ``sys.stdout`` that one of its imports resets to the original."""
+    stdout = sys.stdout
+    stdout.flush()
+    saved = os.dup(1)
+    with open(os.devnull, "w", encoding="utf-8") as devnull:
+        os.dup2(devnull.fileno(), 1)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            os.dup2(saved, 1)
+            os.close(saved)
+            sys.stdout = stdout
+
+
+with _silenced_stdout():
+    from jaxmarl.environments.smax import HeuristicEnemySMAX, Scenario  # noqa: E402
+
+from harl.envs.base import EnvStepResult, MultiAgentEnv, ResetResult, StepResult  # noqa: E402
+from harl.envs.smax.maps import AIR_TYPES, HEALER_TYPES, HITS_AIR, UNIT_ID, UNIT_TYPES, MapSpec, get_map  # noqa: E402
+from harl.envs.smax.medivac import HealerHeuristicEnemySMAX  # noqa: E402
+
+logger = logging.getLogger(__name__)
+# JAX reports at INFO level every accelerator plugin it does not find (TPU on a CPU machine).
+logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
+
+STATE_TYPES = ("EP", "FP")
+# SMAC's action layout: no-op, stop, north, south, east, west, then one per enemy.
+N_NON_ATTACK_ACTIONS = 6
+# SMAX's moves are 0 north, 1 east, 2 south, 3 west, 4 stop, then attacks from 5.
+_SMAC_TO_SMAX = (4, 4, 0, 2, 1, 3)
+_MOVE_DIRECTIONS = ((0.0, 1.0), (0.0, -1.0), (1.0, 0.0), (-1.0, 0.0))  # SMAC's order: N, S, E, W
+# Draws of a SMACv2 team before giving up on avoiding an all-exception team (SMACv2 redraws
+# until it succeeds; 8 draws fail with probability at most 0.1 ** 8 for one-unit extras).
+_TEAM_DRAWS = 8
+
+_logged_notes: set[str] = set()
+
+
+def _enable_compilation_cache() -> None:
+    """Keep compiled SMAX functions on disk across runs, unless the user configured JAX's cache."""
+    if jax.config.jax_compilation_cache_dir is not None:
+        return
+    path = os.environ.get("HARL_JAX_CACHE_DIR", os.path.join(os.path.expanduser("~"), ".cache", "harl", "jax"))
+    if path:
+        jax.config.update("jax_compilation_cache_dir", path)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+
+
+class _WeightedTeams:
+    """SMACv2's weighted_teams unit-type generation as SMAX's ``unit_type_generator``."""
+
+    def __init__(self, spec: MapSpec) -> None:
+        generation = spec.team_generation
+        assert generation is not None
+        self.type_ids = jnp.array([UNIT_ID[name] for name in generation.unit_types], dtype=jnp.uint8)
+        self.logits = jnp.log(jnp.asarray(generation.weights, dtype=jnp.float32))
+        self.exception = jnp.array([name in generation.exceptions for name in generation.unit_types])
+        self.n_allies, self.n_enemies = spec.n_allies, spec.n_enemies
+
+    def _team(self, key: jax.Array, size: int) -> jax.Array:
+        draws = jax.random.categorical(key, self.logits, shape=(_TEAM_DRAWS, size))
+        allowed = ~jnp.all(self.exception[draws], axis=1)
+        return draws[jnp.argmax(allowed)]
+
+    def generate(self, key: jax.Array) -> jax.Array:
+        ally_key, extra_key = jax.random.split(key)
+        allies = self._team(ally_key, self.n_allies)
+        enemies = allies[: self.n_enemies]
+        if self.n_enemies > self.n_allies:
+            enemies = jnp.concatenate([allies, self._team(extra_key, self.n_enemies - self.n_allies)])
+        return self.type_ids[jnp.concatenate([allies, enemies])]
+
+
+def _strong(tree: Any) -> Any:
+    # Arrays that come out of reset and out of step must have identical types (no weak types),
+    # or the step function is compiled a second time on its own output.
+    return jax.tree.map(lambda x: jnp.asarray(x).astype(jnp.asarray(x).dtype), tree)
+
+
+class _Battle:
+    """The per-battle functions (reset, step) in HARL's layout, pure, to be vmapped and jitted."""
+
+    def __init__(self, map_name: str, state_type: str) -> None:
+        spec = get_map(map_name)
+        self.spec = spec
+        self.state_type = state_type
+        units = spec.ally_units + spec.enemy_units
+        scenario = Scenario(
+            unit_types=jnp.array([UNIT_ID[name] for name in units] if units else [0] * (spec.n_allies + spec.n_enemies),
+                                 dtype=jnp.uint8),
+            num_allies=spec.n_allies,
+            num_enemies=spec.n_enemies,
+            smacv2_position_generation=spec.random_start_positions,
+            smacv2_unit_type_generation=spec.team_generation is not None,
+        )
+        env_cls = HealerHeuristicEnemySMAX if spec.has_healers else HeuristicEnemySMAX
+        # SMAX tests its step counter before incrementing it, so max_steps = limit - 1 ends a
+        # battle after exactly `episode_limit` steps, as SMAC does
+        self.env = env_cls(scenario=scenario, max_steps=spec.episode_limit - 1)
+        self.world = self.env._env  # the SMAX world under the heuristic enemy
+        if spec.team_generation is not None:
+            self.world.unit_type_generator = _WeightedTeams(spec)
+        self.n_agents, self.n_enemies = spec.n_allies, spec.n_enemies
+        self.n_actions = N_NON_ATTACK_ACTIONS + spec.n_enemies
+        self.obs_size = self.world.obs_size
+        self.world_state_size = self.world.state_size
+        self.share_size = self.world_state_size + (self.obs_size + self.n_agents if state_type == "FP" else 0)
+        self.to_smax = jnp.array(_SMAC_TO_SMAX + tuple(range(5, 5 + spec.n_enemies)), dtype=jnp.int32)
+        flags = lambda names: jnp.array([name in names for name in UNIT_TYPES])  # noqa: E731
+        self.is_healer, self.is_air, self.hits_air = flags(HEALER_TYPES), flags(AIR_TYPES), flags(HITS_AIR)
+        step_seconds = self.world.time_per_step * self.world.world_steps_per_env_step
+        self.move_per_step = self.world.unit_type_velocities * step_seconds
+        self.directions = jnp.array(_MOVE_DIRECTIONS)
+
+    # ------------------------------------------------------------------ observation
+    def _available_actions(self, world) -> jax.Array:
+        """``(N, n_actions)`` in SMAC's layout for the allied agents."""
+        na = self.n_agents
+        types, positions, alive = world.unit_types, world.unit_positions, world.unit_alive
+        own_types, own_positions, own_alive = types[:na], positions[:na], alive[:na]
+        destination = own_positions[:, None, :] + self.directions[None] * self.move_per_step[own_types][:, None, None]
+        size = jnp.array([self.world.map_width, self.world.map_height])
+        moves = own_alive[:, None] & jnp.all((destination > 0) & (destination < size), axis=-1)
+        reach = self.world.unit_type_attack_ranges[own_types][:, None]
+        to_enemy = jnp.linalg.norm(own_positions[:, None] - positions[None, na:], axis=-1)
+        targets = (
+            own_alive[:, None] & alive[None, na:] & (to_enemy < reach)
+            & (self.hits_air[own_types][:, None] | ~self.is_air[types[na:]][None, :])
+        )
+        if self.spec.has_healers:
+            to_ally = jnp.linalg.norm(own_positions[:, None] - own_positions[None, :], axis=-1)
+            heals = (
+                own_alive[:, None] & own_alive[None, :] & ~self.is_air[own_types][None, :]
+                & (to_ally <= reach) & ~jnp.eye(na, dtype=bool)
+            )
+            heals = jnp.pad(heals, ((0, 0), (0, self.n_enemies - na)))[:, : self.n_enemies]
+            targets = jnp.where(self.is_healer[own_types][:, None], heals, targets)
+        return jnp.concatenate([~own_alive[:, None], own_alive[:, None], moves, targets], axis=1).astype(jnp.float32)
+
+    def _view(self, obs: dict, state) -> dict[str, jax.Array]:
+        """What HARL's runners receive for one battle: obs, share_obs, available actions."""
+        agent_obs = jnp.stack([obs[agent] for agent in self.env.agents])
+        world_state = jnp.broadcast_to(obs["world_state"], (self.n_agents, self.world_state_size))
+        if self.state_type == "FP":
+            share = jnp.concatenate([world_state, agent_obs, jnp.eye(self.n_agents)], axis=1)
+        else:
+            share = world_state
+        return {"obs": agent_obs, "share_obs": share, "available_actions": self._available_actions(state.state)}
+
+    def _sides_left(self, world) -> tuple[jax.Array, jax.Array]:
+        combat = world.unit_alive & ~self.is_healer[world.unit_types]
+        return jnp.any(combat[: self.n_agents]), jnp.any(combat[self.n_agents :])
+
+    # ------------------------------------------------------------------ transitions
+    def reset(self, key: jax.Array) -> tuple[jax.Array, Any, dict]:
+        """Start a battle; returns the advanced key, the state and its view."""
+        key, reset_key = jax.random.split(key)
+        obs, state = self.env.reset(reset_key)
+        return _strong((key, state, self._view(obs, state)))
+
+    def step(self, key: jax.Array, state: Any, actions: jax.Array) -> tuple:
+        """One step with SMAC-layout actions ``(N,)``, auto-resetting a finished battle.
+
+        Returns the advanced key, the next state, the next view (of the new battle where one
+        ended), the view after the step (the final one where one ended), the team reward, the
+        per-agent deaths, and the episode's done, truncated and won flags.
+        """
+        key, step_key, reset_key = jax.random.split(key, 3)
+        smax_actions = self.to_smax[actions]
+        obs, stepped, rewards, dones, _ = self.env.step_env(
+            step_key, state, {agent: smax_actions[i] for i, agent in enumerate(self.env.agents)}
+        )
+        done = dones["__all__"]
+        after = self._view(obs, stepped)
+        allies_left, enemies_left = self._sides_left(stepped.state)
+        reset_obs, reset_state = self.env.reset(reset_key)
+        choose = lambda new, old: jnp.where(done, new, old)  # noqa: E731
+        next_state = jax.tree.map(choose, reset_state, stepped)
+        next_view = jax.tree.map(choose, self._view(reset_obs, reset_state), after)
+        flags = (done, done & allies_left & enemies_left, allies_left & ~enemies_left)
+        return _strong((key, next_state, next_view, after, rewards[self.env.agents[0]],
+                        ~stepped.state.unit_alive[: self.n_agents], *flags))
+
+
+@functools.lru_cache(maxsize=None)
+def _compiled(map_name: str, state_type: str) -> tuple[_Battle, Any, Any]:
+    """The battle and its batched reset and step, built once per process and map."""
+    _enable_compilation_cache()
+    battle = _Battle(map_name, state_type)
+    return battle, jax.jit(jax.vmap(battle.reset)), jax.jit(jax.vmap(battle.step))
+
+
+def _keys(seeds: np.ndarray) -> jax.Array:
+    return jax.vmap(jax.random.PRNGKey)(jnp.asarray(seeds, dtype=jnp.uint32))
+
+
+class SMAXVecEnv:
+    """``n_envs`` SMAX battles stepped together: one jitted call per vectorised step.
+
+    Implements the vectorised-environment API of ``docs/ARCHITECTURE.md``. Battle ``k`` is
+    seeded with ``base_seed + k`` at the first reset; later resets continue its random stream.
+    """
+
+    def __init__(self, env_args: dict[str, Any], n_envs: int, base_seed: int) -> None:
+        from harl.envs import check_env_args
+
+        if n_envs < 1:
+            raise ValueError(f"n_envs must be at least 1, got {n_envs}")
+        args = check_env_args("smax", env_args)
+        self._battle, self._reset, self._step = _compiled(args["map_name"], args["state_type"])
+        battle = self._battle
+        self.n_envs = n_envs
+        self.n_agents = battle.n_agents
+        self.observation_spaces = [spaces.Box(-np.inf, np.inf, (battle.obs_size,), np.float32)] * battle.n_agents
+        self.share_observation_spaces = [spaces.Box(-np.inf, np.inf, (battle.share_size,), np.float32)] * battle.n_agents
+        self.action_spaces = [spaces.Discrete(battle.n_actions)] * battle.n_agents
+        self.episode_metric_names = ("win_rate",)
+        self.seed(base_seed)
+
+    def seed(self, base_seed: int) -> None:
+        """Restart every battle's random stream: battle ``k`` from ``base_seed + k``."""
+        self._key = _keys(base_seed + np.arange(self.n_envs))
+        self._state = None
+
+    def reset(self) -> tuple[list[np.ndarray], np.ndarray, list[np.ndarray]]:
+        """Start a battle in every environment: obs per agent (E, d), share_obs (E, N, s),
+        available actions per agent (E, n_actions)."""
+        self._key, self._state, view = self._reset(self._key)
+        view = {key: np.array(value) for key, value in jax.device_get(view).items()}
+        return self._per_agent(view["obs"]), view["share_obs"], self._per_agent(view["available_actions"])
+
+    def step(self, actions: list[np.ndarray]) -> StepResult:
+        """Step every battle with one ``(E, 1)`` action array per agent (SMAC's layout)."""
+        if self._state is None:
+            raise RuntimeError("SMAXVecEnv.step() before reset()")
+        if len(actions) != self.n_agents:
+            raise ValueError(f"step() got actions for {len(actions)} agents but the map has {self.n_agents}")
+        joint = np.concatenate([np.asarray(a).reshape(self.n_envs, 1) for a in actions], axis=1).astype(np.int32)
+        self._key, self._state, *outputs = self._step(self._key, self._state, joint)
+        next_view, after, reward, dead, done, truncated, won = jax.device_get(outputs)
+        # one copy of each batch array: JAX hands out read-only buffers, torch wants writable ones
+        next_view = {key: np.array(value) for key, value in next_view.items()}
+        dones = dead | done[:, None]
+        infos = [{"bad_transition": bool(t), "episode_done": bool(d)} for t, d in zip(truncated, done)]
+        for e in np.flatnonzero(done):
+            infos[e].update(
+                final_obs=list(after["obs"][e]),
+                final_share_obs=after["share_obs"][e],
+                final_available_actions=list(after["available_actions"][e]),
+                episode_metrics={"win_rate": float(won[e])},
+            )
+        return StepResult(
+            self._per_agent(next_view["obs"]),
+            next_view["share_obs"],
+            np.repeat(reward[:, None], self.n_agents, axis=1),
+            dones,
+            self._per_agent(next_view["available_actions"]),
+            infos,
+        )
+
+    def close(self) -> None:
+        """Nothing to release: the compiled functions stay cached for the next vector."""
+
+    def __enter__(self) -> SMAXVecEnv:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _per_agent(self, x: np.ndarray) -> list[np.ndarray]:
+        # views into the one host array of the batch: no copy per environment or agent
+        return [x[:, i] for i in range(self.n_agents)]
+
+
+class SMAXEnv(MultiAgentEnv):
+    """One SMAX battle behind the single-environment contract (``batched_step: False``).
+
+    It runs the batched functions with one battle, so a vector of these, stepped one by one,
+    plays exactly the battles :class:`SMAXVecEnv` plays for the same seeds.
+    """
+
+    episode_metric_names = ("win_rate",)
+
+    def __init__(self, env_args: dict[str, Any]) -> None:
+        self._vec = SMAXVecEnv(env_args, 1, 0)
+        self.n_agents = self._vec.n_agents
+        self.observation_spaces = self._vec.observation_spaces
+        self.share_observation_spaces = self._vec.share_observation_spaces
+        self.action_spaces = self._vec.action_spaces
+        self._next_battle: ResetResult | None = None  # started inside the step that ended the last
+
+    @staticmethod
+    def check_args(args: dict[str, Any]) -> None:
+        """Raise ``ValueError`` for unsupported values; log once when the map approximates SC2."""
+        spec = get_map(args["map_name"])
+        if args["state_type"] not in STATE_TYPES:
+            raise ValueError(f"smax: state_type must be one of {STATE_TYPES}, got {args['state_type']!r}")
+        if not isinstance(args["batched_step"], bool):
+            raise ValueError(f"smax: batched_step must be True or False, got {args['batched_step']!r}")
+        if spec.approximation and spec.name not in _logged_notes:
+            _logged_notes.add(spec.name)
+            logger.warning("smax: %s.", spec.approximation)
+
+    @classmethod
+    def make_batched_vec_env(cls, env_args: dict[str, Any], n_envs: int, base_seed: int) -> SMAXVecEnv | None:
+        """The batched vector env unless ``batched_step`` is False."""
+        return SMAXVecEnv(env_args, n_envs, base_seed) if env_args["batched_step"] else None
+
+    def reset(self, seed: int | None = None) -> ResetResult:
+        """Start a battle; ``seed=None`` continues the random stream."""
+        if seed is not None:
+            self._vec.seed(seed)
+            self._next_battle = None
+        elif self._next_battle is not None:
+            first, self._next_battle = self._next_battle, None
+            return first
+        obs, share_obs, avail = self._vec.reset()
+        return [o[0] for o in obs], share_obs[0], [a[0] for a in avail]
+
+    def step(self, actions: list[np.ndarray]) -> EnvStepResult:
+        """One step; where the battle ended the next one has already started (see reset)."""
+        result = self._vec.step([np.asarray(a).reshape(1, 1) for a in actions])
+        info = result.infos[0]
+        obs, share_obs, avail = [o[0] for o in result.obs], result.share_obs[0], [a[0] for a in result.available_actions]
+        if info["episode_done"]:
+            self._next_battle = (obs, share_obs, avail)
+            obs, share_obs, avail = info["final_obs"], info["final_share_obs"], info["final_available_actions"]
+        return obs, share_obs, result.rewards[0], result.dones[0], info, avail
