@@ -20,6 +20,7 @@ import numpy as np
 from gymnasium import spaces
 
 from harl.envs import get_task_name, make_train_env
+from harl.runners.off_policy_base_runner import random_actions
 
 CASES = [
     ("pettingzoo_mpe", {"scenario": "simple_spread_v2", "continuous_actions": True}),
@@ -49,23 +50,19 @@ def measure(env_name: str, env_args: dict, n_envs: int, n_workers: int, steps: i
         vec.close()
 
 
-def valid_actions(avail: list[np.ndarray], rng: np.random.Generator) -> list[np.ndarray]:
-    """A uniformly random available action per agent and environment, ``(E, 1)`` each."""
-    return [np.where(a > 0, rng.random(a.shape), -1.0).argmax(axis=1)[:, None] for a in avail]
-
-
 def measure_smax(map_name: str, n_envs: int, batched: bool, steps: int) -> tuple[float, float]:
     """``(env steps per second, seconds to build, compile and take the first two steps)``."""
     start = time.perf_counter()
     vec = make_train_env("smax", 1, n_envs, {"map_name": map_name, "state_type": "EP", "batched_step": batched}, 0)
-    rng = np.random.default_rng(0)
+    np.random.seed(0)
+    spaces_, n = vec.action_spaces, vec.n_envs
     _, _, avail = vec.reset()
     for _ in range(2):
-        avail = vec.step(valid_actions(avail, rng)).available_actions
+        avail = vec.step(random_actions(spaces_, avail, n)).available_actions
     setup = time.perf_counter() - start
     start = time.perf_counter()
     for _ in range(steps):
-        avail = vec.step(valid_actions(avail, rng)).available_actions
+        avail = vec.step(random_actions(spaces_, avail, n)).available_actions
     rate = steps * n_envs / (time.perf_counter() - start)
     vec.close()
     return rate, setup
@@ -84,7 +81,7 @@ def smax_table(map_name: str, env_counts: list[int], steps: int, repeats: int) -
     lines = [
         f"SMAX {map_name}, random valid actions, auto-reset included (best of {repeats}):",
         "",
-        "| environments | batched env steps/s | one-by-one env steps/s | ratio | first build + compile (batched / one-by-one) |",
+        "| environments | batched env steps/s | one-by-one env steps/s | ratio | build + compile at first use (batched / one-by-one; one-by-one shares the batch-1 compilation) |",
         "| --- | --- | --- | --- | --- |",
     ]
     for n_envs in env_counts:

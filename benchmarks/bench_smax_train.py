@@ -24,12 +24,8 @@ import time
 import numpy as np
 
 from harl.runners import RUNNER_REGISTRY
+from harl.runners.off_policy_base_runner import random_actions
 from harl.utils.cli import parse_train_args
-
-
-def random_valid_actions(avail: list[np.ndarray], rng: np.random.Generator) -> list[np.ndarray]:
-    """A uniformly random available action per agent and environment, ``(E, 1)`` each."""
-    return [np.where(a > 0, rng.random(a.shape), -1.0).argmax(axis=1)[:, None] for a in avail]
 
 
 def main() -> None:
@@ -52,13 +48,13 @@ def main() -> None:
 def measure(runner, repeats: int) -> str:
     """Median env steps per second of the raw env, the rollout and the full iteration."""
     steps = runner.episode_length * runner.n_rollout_threads
-    rng = np.random.default_rng(0)
+    np.random.seed(0)
     state = {"avail": None}
 
     def raw() -> None:
         avail = state["avail"] or runner.envs.reset()[2]
         for _ in range(runner.episode_length):
-            avail = runner.envs.step(random_valid_actions(avail, rng)).available_actions
+            avail = runner.envs.step(random_actions(runner.envs.action_spaces, avail, runner.n_rollout_threads)).available_actions
         state["avail"] = avail
 
     def rollout() -> None:

@@ -6,7 +6,7 @@ import logging
 import sys
 
 from harl.utils.cli import handle_cli_errors, parse_train_args
-from harl.utils.configs_tools import ConfigError
+from harl.utils.configs_tools import ConfigError, check_run_env_args
 
 
 def main() -> None:
@@ -16,6 +16,8 @@ def main() -> None:
     if parsed is None:
         return
     args, algo_args, env_args = parsed
+    # A missing environment (StarCraft II, a package) is reported before torch is even imported.
+    env_args = check_run_env_args(args["env"], env_args)
     # Imported here, not at the top: --help and --list_keys must work without the runners.
     from harl.runners import RUNNER_REGISTRY
 

@@ -237,7 +237,7 @@ def test_missing_starcraft_fails_within_seconds_in_one_paragraph(tmp_path):
     elapsed = time.perf_counter() - start
     print(f"missing StarCraft II: examples/train.py exited {out.returncode} after {elapsed:.2f} s")
     assert out.returncode == 1, out.stderr
-    assert elapsed < 8.0  # about 2-3 s on an idle machine; slack for a loaded one
+    assert elapsed < 5.0  # well under a second on an idle machine (torch is never imported)
     message = out.stderr.strip()
     assert "\n" not in message, message
     assert message.startswith("error (EnvNotInstalledError): smac cannot play MMM2: ")

@@ -73,3 +73,15 @@ def test_sigkill_and_resume_off_policy(tmp_path):
     assert steps[-1] == total
     assert steps == sorted(set(steps))
     assert steps_before - max(s for s in steps if s <= steps_before and s % 80 == 0) <= 80
+
+
+def test_a_replay_buffer_larger_than_memory_is_refused():
+    from harl.runners.off_policy_base_runner import check_buffer_fits
+    from harl.utils.configs_tools import ConfigError
+
+    physical = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    with pytest.raises(ConfigError, match="lower --buffer_size"):
+        check_buffer_fits(2 * physical, 1_000_000, 1_000_000)
+    # a run shorter than the buffer only fills part of it
+    check_buffer_fits(2 * physical, 1_000_000, 100_000)
+    check_buffer_fits(10**6, 1000, 10**9)

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from harl.envs import check_env_args, get_task_name, make_eval_env, make_train_env
+from harl.envs import get_task_name, make_eval_env, make_train_env
 from harl.utils.checkpoint import (
     atomic_torch_save,
     capture_rng_state,
@@ -20,7 +20,7 @@ from harl.utils.checkpoint import (
     load_checkpoint,
     restore_rng_state,
 )
-from harl.utils.configs_tools import ConfigError, init_dir, save_config
+from harl.utils.configs_tools import ConfigError, check_run_env_args, init_dir, save_config
 from harl.utils.envs_tools import get_device, set_seed
 from harl.utils.logger import EpisodeTracker, RunLogger
 from harl.utils.plotting import plot_learning_curve
@@ -43,10 +43,8 @@ class BaseRunner(abc.ABC):
     """
 
     def __init__(self, args: dict[str, Any], algo_args: dict[str, Any], env_args: dict[str, Any]):
-        try:  # before anything is written: a bad env argument leaves no run directory behind
-            env_args = check_env_args(args["env"], env_args)
-        except ValueError as err:
-            raise ConfigError(str(err)) from None
+        # before anything is written: a bad env argument leaves no run directory behind
+        env_args = check_run_env_args(args["env"], env_args)
         self.args, self.algo_args, self.env_args = args, algo_args, env_args
         self.flat_args = {**flatten_sections(algo_args), **env_args}
         train_cfg = algo_args["train"]

@@ -7,6 +7,7 @@ Counting follows HARL: ``num_env_steps`` includes the warm-up; ``train_interval`
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 import numpy as np
@@ -43,6 +44,24 @@ def random_actions(
     return actions
 
 
+def check_buffer_fits(nbytes: int, buffer_size: int, num_env_steps: int) -> None:
+    """Refuse a replay buffer that would outgrow this machine's memory during the run.
+
+    The arrays are allocated lazily, so an oversized buffer would otherwise only fail once it
+    fills, possibly hours in, with the process killed and the run lost.
+    """
+    if not hasattr(os, "sysconf") or "SC_PHYS_PAGES" not in os.sysconf_names:
+        return  # no portable way to ask; the platform's own out-of-memory handling applies
+    filled = nbytes * min(1.0, num_env_steps / buffer_size)
+    physical = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    if filled > 0.8 * physical:
+        raise ConfigError(
+            f"the replay buffer would grow to {filled / 2**30:.1f} GiB ({buffer_size:,} transitions of "
+            f"{nbytes / buffer_size / 2**10:.1f} KiB) but this machine has {physical / 2**30:.1f} GiB of memory; "
+            "lower --buffer_size (or use state_type EP, which stores one shared state per step instead of one per agent)"
+        )
+
+
 class OffPolicyBaseRunner(BaseRunner):
     """Replay-buffer training with per-agent actors and one centralised Q critic.
 
@@ -61,6 +80,7 @@ class OffPolicyBaseRunner(BaseRunner):
         self.buffer = buffer_cls(flat, envs.share_observation_spaces[0], self.num_agents,
                                  envs.observation_spaces, envs.action_spaces)
         logger.info("Replay buffer: %d transitions, %.2f GB allocated", flat["buffer_size"], self.buffer.nbytes / 1e9)
+        check_buffer_fits(self.buffer.nbytes, int(flat["buffer_size"]), self.num_env_steps)
 
         train_cfg = algo_args["train"]
         self.total_vec_steps = self.num_env_steps // self.n_rollout_threads

@@ -121,12 +121,15 @@ def handle_cli_errors(main: Callable[[], None]) -> int:
         print(f"error: {err}", file=sys.stderr)
         return CONFIG_EXIT_CODE
     except Exception as err:  # noqa: BLE001 - re-raised below unless it is a known user error
-        # Imported only on failure: the checkpoint module loads torch, too slow for --help.
         from harl.envs.base import EnvNotInstalledError, EnvWorkerError
-        from harl.utils.checkpoint import CheckpointError
 
-        if not isinstance(err, (EnvNotInstalledError, EnvWorkerError, CheckpointError)):
-            raise
+        if not isinstance(err, (EnvNotInstalledError, EnvWorkerError)):
+            # Imported only now: the checkpoint module loads torch, too slow for --help and
+            # for reporting a missing environment
+            from harl.utils.checkpoint import CheckpointError
+
+            if not isinstance(err, CheckpointError):
+                raise
         print(f"error ({type(err).__name__}): {err}", file=sys.stderr)
         return RUNTIME_EXIT_CODE
     return 0

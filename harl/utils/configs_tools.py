@@ -458,6 +458,21 @@ def format_config_keys(algo: str, env: str) -> str:
     return "\n".join(lines)
 
 
+def check_run_env_args(env: str, env_args: dict) -> dict:
+    """``env_args`` checked by the environment's adapter and completed with its YAML defaults.
+
+    Called before a run writes anything. Raises:
+        ConfigError: an unsupported value (the adapter's message names the valid ones).
+        harl.envs.EnvNotInstalledError: the environment's package (or game) is missing.
+    """
+    from harl.envs import check_env_args
+
+    try:
+        return check_env_args(env, env_args)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+
+
 def init_dir(
     env: str,
     env_args: dict,

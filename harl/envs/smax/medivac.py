@@ -72,7 +72,8 @@ def unit_table_kwargs(with_medivac: bool) -> dict:
     return kwargs
 
 
-def _type_flags(names: frozenset[str]) -> jnp.ndarray:
+def type_flags(names: frozenset[str]) -> jnp.ndarray:
+    """Per unit type id (``UNIT_TYPES`` order): whether the type is in ``names``."""
     return jnp.array([name in names for name in UNIT_TYPES])
 
 
@@ -81,9 +82,9 @@ class HealerSMAX(SMAX):
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs, **unit_table_kwargs(with_medivac=True))
-        self.is_healer = _type_flags(HEALER_TYPES)
-        self.is_air = _type_flags(AIR_TYPES)
-        self.hits_air = _type_flags(HITS_AIR)
+        self.is_healer = type_flags(HEALER_TYPES)
+        self.is_air = type_flags(AIR_TYPES)
+        self.hits_air = type_flags(HITS_AIR)
         self.heal_per_world_step = MEDIVAC_HEAL_PER_SECOND * self.time_per_step
 
     def _attack_targets(self, attack: jax.Array) -> tuple[jax.Array, jax.Array]:

@@ -67,8 +67,8 @@ with _silenced_stdout():
     from jaxmarl.environments.smax import HeuristicEnemySMAX, Scenario  # noqa: E402
 
 from harl.envs.base import EnvStepResult, MultiAgentEnv, ResetResult, StepResult  # noqa: E402
-from harl.envs.smax.maps import AIR_TYPES, HEALER_TYPES, HITS_AIR, UNIT_ID, UNIT_TYPES, MapSpec, get_map  # noqa: E402
-from harl.envs.smax.medivac import HealerHeuristicEnemySMAX  # noqa: E402
+from harl.envs.smax.maps import AIR_TYPES, HEALER_TYPES, HITS_AIR, UNIT_ID, MapSpec, get_map  # noqa: E402
+from harl.envs.smax.medivac import HealerHeuristicEnemySMAX, type_flags  # noqa: E402
 
 logger = logging.getLogger(__name__)
 # JAX reports at INFO level every accelerator plugin it does not find (TPU on a CPU machine).
@@ -125,7 +125,7 @@ class _WeightedTeams:
 def _strong(tree: Any) -> Any:
     # Arrays that come out of reset and out of step must have identical types (no weak types),
     # or the step function is compiled a second time on its own output.
-    return jax.tree.map(lambda x: jnp.asarray(x).astype(jnp.asarray(x).dtype), tree)
+    return jax.tree.map(lambda x: x.astype(x.dtype), tree)
 
 
 class _Battle:
@@ -157,8 +157,8 @@ class _Battle:
         self.world_state_size = self.world.state_size
         self.share_size = self.world_state_size + (self.obs_size + self.n_agents if state_type == "FP" else 0)
         self.to_smax = jnp.array(_SMAC_TO_SMAX + tuple(range(5, 5 + spec.n_enemies)), dtype=jnp.int32)
-        flags = lambda names: jnp.array([name in names for name in UNIT_TYPES])  # noqa: E731
-        self.is_healer, self.is_air, self.hits_air = flags(HEALER_TYPES), flags(AIR_TYPES), flags(HITS_AIR)
+        self.is_healer, self.is_air = type_flags(HEALER_TYPES), type_flags(AIR_TYPES)
+        self.hits_air = type_flags(HITS_AIR)
         step_seconds = self.world.time_per_step * self.world.world_steps_per_env_step
         self.move_per_step = self.world.unit_type_velocities * step_seconds
         self.directions = jnp.array(_MOVE_DIRECTIONS)
