@@ -52,13 +52,14 @@ def main() -> None:
     parser.add_argument("--eval_episodes", type=int, default=200, help="episodes per run")
     parser.add_argument("--eval_seed", type=int, default=12345, help="seed of the evaluation environments and policies")
     cli = parser.parse_args()
-    print("| algo | task | train seed | episodes | eval return | run |")
-    print("|---|---|---|---|---|---|")
+    print("| algo | task | train seed | episodes | eval return | eval win rate | run |")
+    print("|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as scratch_dir:
         for run_dir in cli.run_dirs:
             r = evaluate_run(run_dir, cli.eval_episodes, cli.eval_seed, scratch_dir)
+            win_rate = f"{r['eval_win_rate']:.3f}" if "eval_win_rate" in r else ""  # StarCraft family
             print(f"| {r['algo']} | {r['task']} | {r['train_seed']} | {cli.eval_episodes} | "
-                  f"{r['eval_episode_return']:.2f} | {run_dir} |", flush=True)
+                  f"{r['eval_episode_return']:.2f} | {win_rate} | {run_dir} |", flush=True)
 
 
 if __name__ == "__main__":

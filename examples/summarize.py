@@ -1,13 +1,15 @@
 """Summarise finished runs: ``python examples/summarize.py [RESULTS_DIR] [--plot_dir DIR]``.
 
-Prints a Markdown table of the final evaluation return of every seed, with mean, std, min and
-max per ``<env>/<task>/<algo>/<exp_name>``; with ``--plot_dir`` also draws one mean-and-range
-learning curve per group.
+Prints a Markdown table of the final evaluation of every seed, with mean, std, min and max per
+``<env>/<task>/<algo>/<exp_name>``: the evaluation return, or for the StarCraft family (smac,
+smacv2, smax) the evaluation win rate, the paper's unit. With ``--plot_dir`` also draws one
+mean-and-range learning curve per group, and per ``<env>/<task>/<exp_name>`` one picture that
+overlays the algorithms run under that experiment name.
 """
 import argparse
 import os
 
-from harl.utils.results_tools import collect, markdown_table, plot_group
+from harl.utils.results_tools import by_task, collect, markdown_table, plot_comparison, plot_group
 
 
 def main() -> None:
@@ -25,6 +27,11 @@ def main() -> None:
             path = os.path.join(args.plot_dir, group.replace("/", "__") + ".png")
             plot_group(runs, group, path)
             print(f"wrote {path}")
+        for task, algos in by_task(groups).items():
+            if len(algos) > 1:
+                path = os.path.join(args.plot_dir, task.replace("/", "__") + "__algorithms.png")
+                plot_comparison(algos, task, path)
+                print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 
-from harl.utils.results_tools import collect, markdown_table, plot_group
+from harl.utils.results_tools import by_task, collect, markdown_table, plot_comparison, plot_group
 
 
 def _fake_run(root, seed, finals, env="pettingzoo_mpe", win_rates=None):
@@ -37,3 +37,17 @@ def test_starcraft_runs_are_summarised_in_win_rate(tmp_path):
     runs = groups["smax/task/happo/exp"]
     assert [(r.metric, r.final_eval) for r in runs] == [("eval_win_rate", 0.75), ("eval_win_rate", 0.25)]
     assert "| smax/task/happo/exp | win rate | 2 | 2000 | 1: 0.75, 2: 0.25 | 0.50 | 0.25 | 0.25 | 0.75 |" in markdown_table(groups)
+
+
+def test_algorithms_of_one_task_are_compared_in_one_picture(tmp_path):
+    _fake_run(tmp_path, 1, [1.0, 1.5], env="smax", win_rates=[0.1, 0.2])
+    other = tmp_path / "smax" / "task" / "haqo" / "exp" / "seed-00001-2026"
+    other.mkdir(parents=True)
+    (other / "progress.csv").write_text(
+        "env_steps,wall_time,fps,train_episode_return,eval_episode_return,eval_win_rate\n1000,1,1,0,1,0.3\n2000,2,1,0,1,0.4\n"
+    )
+    tasks = by_task(collect(str(tmp_path)))
+    assert list(tasks) == ["smax/task/exp"] and sorted(tasks["smax/task/exp"]) == ["happo", "haqo"]
+    picture = tmp_path / "compare.png"
+    plot_comparison(tasks["smax/task/exp"], "smax/task", str(picture))
+    assert picture.read_bytes()[:4] == b"\x89PNG"

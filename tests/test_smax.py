@@ -30,6 +30,13 @@ def battle_state(map_name: str, seed: int = 0):
     return battle, key, state
 
 
+def step_once(battle, key, state, actions):
+    """One step of one battle: the next state and :meth:`unpack_step`'s fields of that battle."""
+    _, next_state, flat = battle.step(key, state, actions)
+    fields = battle.unpack_step(np.asarray(flat)[None])
+    return next_state, fields[0], fields[1], *(np.asarray(f)[0] for f in fields[2:])
+
+
 def place(state, positions: dict[int, tuple[float, float]], health: dict[int, float] = {}, dead=()):
     """The state with some units moved, their health set, or killed."""
     world = state.state
@@ -81,7 +88,7 @@ def test_medivac_heals_an_injured_ally_in_range():
     avail = np.asarray(battle._available_actions(state.state))
     assert avail[medivac, FIRST_TARGET + marine] == 1 and avail[medivac, FIRST_TARGET + medivac] == 0
     actions = jnp.full((10,), STOP).at[medivac].set(FIRST_TARGET + marine)
-    _, next_state, *_ = battle.step(key, state, actions)
+    next_state, *_ = step_once(battle, key, state, actions)
     healed = float(next_state.state.unit_health[marine]) - 20.0
     # 12.6 health per second for half a second (8 world steps of 1/16 s)
     assert healed == pytest.approx(12.6 * 0.5, rel=1e-4)
@@ -115,18 +122,18 @@ def test_win_loss_and_truncation_flags():
     stop = jnp.full((3,), STOP)
 
     at_limit = place(state, far_apart).replace(state=place(state, far_apart).state.replace(step=limit - 1))
-    *_, done, truncated, won = battle.step(key, at_limit, stop)
-    assert bool(done) and bool(truncated) and not bool(won)
+    *_, done, truncated, won = step_once(battle, key, at_limit, stop)
+    assert done and truncated and not won
 
     last_enemy = place(state, {0: (10.0, 10.0), 5: (12.0, 10.0)}, health={5: 1.0}, dead=[3, 4])
     attack_last = jnp.array([FIRST_TARGET + 2, STOP, STOP])
-    *_, reward, dead, done, truncated, won = battle.step(key, last_enemy, attack_last)
-    assert bool(done) and bool(won) and not bool(truncated) and float(reward) >= 1.0
+    *_, reward, dead, done, truncated, won = step_once(battle, key, last_enemy, attack_last)
+    assert done and won and not truncated and reward >= 1.0
 
     lost = place(state, far_apart, dead=[1, 2], health={0: 0.0})
     lost = lost.replace(state=lost.state.replace(unit_alive=lost.state.unit_alive.at[0].set(False)))
-    *_, dead, done, truncated, won = battle.step(key, lost, stop)
-    assert bool(done) and not bool(won) and not bool(truncated) and bool(np.all(dead))
+    *_, dead, done, truncated, won = step_once(battle, key, lost, stop)
+    assert done and not won and not truncated and np.all(dead)
 
 
 def test_vector_env_episodes_end_with_win_rate_and_final_observations():

@@ -7,6 +7,7 @@ Adapters are imported lazily by name, so a missing optional package (``mpe2``,
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -59,6 +60,8 @@ _TASK_NAMES: dict[str, Callable[[dict[str, Any]], str]] = {
     "smax": lambda a: a["map_name"],
     "toy": lambda a: "toy-mixed" if a["continuous_agent"] else "toy-discrete",
 }
+
+logger = logging.getLogger(__name__)
 
 _ENV_CFG_DIR = Path(__file__).resolve().parent.parent / "configs" / "envs_cfgs"
 
@@ -158,6 +161,9 @@ def _make_vec_env(
     env_args = check_env_args(env_name, env_args)  # fails fast, before any process starts
     batched = load_adapter(env_name).make_batched_vec_env(env_args, n_threads, base_seed)
     if batched is not None:
+        if n_env_workers != 0:
+            logger.info("%s steps all its environments in one batched call; n_env_workers=%d does not apply",
+                        env_name, n_env_workers)
         return batched
     factory = EnvFactory(ENV_REGISTRY[env_name], env_args)
     n_workers = resolve_n_env_workers(n_env_workers, n_threads)

@@ -150,8 +150,9 @@ class OnPolicyBaseRunner(BaseRunner):
 
                 avail = None if available_actions[ids[0]] is None else stack(available_actions)
                 out = stacked(stack(obs), stack(rnn_states), stack(masks), avail, deterministic)
+            out = [to_numpy(x) for x in out]  # one transfer per quantity; agents get views
             for g, i in enumerate(ids):
-                actions[i], log_probs[i], next_states[i] = (to_numpy(x[g]) for x in out)
+                actions[i], log_probs[i], next_states[i] = (x[g] for x in out)
         return actions, log_probs, next_states
 
     @torch.no_grad()

@@ -76,11 +76,32 @@ def markdown_table(groups: dict[str, list[RunResult]]) -> str:
     return "\n".join(lines)
 
 
+def _common_curve(runs: list[RunResult]) -> tuple[list[float], np.ndarray]:
+    """The evaluation steps every run has, and the runs' values there ``(runs, steps)``."""
+    common = sorted(set.intersection(*(set(r.curve[0].tolist()) for r in runs)))
+    return common, np.array([[dict(zip(*r.curve))[s] for s in common] for r in runs])
+
+
 def plot_group(runs: list[RunResult], title: str, path: str) -> None:
     """Mean evaluation over seeds with the min-max range shaded, on the common evaluation steps."""
-    common = sorted(set.intersection(*(set(r.curve[0].tolist()) for r in runs)))
-    values = np.array([[dict(zip(*r.curve))[s] for s in common] for r in runs])
+    plot_comparison({f"mean of {len(runs)} seeds": runs}, title, path)
+
+
+def plot_comparison(curves: dict[str, list[RunResult]], title: str, path: str) -> None:
+    """One mean-and-range curve per label (e.g. per algorithm) in one picture."""
     figure, axes = plt.subplots(figsize=(6, 4), dpi=100)
-    axes.plot(common, values.mean(0), label=f"mean of {len(runs)} seeds")
-    axes.fill_between(common, values.min(0), values.max(0), alpha=0.25, label="min-max over seeds")
-    save_figure(figure, axes, title, runs[0].metric.replace("_", " "), path)
+    for label, runs in curves.items():
+        steps, values = _common_curve(runs)
+        (line,) = axes.plot(steps, values.mean(0), label=label)
+        axes.fill_between(steps, values.min(0), values.max(0), alpha=0.2, color=line.get_color())
+    metric = next(iter(curves.values()))[0].metric
+    save_figure(figure, axes, f"{title} (shaded: min-max over seeds)", metric.replace("_", " "), path)
+
+
+def by_task(groups: dict[str, list[RunResult]]) -> dict[str, dict[str, list[RunResult]]]:
+    """``<env>/<task>/<exp_name>`` -> ``{algo: runs}``: the groups that compare algorithms."""
+    tasks: dict[str, dict[str, list[RunResult]]] = defaultdict(dict)
+    for group, runs in groups.items():
+        env, task, algo, exp_name = group.split(os.sep)[-4:]
+        tasks[os.path.join(env, task, exp_name)][algo] = runs
+    return dict(tasks)

@@ -184,27 +184,44 @@ class _Battle:
                 own_alive[:, None] & own_alive[None, :] & ~self.is_air[own_types][None, :]
                 & (to_ally <= reach) & ~jnp.eye(na, dtype=bool)
             )
-            heals = jnp.pad(heals, ((0, 0), (0, self.n_enemies - na)))[:, : self.n_enemies]
+            # heal targets use the attack columns, one per enemy: allies beyond them cannot be named
+            heals = jnp.pad(heals, ((0, 0), (0, max(0, self.n_enemies - na))))[:, : self.n_enemies]
             targets = jnp.where(self.is_healer[own_types][:, None], heals, targets)
         return jnp.concatenate([~own_alive[:, None], own_alive[:, None], moves, targets], axis=1).astype(jnp.float32)
 
-    def _view(self, obs: dict, state) -> dict[str, jax.Array]:
-        """What HARL's runners receive for one battle: obs, share_obs, available actions."""
+    def _view(self, obs: dict, state) -> jax.Array:
+        """What HARL's runners receive for one battle, flat: obs ``(N, d)``, share_obs
+        ``(N, s)`` and available actions ``(N, n_actions)``, concatenated (:meth:`unpack_view`)."""
         agent_obs = jnp.stack([obs[agent] for agent in self.env.agents])
         world_state = jnp.broadcast_to(obs["world_state"], (self.n_agents, self.world_state_size))
         if self.state_type == "FP":
             share = jnp.concatenate([world_state, agent_obs, jnp.eye(self.n_agents)], axis=1)
         else:
             share = world_state
-        return {"obs": agent_obs, "share_obs": share, "available_actions": self._available_actions(state.state)}
+        return jnp.concatenate([agent_obs.ravel(), share.ravel(), self._available_actions(state.state).ravel()])
+
+    @property
+    def view_size(self) -> int:
+        """Length of one flat view."""
+        return self.n_agents * (self.obs_size + self.share_size + self.n_actions)
+
+    def unpack_view(self, flat: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Views into ``flat (E, view_size)``: obs ``(E, N, d)``, share_obs ``(E, N, s)`` and
+        available actions ``(E, N, n_actions)``; nothing is copied."""
+        n, e = self.n_agents, len(flat)
+        obs_end = n * self.obs_size
+        share_end = obs_end + n * self.share_size
+        return (flat[:, :obs_end].reshape(e, n, self.obs_size),
+                flat[:, obs_end:share_end].reshape(e, n, self.share_size),
+                flat[:, share_end:].reshape(e, n, self.n_actions))
 
     def _sides_left(self, world) -> tuple[jax.Array, jax.Array]:
         combat = world.unit_alive & ~self.is_healer[world.unit_types]
         return jnp.any(combat[: self.n_agents]), jnp.any(combat[self.n_agents :])
 
     # ------------------------------------------------------------------ transitions
-    def reset(self, key: jax.Array) -> tuple[jax.Array, Any, dict]:
-        """Start a battle; returns the advanced key, the state and its view."""
+    def reset(self, key: jax.Array) -> tuple[jax.Array, Any, jax.Array]:
+        """Start a battle; returns the advanced key, the state and its flat view."""
         key, reset_key = jax.random.split(key)
         obs, state = self.env.reset(reset_key)
         return _strong((key, state, self._view(obs, state)))
@@ -212,7 +229,8 @@ class _Battle:
     def step(self, key: jax.Array, state: Any, actions: jax.Array) -> tuple:
         """One step with SMAC-layout actions ``(N,)``, auto-resetting a finished battle.
 
-        Returns the advanced key, the next state, the next view (of the new battle where one
+        Returns the advanced key, the next state and one flat float32 array (one transfer to
+        the host per step; :meth:`unpack_step`): the next view (of the new battle where one
         ended), the view after the step (the final one where one ended), the team reward, the
         per-agent deaths, and the episode's done, truncated and won flags.
         """
@@ -227,10 +245,20 @@ class _Battle:
         reset_obs, reset_state = self.env.reset(reset_key)
         choose = lambda new, old: jnp.where(done, new, old)  # noqa: E731
         next_state = jax.tree.map(choose, reset_state, stepped)
-        next_view = jax.tree.map(choose, self._view(reset_obs, reset_state), after)
-        flags = (done, done & allies_left & enemies_left, allies_left & ~enemies_left)
-        return _strong((key, next_state, next_view, after, rewards[self.env.agents[0]],
-                        ~stepped.state.unit_alive[: self.n_agents], *flags))
+        next_view = choose(self._view(reset_obs, reset_state), after)
+        dead = ~stepped.state.unit_alive[: self.n_agents]
+        flags = jnp.stack([done, done & allies_left & enemies_left, allies_left & ~enemies_left])
+        packed = jnp.concatenate([next_view, after, rewards[self.env.agents[0]][None], dead, flags]).astype(jnp.float32)
+        return _strong((key, next_state, packed))
+
+    def unpack_step(self, flat: np.ndarray) -> tuple:
+        """Views into ``flat (E, ...)`` from :meth:`step`: the next and the final views (each
+        as :meth:`unpack_view`), rewards ``(E,)``, deaths ``(E, N)`` and the done, truncated and
+        won flags ``(E,)``."""
+        v, n = self.view_size, self.n_agents
+        flags = flat[:, 2 * v + 1 + n :] > 0.5
+        return (self.unpack_view(flat[:, :v]), self.unpack_view(flat[:, v : 2 * v]), flat[:, 2 * v],
+                flat[:, 2 * v + 1 : 2 * v + 1 + n] > 0.5, flags[:, 0], flags[:, 1], flags[:, 2])
 
 
 @functools.lru_cache(maxsize=None)
@@ -276,9 +304,9 @@ class SMAXVecEnv:
     def reset(self) -> tuple[list[np.ndarray], np.ndarray, list[np.ndarray]]:
         """Start a battle in every environment: obs per agent (E, d), share_obs (E, N, s),
         available actions per agent (E, n_actions)."""
-        self._key, self._state, view = self._reset(self._key)
-        view = {key: np.array(value) for key, value in jax.device_get(view).items()}
-        return self._per_agent(view["obs"]), view["share_obs"], self._per_agent(view["available_actions"])
+        self._key, self._state, flat = self._reset(self._key)
+        obs, share_obs, avail = self._battle.unpack_view(np.array(flat))
+        return self._per_agent(obs), share_obs, self._per_agent(avail)
 
     def step(self, actions: list[np.ndarray]) -> StepResult:
         """Step every battle with one ``(E, 1)`` action array per agent (SMAC's layout)."""
@@ -287,26 +315,20 @@ class SMAXVecEnv:
         if len(actions) != self.n_agents:
             raise ValueError(f"step() got actions for {len(actions)} agents but the map has {self.n_agents}")
         joint = np.concatenate([np.asarray(a).reshape(self.n_envs, 1) for a in actions], axis=1).astype(np.int32)
-        self._key, self._state, *outputs = self._step(self._key, self._state, joint)
-        next_view, after, reward, dead, done, truncated, won = jax.device_get(outputs)
-        # one copy of each batch array: JAX hands out read-only buffers, torch wants writable ones
-        next_view = {key: np.array(value) for key, value in next_view.items()}
-        dones = dead | done[:, None]
+        self._key, self._state, flat = self._step(self._key, self._state, joint)
+        # one copy of the whole batch: JAX hands out read-only buffers, torch wants writable ones
+        (obs, share_obs, avail), final, reward, dead, done, truncated, won = self._battle.unpack_step(np.array(flat))
         infos = [{"bad_transition": bool(t), "episode_done": bool(d)} for t, d in zip(truncated, done)]
         for e in np.flatnonzero(done):
             infos[e].update(
-                final_obs=list(after["obs"][e]),
-                final_share_obs=after["share_obs"][e],
-                final_available_actions=list(after["available_actions"][e]),
+                final_obs=list(final[0][e]),
+                final_share_obs=final[1][e],
+                final_available_actions=list(final[2][e]),
                 episode_metrics={"win_rate": float(won[e])},
             )
         return StepResult(
-            self._per_agent(next_view["obs"]),
-            next_view["share_obs"],
-            np.repeat(reward[:, None], self.n_agents, axis=1),
-            dones,
-            self._per_agent(next_view["available_actions"]),
-            infos,
+            self._per_agent(obs), share_obs, np.repeat(reward[:, None], self.n_agents, axis=1),
+            dead | done[:, None], self._per_agent(avail), infos,
         )
 
     def close(self) -> None:

@@ -12,7 +12,7 @@ from typing import Sequence
 
 import torch
 
-from harl.models.base.distributions import Categorical, FixedCategorical, FixedNormal, UNAVAILABLE_LOGIT
+from harl.models.base.distributions import UNAVAILABLE_LOGIT, Categorical, FixedNormal
 from harl.models.base.stacked import StackedLayers
 from harl.models.policy_models.stochastic_policy import StochasticPolicy
 
@@ -85,12 +85,18 @@ class StackedStochasticPolicy:
             x, rnn_states = self._gru(x, rnn_states * masks.unsqueeze(-1))
             x = self.rnn_norm(x)
         if self.discrete:
+            # FixedCategorical's sampling and log-probabilities, without building a distribution
+            # object per step (its argument checks cost more than the arithmetic here)
             logits = self.head(x)
             if available_actions is not None:
                 logits = logits.masked_fill(available_actions == 0, UNAVAILABLE_LOGIT)
-            dist: FixedCategorical | FixedNormal = FixedCategorical(logits=logits)
-        else:
-            mean = self.head(x)
-            dist = FixedNormal(mean, self.std.expand_as(mean))
+            log_probs = torch.log_softmax(logits, dim=-1)
+            if deterministic:
+                actions = log_probs.argmax(dim=-1, keepdim=True)
+            else:
+                actions = torch.multinomial(log_probs.exp().flatten(0, -2), 1).view(*log_probs.shape[:-1], 1)
+            return actions, log_probs.gather(-1, actions), rnn_states
+        mean = self.head(x)
+        dist = FixedNormal(mean, self.std.expand_as(mean))
         actions = dist.mode() if deterministic else dist.sample()
         return actions, dist.log_probs(actions), rnn_states
