@@ -18,7 +18,7 @@ setup(
     version="0.1.0",
     description="HARL-compatible multi-agent RL baselines and HAQO (diffusion actors)",
     packages=find_packages(include=["harl", "harl.*"]),
-    package_data={"harl": ["configs/algos_cfgs/*.yaml", "configs/envs_cfgs/*.yaml"]},
+    package_data={"harl": ["configs/*.yaml", "configs/algos_cfgs/*.yaml", "configs/envs_cfgs/*.yaml"]},
     python_requires=">=3.10",
     install_requires=[
         # torch 2.13.0 is the CPU build cached on the project machines; a newer or unpinned

@@ -1,9 +1,9 @@
-"""Evaluate the final policies of finished runs again, with more episodes.
+"""Evaluate the final policies of runs again, with more episodes.
 
     python examples/evaluate.py RUN_DIR [RUN_DIR ...] [--eval_episodes 200] [--eval_seed 12345]
 
 Each run is rebuilt from its ``config.json`` with its saved weights (``models/``, HARL's
-``model_dir``) and evaluated for ``--eval_episodes`` decentralised episodes, exactly as the run's
+``model_dir``; a run stopped before its end is evaluated from ``models/checkpoint.pt``) and evaluated for ``--eval_episodes`` decentralised episodes, exactly as the run's
 own evaluations do. Every run is evaluated from the same ``--eval_seed``, so different algorithms
 meet the same initial states (a paired comparison). Prints one Markdown row per run; nothing is
 written into the run directories.
@@ -26,18 +26,33 @@ def evaluate_run(run_dir: str, eval_episodes: int, eval_seed: int, scratch_dir: 
     models = os.path.join(run_dir, "models")
     if not (os.path.isfile(config) and os.path.isdir(models)):
         raise ConfigError(f"{run_dir} has no config.json and models/; pass the directory of a run (seed-...)")
+    # A run stopped before its end (killed, SIGTERM, NaN) has no final weights, only its checkpoint.
+    from_checkpoint = not os.path.isfile(os.path.join(models, "actor_agent0.pt"))
+    checkpoint = os.path.join(models, "checkpoint.pt")
+    if from_checkpoint and not os.path.isfile(checkpoint):
+        raise ConfigError(
+            f"{run_dir} has no weights to evaluate: models/ holds neither the final weights "
+            "(actor_agent0.pt ..., written when a run ends) nor checkpoint.pt (written every "
+            "checkpoint_interval); the run stopped before its first checkpoint."
+        )
     with open(config, encoding="utf-8") as file:
         train_seed = json.load(file)["algo_args"]["seed"]["seed"]
     parsed = parse_train_args([
-        "--load_config", config, "--model_dir", models, "--use_eval", "True",
+        "--load_config", config, "--use_eval", "True",
         "--eval_episodes", str(eval_episodes), "--seed", str(eval_seed), "--seed_specify", "True",
-        "--log_dir", scratch_dir,
+        "--log_dir", scratch_dir, *([] if from_checkpoint else ["--model_dir", models]),
     ])
     args, algo_args, env_args = parsed
     from harl.runners import RUNNER_REGISTRY
+    from harl.utils.checkpoint import load_checkpoint
 
     runner = RUNNER_REGISTRY[args["algo"]](args, algo_args, env_args)
     try:
+        if from_checkpoint:
+            state = load_checkpoint(checkpoint, runner.device)
+            runner.load_algorithm_state(state["algorithm"])
+            print(f"note: {run_dir} has no final weights (it stopped at env step {int(state['total_steps']):,}); "
+                  "evaluating models/checkpoint.pt", file=sys.stderr)
         result = runner.evaluate()
         return {"algo": args["algo"], "task": runner.task_name, "train_seed": train_seed, **result}
     finally:

@@ -358,6 +358,16 @@ def test_line_search_reverts_a_step_that_never_fits():
     assert torch.equal(torch.nn.utils.parameters_to_vector(actor.actor.parameters()), before)
 
 
+def test_line_search_treats_a_nan_kl_as_a_violation(monkeypatch):
+    torch.manual_seed(0)
+    actor = HAQO(make_args(lr=1e-2, ls_steps=2), OBS, BOX)
+    before = torch.nn.utils.parameters_to_vector(actor.actor.parameters()).clone()
+    monkeypatch.setattr(actor.actor, "kl_from_record", lambda obs, record: torch.full((obs.shape[0],), float("nan")))
+    info = actor.train(torch.randn(64, 3), [torch.zeros(64, 2)], 0, peak_q(torch.ones(2)))
+    assert info["ls_reverted"] == 1.0 and info["ls_backtracks"] == 2.0
+    assert torch.equal(torch.nn.utils.parameters_to_vector(actor.actor.parameters()), before)
+
+
 def test_drift_none_skips_the_line_search():
     actor = HAQO(make_args(drift="none"), OBS, BOX)
     info = actor.train(torch.randn(8, 3), [torch.zeros(8, 2)], 0, peak_q(torch.zeros(2)))
@@ -398,8 +408,10 @@ def test_gradient_variance_falls_as_the_candidate_count_grows():
     variances = []
     for k in (2, 8, 32):
         torch.manual_seed(0)
-        args = make_args(train_candidates=k, chosen=k, entropy_alpha=0.0, drift="none", lr=0.0, max_grad_norm=1e9)
+        args = make_args(train_candidates=k, chosen=k, entropy_alpha=0.0, drift="none", max_grad_norm=1e9)
         actor = HAQO(args, OBS, BOX)
+        for group in actor.actor_optimizer.param_groups:
+            group["lr"] = 0.0  # gradients at fixed parameters
         grads = []
         for _ in range(30):
             actor.train(obs, [torch.zeros(32, 2)], 0, peak_q(torch.tensor([0.5, -0.5])))
@@ -499,7 +511,7 @@ def test_yaml_every_key_commented_and_shared_keys_match_hasac():
         ({"actor": "flow"}, "actor"), ({"drift": "clip"}, "drift"), ({"q_transform": "exp"}, "q_transform"),
         ({"train_candidates": 1, "chosen": 1}, "train_candidates"), ({"chosen": 5}, "chosen"),
         ({"entropy_samples": 0}, "entropy_samples"), ({"policy_freq": 0}, "policy_freq"),
-        ({"behavior_candidates": 1, "target_candidates": 2}, r"target_candidates \(2\) must be at most behavior_candidates"),
+        ({"behavior_candidates": 1, "target_candidates": 2}, r"'behavior_candidates' \(1\) must be >= target_candidates \(2\)"),
     ],
 )
 def test_invalid_settings_raise(overrides, message):

@@ -2,11 +2,14 @@
 discrete MPE and on the toy env (masks, mixed spaces, FP), and kill-and-resume with the buffer."""
 from __future__ import annotations
 
+import collections
+import glob
 import os
 import sys
 
 import numpy as np
 import pytest
+from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 
 from e2e_helpers import TINY_OFF_POLICY, assert_run_layout, kill_and_resume, read_progress, train
 from harl.runners import RUNNER_REGISTRY
@@ -73,6 +76,13 @@ def test_sigkill_and_resume_off_policy(tmp_path):
     assert steps[-1] == total
     assert steps == sorted(set(steps))
     assert steps_before - max(s for s in steps if s <= steps_before and s % 80 == 0) <= 80
+    # TensorBoard, read raw (no reader-side purging), has one point per tag and step
+    points = collections.Counter(
+        (value.tag, event.step)
+        for path in glob.glob(os.path.join(run_dir, "logs", "events.out.tfevents.*"))
+        for event in EventFileLoader(path).Load() for value in event.summary.value
+    )
+    assert points and max(points.values()) == 1
 
 
 def test_a_replay_buffer_larger_than_memory_is_refused():

@@ -24,10 +24,10 @@ from harl.envs.base import EnvWorkerError, MultiAgentEnv, StepResult
 
 VecResetResult = tuple[list[np.ndarray], np.ndarray, list[np.ndarray | None]]
 
-# How long close() waits for all workers to exit by themselves before terminating them, and
-# then after terminate() before killing them; a healthy worker exits within milliseconds.
+# How long close() waits for all workers to exit by themselves before killing them (they ignore
+# SIGTERM), and then for the kill; a healthy worker exits within milliseconds.
 _JOIN_TIMEOUT_S = 2.0
-_TERMINATE_TIMEOUT_S = 1.0
+_KILL_TIMEOUT_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -203,8 +203,10 @@ def _worker_main(
     conn: mp_connection.Connection, factory: EnvFactory, env_ids: list[int], seeds: list[int]
 ) -> None:
     """Loop of one worker process: build its chunk, then serve reset/step until told to close."""
-    # Ctrl+C reaches the whole process group; the main process handles it and closes us.
+    # Ctrl+C and a scheduler's SIGTERM reach the whole process group; the main process writes
+    # its final checkpoint, then closes us (a dead parent closes our pipe, which ends us too).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     chunk = None
     try:
         chunk = _EnvChunk(factory, env_ids, seeds)
@@ -325,7 +327,7 @@ class SubprocVecEnv(_VecEnvBase):
         )
 
     def close(self) -> None:
-        """Stop the workers; never hangs (join with a timeout, then terminate, then kill)."""
+        """Stop the workers; never hangs (join with a timeout, then kill)."""
         if self._closed:
             return
         self._closed = True
@@ -338,12 +340,8 @@ class SubprocVecEnv(_VecEnvBase):
         _join_all(self._procs, _JOIN_TIMEOUT_S)
         for proc in self._procs:
             if proc.is_alive():
-                proc.terminate()
-        _join_all(self._procs, _TERMINATE_TIMEOUT_S)
-        for proc in self._procs:
-            if proc.is_alive():
-                proc.kill()  # e.g. a stopped process, which leaves SIGTERM pending
-        _join_all(self._procs, _TERMINATE_TIMEOUT_S)
+                proc.kill()  # workers ignore SIGTERM; e.g. a stopped or hung worker
+        _join_all(self._procs, _KILL_TIMEOUT_S)
         for conn in self._conns:
             conn.close()
 

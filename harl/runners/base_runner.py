@@ -6,6 +6,9 @@ from __future__ import annotations
 import abc
 import logging
 import os
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -13,6 +16,7 @@ import torch
 
 from harl.envs import get_task_name, make_eval_env, make_train_env
 from harl.utils.checkpoint import (
+    CheckpointError,
     atomic_torch_save,
     capture_rng_state,
     checkpoint_path,
@@ -20,12 +24,31 @@ from harl.utils.checkpoint import (
     load_checkpoint,
     restore_rng_state,
 )
-from harl.utils.configs_tools import ConfigError, check_run_env_args, init_dir, save_config
+from harl.utils.configs_tools import ConfigError, check_run_env_args, check_writable, init_dir, save_config
 from harl.utils.envs_tools import get_device, set_seed
+from harl.utils.finite import NonFiniteError, check_actions, from_torch_error, non_finite_entries
 from harl.utils.logger import EpisodeTracker, RunLogger
 from harl.utils.plotting import plot_learning_curve
 
 logger = logging.getLogger(__name__)
+
+
+class RunStopped(Exception):
+    """SIGTERM or SIGINT stopped the run after a final checkpoint; the message says how to resume."""
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.exit_code = 128 + signum  # the shell's convention for a process ended by a signal
+
+
+def check_model_dir(model_dir: str) -> str:
+    """``model_dir`` when it holds HARL-style weights (``actor_agent0.pt`` ...), else ConfigError."""
+    if not os.path.isfile(os.path.join(model_dir, "actor_agent0.pt")):
+        raise ConfigError(
+            f"--model_dir {model_dir} holds no weights (no actor_agent0.pt): pass the models/ folder of a "
+            "finished run; a stopped run's models/checkpoint.pt continues with --resume RUN_DIR instead."
+        )
+    return model_dir
 
 
 def flatten_sections(algo_args: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -49,6 +72,8 @@ class BaseRunner(abc.ABC):
         self.flat_args = {**flatten_sections(algo_args), **env_args}
         train_cfg = algo_args["train"]
         self.num_env_steps: int = int(train_cfg["num_env_steps"])
+        # the step count the loop ends at (num_env_steps rounded down to whole iterations)
+        self.final_total_steps: int = self.num_env_steps
         self.n_rollout_threads: int = int(train_cfg["n_rollout_threads"])
         self.state_type: str = env_args.get("state_type", "EP")
         if self.state_type not in ("EP", "FP"):
@@ -64,16 +89,11 @@ class BaseRunner(abc.ABC):
         )
 
         self.task_name = get_task_name(args["env"], env_args)
-        if args.get("resume"):
-            self.run_dir = os.path.abspath(args["resume"])
-        else:
-            self.run_dir = init_dir(
-                args["env"], env_args, args["algo"], args["exp_name"], self.seed,
-                algo_args["logger"]["log_dir"], self.task_name,
-            )
-            save_config(args, algo_args, env_args, self.run_dir)
-        self.models_dir = os.path.join(self.run_dir, "models")
-        os.makedirs(self.models_dir, exist_ok=True)
+        # A new run's directory is created by run(), once everything it needs has been built:
+        # a setting refused below leaves nothing behind.
+        self.run_dir = os.path.abspath(args["resume"]) if args.get("resume") else ""
+        if not self.run_dir:
+            check_writable(algo_args["logger"]["log_dir"])
 
         n_env_workers = int(train_cfg["n_env_workers"])
         reply_timeout = float(train_cfg["env_reply_timeout"])
@@ -93,6 +113,13 @@ class BaseRunner(abc.ABC):
         self.total_steps = 0
         self.elapsed_before_resume = 0.0
         self.run_logger: RunLogger | None = None
+        self.last_checkpoint_step: int | None = None
+        self.stop_signal: int | None = None  # set by SIGTERM/SIGINT while run() trains
+
+    @property
+    def models_dir(self) -> str:
+        """``<run_dir>/models``: the checkpoint and the HARL-style weight files."""
+        return os.path.join(self.run_dir, "models")
 
     # ----------------------------------------------------------------- actors
     def build_actors(self, actor_cls: type) -> list:
@@ -119,9 +146,95 @@ class BaseRunner(abc.ABC):
         return self.actor[:1] if self.share_param else self.actor
 
     # ----------------------------------------------------------------- subclass interface
-    @abc.abstractmethod
     def run(self) -> None:
-        """Train until ``num_env_steps`` environment steps have been taken."""
+        """Train until ``num_env_steps`` environment steps have been taken.
+
+        SIGTERM or SIGINT stop it at the next safe point after a final checkpoint
+        (:class:`RunStopped`); a NaN or infinity stops it at once, and nothing non-finite is
+        saved (:class:`NonFiniteError`, with what failed, when, and which checkpoint is kept).
+        """
+        if not self.run_dir:
+            self.run_dir = init_dir(
+                self.args["env"], self.env_args, self.args["algo"], self.args["exp_name"], self.seed,
+                self.algo_args["logger"]["log_dir"], self.task_name,
+            )
+            save_config(self.args, self.algo_args, self.env_args, self.run_dir)
+        os.makedirs(self.models_dir, exist_ok=True)
+        progress = self.maybe_resume()
+        if progress is not None and self.total_steps >= self.final_total_steps:
+            raise ConfigError(
+                f"{self.run_dir} already finished at {self.total_steps:,} env steps (num_env_steps "
+                f"{self.num_env_steps:,}); nothing to resume. Evaluate it with: python "
+                f"examples/evaluate.py {self.run_dir}"
+            )
+        with self._stop_signals():
+            try:
+                self.train_loop(progress)
+            except NonFiniteError as err:
+                raise self._training_failure(err) from None
+            except (ValueError, RuntimeError) as err:
+                translated = from_torch_error(err)
+                if translated is None:
+                    raise
+                raise self._training_failure(translated) from None
+
+    @abc.abstractmethod
+    def train_loop(self, progress: dict[str, Any] | None) -> None:
+        """The algorithm family's collection and training loop (see :meth:`run`), from the loop
+        counters of a resumed checkpoint (``progress``) or from the start (None)."""
+
+    @contextmanager
+    def _stop_signals(self) -> Iterator[None]:
+        """While training, SIGTERM and SIGINT ask the loop to stop at its next safe point; a
+        second SIGINT stops at once."""
+        def request_stop(signum: int, frame: Any) -> None:
+            if self.stop_signal is not None and signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            self.stop_signal = signum
+            logger.warning("%s received: finishing the current step, saving a checkpoint, then stopping",
+                           signal.Signals(signum).name)
+
+        try:
+            previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+        except ValueError:  # not the main thread: signals cannot be caught here
+            previous = {}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def stop_if_requested(self, progress: dict[str, Any], saved: bool) -> None:
+        """At a safe point of the loop: after a stop signal, checkpoint (unless ``saved`` just
+        now) and raise :class:`RunStopped`."""
+        if self.stop_signal is None:
+            return
+        if not saved:
+            self.save_checkpoint(progress)
+        name = signal.Signals(self.stop_signal).name
+        raise RunStopped(
+            f"stopped by {name} at env step {self.total_steps:,} after saving a checkpoint; continue "
+            f"with: python examples/train.py --resume {self.run_dir}", self.stop_signal,
+        )
+
+    def checked_step(self, actions: list[np.ndarray]):
+        """Step the training environments with actions known to be finite."""
+        check_actions(actions)
+        return self.envs.step(actions)
+
+    def _training_failure(self, err: NonFiniteError) -> NonFiniteError:
+        """The one-paragraph error of a run stopped by a NaN or infinity."""
+        if self.last_checkpoint_step is None:
+            kept = "no checkpoint had been written yet"
+        else:
+            kept = (f"the last checkpoint, at {self.last_checkpoint_step:,} env steps, is kept in "
+                    f"{checkpoint_path(self.run_dir)}")
+        rates = ", ".join(f"{key} {self.flat_args[key]}" for key in ("lr", "critic_lr") if key in self.flat_args)
+        return NonFiniteError(
+            f"training stopped at env step {self.total_steps:,}: {err}. Nothing non-finite was saved; "
+            f"{kept}; the logs up to here are in {self.run_dir}. A learning rate too large for the "
+            f"task is the usual cause ({rates}): start a new run with smaller ones."
+        )
 
     @abc.abstractmethod
     def algorithm_state(self) -> dict[str, Any]:
@@ -207,17 +320,30 @@ class BaseRunner(abc.ABC):
             "total_steps": self.total_steps,
             "wall_time": self.run_logger.wall_time() if self.run_logger else self.elapsed_before_resume,
         }
+        non_finite = non_finite_entries(state)
+        if non_finite:  # the previous checkpoint stays: it is the last good state
+            raise NonFiniteError(f"the state to checkpoint holds non-finite values ({', '.join(non_finite[:3])})")
         atomic_torch_save(state, checkpoint_path(self.run_dir))
+        self.last_checkpoint_step = self.total_steps
         plot_learning_curve(self.run_dir, f"{self.args['algo']} on {self.args['env']} {self.task_name}")
 
     def maybe_resume(self) -> dict[str, Any] | None:
         """Load the checkpoint of ``--resume RUN_DIR``; returns its loop counters or None."""
         if not self.args.get("resume"):
             return None
-        state = load_checkpoint(checkpoint_path(self.run_dir), self.device)
+        path = checkpoint_path(self.run_dir)
+        state = load_checkpoint(path, self.device)
+        total_steps = int(state["total_steps"])
+        non_finite = non_finite_entries(state["algorithm"])
+        if non_finite:  # written by an older version, before checkpoints were checked
+            raise CheckpointError(
+                f"{path} holds non-finite values ({', '.join(non_finite[:3])}); it cannot be "
+                "resumed. Start a new run, with smaller learning rates if they diverged."
+            )
         self.load_algorithm_state(state["algorithm"])
         restore_rng_state(state["rng"])
-        self.total_steps = int(state["total_steps"])
+        self.total_steps = total_steps
+        self.last_checkpoint_step = self.total_steps
         self.elapsed_before_resume = float(state["wall_time"])
         logger.info("Resuming %s from env step %d", self.run_dir, self.total_steps)
         return state["progress"]

@@ -24,6 +24,7 @@ import torch
 from harl.algorithms.actors.haqo import sample_candidates, select_joint_actions
 from harl.common.sequential_update import sequential_round, update_order
 from harl.runners.off_policy_base_runner import OffPolicyBaseRunner
+from harl.utils.finite import blame
 from harl.utils.models_tools import to_numpy, to_tensor
 
 # Per-agent diagnostics that also get a progress.csv column (HAQO_SPEC section 6); the rest
@@ -77,7 +78,8 @@ class HAQORunner(OffPolicyBaseRunner):
             self.actor, batch.next_obs, batch.next_available_actions, self.actor[0].target_candidates,
             self._q_fn(batch.next_share_obs, target=True),
         ).critic
-        infos = {f"critic/{k}": v for k, v in self.critic.train(batch, next_actions).items()}
+        with blame("the critic"):
+            infos = {f"critic/{k}": v for k, v in self.critic.train(batch, next_actions).items()}
         self.critic.soft_update()
         critic_done = time.perf_counter()
         infos["time/critic"] = critic_done - start
@@ -99,10 +101,11 @@ class HAQORunner(OffPolicyBaseRunner):
         q_fn = self._q_fn(batch.share_obs)
 
         def update_agent(agent_id: int, joint_actions) -> dict[str, float]:
-            return self.actor[agent_id].train(
-                batch.obs[agent_id], joint_actions, agent_id, q_fn,
-                batch.available_actions[agent_id], batch.valid_transitions[:, agent_id], drawn[agent_id],
-            )
+            with blame(f"agent {agent_id}"):
+                return self.actor[agent_id].train(
+                    batch.obs[agent_id], joint_actions, agent_id, q_fn,
+                    batch.available_actions[agent_id], batch.valid_transitions[:, agent_id], drawn[agent_id],
+                )
 
         order = update_order(self.num_agents, self.fixed_order)
 

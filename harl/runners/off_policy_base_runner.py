@@ -18,8 +18,9 @@ from harl.algorithms.actors import ALGO_REGISTRY
 from harl.algorithms.critics import CRITIC_REGISTRY
 from harl.common.buffers.off_policy_buffer_ep import OffPolicyBufferEP
 from harl.common.buffers.off_policy_buffer_fp import OffPolicyBufferFP
-from harl.runners.base_runner import BaseRunner
+from harl.runners.base_runner import BaseRunner, check_model_dir
 from harl.utils.configs_tools import ConfigError
+from harl.utils.finite import blame
 from harl.utils.logger import ScalarWindow
 from harl.utils.models_tools import to_numpy
 
@@ -84,6 +85,7 @@ class OffPolicyBaseRunner(BaseRunner):
 
         train_cfg = algo_args["train"]
         self.total_vec_steps = self.num_env_steps // self.n_rollout_threads
+        self.final_total_steps = self.total_vec_steps * self.n_rollout_threads
         self.warmup_vec_steps = int(train_cfg["warmup_steps"]) // self.n_rollout_threads
         self.train_interval = int(train_cfg["train_interval"])
         self.updates_per_train = max(1, int(float(train_cfg["update_per_train"]) * self.train_interval))
@@ -97,12 +99,11 @@ class OffPolicyBaseRunner(BaseRunner):
         self.total_it = 0
         self.diagnostics = ScalarWindow(track_max=self.track_max)
         if flat["model_dir"]:
-            self.restore_weights(flat["model_dir"])
+            self.restore_weights(check_model_dir(flat["model_dir"]))
 
     # ----------------------------------------------------------------- main loop
-    def run(self) -> None:
+    def train_loop(self, progress: dict[str, Any] | None) -> None:
         """Warm up with random actions, then alternate collection and training."""
-        progress = self.maybe_resume()
         start = 0 if progress is None else int(progress["vec_step"])
         run_logger = self.start_logger()
         obs, share_obs, available_actions = self.envs.reset()
@@ -117,7 +118,7 @@ class OffPolicyBaseRunner(BaseRunner):
                 actions = random_actions(self.envs.action_spaces, available_actions, self.n_rollout_threads)
             else:
                 actions = self.behaviour_actions(obs, share_obs, available_actions)
-            result = self.envs.step(actions)
+            result = self.checked_step(actions)
             run_logger.add_train_episodes(self.train_tracker.update(result.rewards, result.infos))
             self.buffer.insert(share_obs, obs, actions, available_actions, result)
             obs, share_obs, available_actions = result.obs, result.share_obs, result.available_actions
@@ -129,6 +130,8 @@ class OffPolicyBaseRunner(BaseRunner):
                 if self.flat_args["use_linear_lr_decay"]:
                     self.lr_decay(train_step, self.total_vec_steps - self.warmup_vec_steps)
                 for _ in range(self.updates_per_train):
+                    if self.stop_signal is not None:
+                        break  # a training phase can take minutes; the scheduler's grace period is shorter
                     self.diagnostics.add(self.train())
             is_last = vec_step == self.total_vec_steps
             if vec_step % self.eval_interval == 0 or is_last:
@@ -138,8 +141,11 @@ class OffPolicyBaseRunner(BaseRunner):
                 row.update({k: v for k, v in diagnostics.items() if k in in_csv})
                 run_logger.log_row(self.total_steps, row=row)
                 run_logger.log_scalars({k: v for k, v in diagnostics.items() if k not in in_csv}, self.total_steps)
-            if vec_step % self.checkpoint_vec_interval == 0 or is_last:
-                self.save_checkpoint({"vec_step": vec_step, "total_it": self.total_it})
+            progress = {"vec_step": vec_step, "total_it": self.total_it}
+            saved = vec_step % self.checkpoint_vec_interval == 0 or is_last
+            if saved:
+                self.save_checkpoint(progress)
+            self.stop_if_requested(progress, saved)
         self.save_model_weights()
 
     def track_max(self, key: str) -> bool:
@@ -175,9 +181,9 @@ class OffPolicyBaseRunner(BaseRunner):
             self.actor[i].get_target_actions(batch.next_obs[i], batch.next_available_actions[i])
             for i in range(self.num_agents)
         ]
-        infos = {f"critic/{k}": v for k, v in self.critic.train(
-            batch, [a for a, _ in targets], [logp for _, logp in targets]
-        ).items()}
+        with blame("the critic"):
+            critic_info = self.critic.train(batch, [a for a, _ in targets], [logp for _, logp in targets])
+        infos = {f"critic/{k}": v for k, v in critic_info.items()}
         if self.total_it % self.actor[0].policy_freq == 0:
             with torch.no_grad():
                 samples = [self.actor[i].sample(batch.obs[i], batch.available_actions[i]) for i in range(self.num_agents)]
@@ -185,7 +191,8 @@ class OffPolicyBaseRunner(BaseRunner):
             for agent_id, info in actor_infos.items():
                 infos.update({f"agent{agent_id}/{k}": v for k, v in info.items()})
             if all(logp is not None for logp in logps):
-                infos.update({f"critic/{k}": v for k, v in self.critic.update_alpha(sum(logps)).items()})
+                with blame("the shared entropy temperature"):
+                    infos.update({f"critic/{k}": v for k, v in self.critic.update_alpha(sum(logps)).items()})
             for actor in self.unique_actors():
                 actor.soft_update()
             self.critic.soft_update()
@@ -198,10 +205,11 @@ class OffPolicyBaseRunner(BaseRunner):
     def update_agent_fn(self, batch):
         """``update_agent`` of :func:`sequential_round` for this batch."""
         def update_agent(agent_id: int, joint_actions) -> dict[str, float]:
-            return self.actor[agent_id].train(
-                batch.obs[agent_id], batch.share_obs, joint_actions, agent_id, self.critic,
-                batch.available_actions[agent_id], batch.valid_transitions[:, agent_id],
-            )
+            with blame(f"agent {agent_id}"):
+                return self.actor[agent_id].train(
+                    batch.obs[agent_id], batch.share_obs, joint_actions, agent_id, self.critic,
+                    batch.available_actions[agent_id], batch.valid_transitions[:, agent_id],
+                )
         return update_agent
 
     def lr_decay(self, step: int, steps: int) -> None:

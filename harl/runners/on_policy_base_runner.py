@@ -19,8 +19,9 @@ from harl.common.buffers.on_policy_critic_buffer_ep import OnPolicyCriticBufferE
 from harl.common.buffers.on_policy_critic_buffer_fp import OnPolicyCriticBufferFP
 from harl.common.valuenorm import ValueNorm
 from harl.models.policy_models.stacked_stochastic_policy import StackedStochasticPolicy
-from harl.runners.base_runner import BaseRunner
+from harl.runners.base_runner import BaseRunner, check_model_dir
 from harl.utils.configs_tools import ConfigError
+from harl.utils.finite import blame
 from harl.utils.models_tools import to_numpy
 
 
@@ -56,6 +57,7 @@ class OnPolicyBaseRunner(BaseRunner):
         self.acting_groups = list(groups.values())
         self.stacked_actors: list[StackedStochasticPolicy | None] = []
         self.episodes = self.num_env_steps // self.episode_length // self.n_rollout_threads
+        self.final_total_steps = self.episodes * self.episode_length * self.n_rollout_threads
         if self.episodes < 1:
             raise ConfigError(
                 f"num_env_steps={self.num_env_steps} is smaller than one rollout "
@@ -63,12 +65,11 @@ class OnPolicyBaseRunner(BaseRunner):
                 "raise --num_env_steps or lower --episode_length / --n_rollout_threads"
             )
         if flat["model_dir"]:
-            self.restore_weights(flat["model_dir"])
+            self.restore_weights(check_model_dir(flat["model_dir"]))
 
     # ----------------------------------------------------------------- main loop
-    def run(self) -> None:
+    def train_loop(self, progress: dict[str, Any] | None) -> None:
         """Train for ``num_env_steps`` environment steps, logging, evaluating and checkpointing."""
-        progress = self.maybe_resume()
         start_episode = 0 if progress is None else int(progress["episode"]) + 1
         train_cfg = self.algo_args["train"]
         log_interval = int(train_cfg["log_interval"])
@@ -86,16 +87,16 @@ class OnPolicyBaseRunner(BaseRunner):
             self.prep_rollout()
             for step in range(self.episode_length):
                 values, actions, action_log_probs, rnn_states, rnn_states_critic = self.collect(step)
-                result = self.envs.step(actions)
+                result = self.checked_step(actions)
                 finished = self.train_tracker.update(result.rewards, result.infos)
                 run_logger.add_train_episodes(finished)
                 self.insert(result, values, actions, action_log_probs, rnn_states, rnn_states_critic)
+            self.total_steps = (episode + 1) * steps_per_episode
             self.compute()
             self.prep_training()
             actor_infos, critic_info = self.train()
             self.after_update()
 
-            self.total_steps = (episode + 1) * steps_per_episode
             run_logger.advance(self.total_steps)
             is_last = episode == self.episodes - 1
             row: dict[str, float] = {}
@@ -104,8 +105,10 @@ class OnPolicyBaseRunner(BaseRunner):
             if episode % log_interval == 0 or is_last or row:
                 run_logger.log_row(self.total_steps, row=row)
                 run_logger.log_scalars(self.train_scalars(actor_infos, critic_info), self.total_steps)
-            if (episode + 1) % checkpoint_interval == 0 or is_last:
+            saved = (episode + 1) % checkpoint_interval == 0 or is_last
+            if saved:
                 self.save_checkpoint({"episode": episode})
+            self.stop_if_requested({"episode": episode}, saved)
         self.save_model_weights()
 
     # ----------------------------------------------------------------- rollout
@@ -247,7 +250,8 @@ class OnPolicyBaseRunner(BaseRunner):
     def train(self) -> tuple[list[dict[str, float]], dict[str, float]]:
         """One training phase: actors by the subclass' scheme, then the critic."""
         actor_infos = self.train_actors(self.advantages())
-        critic_info = self.critic.train(self.critic_buffer, self.value_normalizer)
+        with blame("the critic"):
+            critic_info = self.critic.train(self.critic_buffer, self.value_normalizer)
         return actor_infos, critic_info
 
     def train_actors(self, advantages: np.ndarray) -> list[dict[str, float]]:

@@ -13,6 +13,7 @@ import torch
 from harl.algorithms.actors.on_policy_base import aggregate_ratio
 from harl.common.sequential_update import update_order
 from harl.runners.on_policy_base_runner import OnPolicyBaseRunner
+from harl.utils.finite import blame
 from harl.utils.models_tools import to_numpy
 
 
@@ -25,9 +26,10 @@ class OnPolicyHARunner(OnPolicyBaseRunner):
         for agent_id in update_order(self.num_agents, self.fixed_order):
             self.actor_buffer[agent_id].update_factor(factor)
             old_log_probs = self.rollout_log_probs(agent_id)
-            infos[agent_id] = self.actor[agent_id].train(
-                self.actor_buffer[agent_id], self.agent_advantages(advantages, agent_id), self.state_type
-            )
+            with blame(f"agent {agent_id}"):
+                infos[agent_id] = self.actor[agent_id].train(
+                    self.actor_buffer[agent_id], self.agent_advantages(advantages, agent_id), self.state_type
+                )
             new_log_probs = self.rollout_log_probs(agent_id)
             # M <- M * pi_new / pi_old, aggregated over action dimensions like the actor's ratio
             ratio = aggregate_ratio(new_log_probs, old_log_probs, self.action_aggregation)

@@ -6,9 +6,11 @@ the previous or the new checkpoint, never a truncated one.
 """
 from __future__ import annotations
 
+import errno
 import os
 import pickle
 import random
+import shutil
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -47,10 +49,22 @@ def _fsync_dir(folder: str) -> None:
         os.close(fd)
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], Any]) -> None:
+def _disk_full(err: BaseException, folder: str, size_hint: int) -> bool:
+    if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    # torch's zip writer reports a short write as "unexpected pos ..." without an errno
+    return (isinstance(err, RuntimeError) and "unexpected pos" in str(err)
+            and shutil.disk_usage(folder).free < size_hint)
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], Any], size_hint: int = 0) -> None:
     """Write a file atomically: ``write(binary_file)`` fills a temporary file, which replaces
     ``path`` only after it is fully on disk. On any error the temporary file is removed and
     ``path`` is left as it was.
+
+    Raises:
+        OSError: with ``errno.ENOSPC`` and a message saying how much space was free and about
+            how much (``size_hint`` bytes) the file needs, when the disk is full.
     """
     path = os.path.abspath(os.fspath(path))
     folder, name = os.path.split(path)
@@ -64,16 +78,35 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], Any]) -> 
             file.flush()
             os.fsync(file.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if _disk_full(err, folder, size_hint):
+            free = shutil.disk_usage(folder).free
+            raise OSError(errno.ENOSPC, (
+                f"the disk is full: writing {path} (about {size_hint / 2**20:,.0f} MiB) failed with "
+                f"{free / 2**20:,.0f} MiB free in {folder}; the previous {name}, if any, is intact"
+            )) from None
         raise
     _fsync_dir(folder)
 
 
+def tensor_bytes(obj: Any) -> int:
+    """Bytes of the tensors and arrays in a nested state (about the size of its checkpoint)."""
+    if isinstance(obj, torch.Tensor):
+        return obj.element_size() * obj.nelement()
+    if isinstance(obj, np.ndarray):
+        return obj.nbytes
+    if isinstance(obj, dict):
+        return sum(tensor_bytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(tensor_bytes(v) for v in obj)
+    return 0
+
+
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
     """``torch.save`` that never leaves a partial file at ``path`` (see :func:`atomic_write`)."""
-    atomic_write(path, lambda file: torch.save(obj, file))
+    atomic_write(path, lambda file: torch.save(obj, file), size_hint=tensor_bytes(obj))
 
 
 def capture_rng_state() -> dict:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 import textwrap
 from typing import Callable
@@ -108,27 +109,45 @@ def parse_train_args(argv: list[str]) -> tuple[dict, dict, dict] | None:
     )
 
 
+# Errors of writing logs and checkpoints that the user fixes outside the program.
+_WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EROFS, errno.EPERM)
+
+
 def handle_cli_errors(main: Callable[[], None]) -> int:
     """Run ``main`` and turn the errors a user can fix into a message and an exit code.
 
     Returns:
-        0 on success, 2 for a ConfigError, 1 for EnvNotInstalledError, EnvWorkerError and
-        CheckpointError. Other exceptions propagate with their traceback, since they are bugs.
+        0 on success, 2 for a ConfigError, 1 for EnvNotInstalledError, EnvWorkerError,
+        CheckpointError and NonFiniteError, 128 + the signal's number for a run stopped by
+        SIGTERM or SIGINT (after its final checkpoint). Other exceptions propagate with their
+        traceback, since they are bugs.
     """
     try:
         main()
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return CONFIG_EXIT_CODE
+    except OSError as err:
+        if err.errno not in _WRITE_ERRNOS:
+            raise
+        where = f" ({err.filename})" if err.filename else ""
+        print(f"error: {err.strerror}{where}. Free some space or fix the permissions, or choose another "
+              "--log_dir; a run with a checkpoint continues with --resume RUN_DIR.", file=sys.stderr)
+        return RUNTIME_EXIT_CODE
     except Exception as err:  # noqa: BLE001 - re-raised below unless it is a known user error
         from harl.envs.base import EnvNotInstalledError, EnvWorkerError
 
         if not isinstance(err, (EnvNotInstalledError, EnvWorkerError)):
-            # Imported only now: the checkpoint module loads torch, too slow for --help and
-            # for reporting a missing environment
+            # Imported only now: these modules load torch, too slow for --help and for
+            # reporting a missing environment
+            from harl.runners.base_runner import RunStopped
             from harl.utils.checkpoint import CheckpointError
+            from harl.utils.finite import NonFiniteError
 
-            if not isinstance(err, CheckpointError):
+            if isinstance(err, RunStopped):
+                print(str(err), file=sys.stderr)
+                return err.exit_code
+            if not isinstance(err, (CheckpointError, NonFiniteError)):
                 raise
         print(f"error ({type(err).__name__}): {err}", file=sys.stderr)
         return RUNTIME_EXIT_CODE

@@ -13,11 +13,14 @@ import logging
 import math
 import os
 import re
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Iterator, NamedTuple
 
 import yaml
+
+from harl.utils.config_ranges import describe, range_problems
 
 LOGGER = logging.getLogger(__name__)
 
@@ -194,8 +197,19 @@ def _coerce(key: str, value: Any, default: Any) -> Any:
     return parsed
 
 
+# Names other libraries (SB3, CleanRL, pymarl) give to HARL's keys, for "Did you mean".
+KEY_ALIASES = {
+    "learning_rate": "lr", "actor_lr": "lr", "actor_learning_rate": "lr", "critic_learning_rate": "critic_lr",
+    "total_timesteps": "num_env_steps", "t_max": "num_env_steps", "num_envs": "n_rollout_threads",
+    "n_envs": "n_rollout_threads", "batch_size_run": "n_rollout_threads", "discount": "gamma", "tau": "polyak",
+    "ent_coef": "entropy_coef", "clip_range": "clip_param", "n_epochs": "ppo_epoch", "hidden_dim": "hidden_sizes",
+    "map": "map_name", "scenario_name": "scenario",
+}
+
+
 def _unknown_key_error(key: str, valid: list[str], algo: str | None, env: str | None) -> str:
-    close = difflib.get_close_matches(key, valid, n=3, cutoff=0.6)
+    close = [KEY_ALIASES[key]] if KEY_ALIASES.get(key) in valid else []
+    close += [k for k in difflib.get_close_matches(key, valid, n=3, cutoff=0.6) if k not in close]
     close += [k for k in valid if key in k and k not in close][: max(0, 3 - len(close))]
     hint = f" Did you mean: {', '.join(close)}?" if close else ""
     listing = (
@@ -408,6 +422,9 @@ def build_run_config(
         env = env or DEFAULT_ENV
         algo_args, env_args = get_defaults_yaml_args(algo, env)
     update_args(overrides, algo_args, env_args, algo=algo, env=env)
+    problems = range_problems({key: container[key] for _, container, key in _iter_leaves(algo_args, env_args)})
+    if problems:
+        raise ConfigError("\n".join(problems))
     args = {
         "algo": algo,
         "env": env,
@@ -453,7 +470,9 @@ def format_config_keys(algo: str, env: str) -> str:
         if item.section != section:
             section = item.section
             lines.append(f"[{section}]")
+        valid = describe(item.key)
         comment = f"  # {item.comment}" if item.comment else ""
+        comment += f" (valid: {valid})" if valid else ""
         lines.append(f"  {item.key} = {item.value!r}{comment}")
     return "\n".join(lines)
 
@@ -471,6 +490,22 @@ def check_run_env_args(env: str, env_args: dict) -> dict:
         return check_env_args(env, env_args)
     except ValueError as err:
         raise ConfigError(str(err)) from None
+
+
+def check_writable(log_dir: str) -> None:
+    """Raise ConfigError unless run directories can be created under ``log_dir``."""
+    existing = os.path.abspath(log_dir)
+    while not os.path.isdir(existing):
+        if os.path.exists(existing):
+            raise ConfigError(f"--log_dir {log_dir}: {existing} is a file, not a directory; choose another --log_dir.")
+        existing = os.path.dirname(existing)
+    try:  # a real write: permissions, read-only mounts and special file systems all show here
+        os.rmdir(tempfile.mkdtemp(prefix=".harl-write-test-", dir=existing))
+    except OSError as err:
+        raise ConfigError(
+            f"--log_dir {log_dir}: cannot create run directories in {existing} ({err.strerror}); "
+            "choose another --log_dir."
+        ) from None
 
 
 def init_dir(

@@ -8,6 +8,7 @@ Algorithm diagnostics (losses, KL, ...) go to TensorBoard only, through :meth:`l
 from __future__ import annotations
 
 import csv
+import glob
 import io
 import math
 import os
@@ -16,6 +17,9 @@ import time
 from typing import IO, Callable, Mapping, NamedTuple, Sequence
 
 import numpy as np
+from tensorboard.backend.event_processing.event_file_loader import RawEventFileLoader
+from tensorboard.compat.proto import event_pb2
+from tensorboard.summary.writer.record_writer import RecordWriter
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
@@ -140,6 +144,24 @@ class EpisodeTracker:
         self._running[:] = 0.0
 
 
+def _truncate_events(logs_dir: str, start_step: int) -> None:
+    """Drop the TensorBoard points after ``start_step`` from the event files of a resumed run,
+    so that every reader sees one value per step (start_step itself was logged before the
+    checkpoint and is kept, like its CSV row)."""
+    for path in sorted(glob.glob(os.path.join(logs_dir, "events.out.tfevents.*"))):
+        events = list(RawEventFileLoader(path).Load())
+        kept = [raw for raw in events if event_pb2.Event.FromString(raw).step <= start_step]
+        if len(kept) == len(events):
+            continue
+
+        def write(file: IO[bytes], records: list[bytes] = kept) -> None:
+            writer = RecordWriter(file)
+            for raw in records:
+                writer.write(raw)
+
+        atomic_write(path, write)
+
+
 class RunLogger:
     """TensorBoard + ``progress.csv`` + progress display for one run directory.
 
@@ -191,12 +213,10 @@ class RunLogger:
             self._csv = csv.DictWriter(self._csv_file, fieldnames=self.columns)
             self._csv.writeheader()
             self._csv_file.flush()
-        # purge_step drops events at or after it; start_step itself was logged before the
-        # checkpoint and is kept, like its CSV row.
-        self.writer = SummaryWriter(
-            log_dir=os.path.join(run_dir, "logs"),
-            purge_step=start_step + 1 if start_step > 0 else None,
-        )
+        logs_dir = os.path.join(run_dir, "logs")
+        if start_step > 0:
+            _truncate_events(logs_dir, start_step)
+        self.writer = SummaryWriter(log_dir=logs_dir)
         self._start_step = start_step
         self._start_wall = start_wall
         self._t0 = time.monotonic()

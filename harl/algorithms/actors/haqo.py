@@ -51,6 +51,9 @@ from harl.models.policy_models.diffusion_policy import (
     start_group_sampling,
 )
 from harl.models.policy_models.gaussian_candidate_policy import GaussianCandidatePolicy
+from harl.utils.config_ranges import range_problems
+from harl.utils.configs_tools import ConfigError
+from harl.utils.finite import guarded_step
 from harl.utils.models_tools import masked_mean, to_tensor
 
 Tensor = torch.Tensor
@@ -250,18 +253,9 @@ class HAQO(OffPolicyComponent):
             raise ValueError(f"drift must be 'kl_linesearch' or 'none', not {args['drift']!r}")
         if args["q_transform"] not in ("qadv", "qcut"):
             raise ValueError(f"q_transform must be 'qadv' or 'qcut', not {args['q_transform']!r}")
-        if args["train_candidates"] < 2:
-            raise ValueError("train_candidates must be >= 2: the advantages are relative to the candidates' mean")
-        if not 1 <= args["chosen"] <= args["train_candidates"]:
-            raise ValueError(f"chosen must be in 1..train_candidates, got {args['chosen']}")
-        counts = ("behavior_candidates", "target_candidates", "entropy_samples", "actor_steps", "policy_freq")
-        if min(args[key] for key in counts) < 1:
-            raise ValueError(f"{', '.join(counts)} must be >= 1")
-        if args["target_candidates"] > args["behavior_candidates"]:
-            raise ValueError(
-                f"target_candidates ({args['target_candidates']}) must be at most behavior_candidates "
-                f"({args['behavior_candidates']}) (K_t <= K_b, HAQO_SPEC section 2)"
-            )
+        problems = range_problems(args)  # harl/configs/ranges.yaml: counts >= 1, K_t <= K_b, ...
+        if problems:
+            raise ConfigError(" ".join(problems))
 
         self.behavior_candidates: int = args["behavior_candidates"]
         self.target_candidates: int = args["target_candidates"]
@@ -372,9 +366,10 @@ class HAQO(OffPolicyComponent):
             loss_qv = masked_mean((w * qv_rows).mean(0), mask)  # Eq. 5
             loss_ent = masked_mean(ent_rows, mask)  # Eq. 9 before alpha
             self.actor_optimizer.zero_grad()
-            (loss_qv + self.entropy_alpha * loss_ent).backward()
+            loss = loss_qv + self.entropy_alpha * loss_ent
+            loss.backward()
             grad_norm = nn.utils.clip_grad_norm_(params, self.max_grad_norm)
-            self.actor_optimizer.step()
+            guarded_step(self.actor_optimizer, loss, "actor")
         info = self._kl_line_search(obs, cand.record, mask, theta_old) if self.line_search else {}
 
         return {
@@ -418,11 +413,12 @@ class HAQO(OffPolicyComponent):
         step = parameters_to_vector(params) - theta_old
         kl_raw = kl = masked_mean(self.actor.kl_from_record(obs, record), mask).item()
         backtracks = 0
-        while kl > self.kl_threshold and backtracks < self.ls_steps:
+        # a NaN KL is a violation too (comparisons with NaN are false)
+        while not kl <= self.kl_threshold and backtracks < self.ls_steps:
             backtracks += 1
             vector_to_parameters(theta_old + 0.5**backtracks * step, params)
             kl = masked_mean(self.actor.kl_from_record(obs, record), mask).item()
-        reverted = kl > self.kl_threshold
+        reverted = not kl <= self.kl_threshold
         if reverted:
             vector_to_parameters(theta_old, params)
             kl = 0.0

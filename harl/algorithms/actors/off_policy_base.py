@@ -23,6 +23,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from harl.utils.finite import guarded_step
 from harl.utils.models_tools import masked_mean, to_tensor, update_linear_schedule
 
 Tensor = torch.Tensor
@@ -82,7 +83,7 @@ class Temperature:
             loss = -(self.log_alpha * (logp.detach() + self.target_entropy)).mean()
             self.optimizer.zero_grad()
             loss.backward()
-            self.optimizer.step()
+            guarded_step(self.optimizer, loss, "entropy temperature (alpha)")
         return {"alpha": self.alpha.item(), "entropy": -logp.detach().mean().item()}
 
     def state_dict(self) -> dict[str, Any]:
@@ -277,7 +278,7 @@ class OffPolicyBase(OffPolicyComponent):
         self.actor_optimizer.zero_grad()
         # gradients only into this policy: the critic and the other agents stay untouched
         loss.backward(inputs=list(self.actor.parameters()))
-        self.actor_optimizer.step()
+        guarded_step(self.actor_optimizer, loss, "actor")
         return {"actor_loss": loss.item(), **self._after_actor_step(logp)}
 
     # --- checkpoints ------------------------------------------------------------------------

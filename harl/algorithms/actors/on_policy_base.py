@@ -11,6 +11,7 @@ from torch import nn
 from harl.common.buffers.on_policy_actor_buffer import ActorBatch, OnPolicyActorBuffer
 from harl.models.base.act import ActionDistribution
 from harl.models.policy_models.stochastic_policy import StochasticPolicy
+from harl.utils.finite import guarded_step
 from harl.utils.models_tools import (
     ArrayLike,
     get_grad_norm,
@@ -202,12 +203,13 @@ class OnPolicyBase:
         pre-clipping norm is reported. Returns the values of ``train_info_keys``.
         """
         self.actor_optimizer.zero_grad()
-        (policy_loss - self.entropy_coef * dist_entropy).backward()
+        loss = policy_loss - self.entropy_coef * dist_entropy
+        loss.backward()
         if self.use_max_grad_norm:
             grad_norm = float(nn.utils.clip_grad_norm_(self.actor.parameters(), self.max_grad_norm))
         else:
             grad_norm = get_grad_norm(self.actor.parameters())
-        self.actor_optimizer.step()
+        guarded_step(self.actor_optimizer, loss, "actor")
         return {
             "policy_loss": policy_loss.detach(),
             "dist_entropy": dist_entropy.detach(),

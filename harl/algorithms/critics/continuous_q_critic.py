@@ -19,6 +19,7 @@ from harl.algorithms.actors.off_policy_base import OffPolicyComponent
 from harl.common.buffers.off_policy_buffer_base import OffPolicyBatch
 from harl.common.valuenorm import ValueNorm
 from harl.models.value_function_models.continuous_q_net import ContinuousQNet
+from harl.utils.finite import guarded_step
 from harl.utils.models_tools import huber_loss, masked_mean, mse_loss
 
 Tensor = torch.Tensor
@@ -160,7 +161,7 @@ class ContinuousQCritic(OffPolicyComponent):
         loss = masked_mean(self._td_loss(q - q_target), mask) * self.n_heads
         self.critic_optimizer.zero_grad()
         loss.backward()
-        self.critic_optimizer.step()
+        guarded_step(self.critic_optimizer, loss, "critic")
         return {"critic_loss": loss.item(), "q_mean": q.detach().mean().item()}
 
     def _apply_value_norm(self, fn: Any, values: Tensor) -> Tensor:

@@ -10,6 +10,7 @@ from torch import nn
 from harl.common.buffers.on_policy_buffer_utils import CriticBatch, OnPolicyCriticBufferBase
 from harl.common.valuenorm import ValueNorm
 from harl.models.value_function_models.v_net import VNet
+from harl.utils.finite import guarded_step
 from harl.utils.models_tools import (
     ArrayLike,
     get_grad_norm,
@@ -106,7 +107,7 @@ class VCritic:
             grad_norm = float(nn.utils.clip_grad_norm_(self.critic.parameters(), self.max_grad_norm))
         else:
             grad_norm = get_grad_norm(self.critic.parameters())
-        self.critic_optimizer.step()
+        guarded_step(self.critic_optimizer, value_loss, "critic")
         return value_loss.detach(), grad_norm
 
     def train(

@@ -1,0 +1,95 @@
+"""Valid ranges of the numeric config keys, declared once in ``harl/configs/ranges.yaml`` and
+checked, with the types, before a run creates anything."""
+from __future__ import annotations
+
+import functools
+import math
+import operator
+import re
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import yaml
+
+RANGES_PATH = Path(__file__).resolve().parent.parent / "configs" / "ranges.yaml"
+
+_COMPARISONS: dict[str, Callable[[Any, Any], bool]] = {
+    ">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt,
+}
+_BOUND = re.compile(r"^(>=|>|<=|<)\s*(-?[0-9.]+(?:e[+-]?[0-9]+)?)$")
+_CROSS = re.compile(r"^(\w+)\s*(>=|>|<=|<)\s*(\w+)$")
+
+
+class Bound(NamedTuple):
+    """``value <op> limit``."""
+
+    op: str
+    limit: float
+
+    def holds(self, value: float) -> bool:
+        return _COMPARISONS[self.op](value, self.limit)
+
+
+class Rules(NamedTuple):
+    """The parsed ``ranges.yaml``: per-key bounds (with their text) and key-pair relations."""
+
+    keys: dict[str, tuple[str, list[Bound]]]
+    cross: list[tuple[str, str, str]]
+
+
+def _parse_rule(key: str, text: str) -> list[Bound]:
+    bounds = []
+    for part in text.split(" and "):
+        match = _BOUND.match(part.strip())
+        if not match:
+            raise ValueError(f"{RANGES_PATH}: the rule of {key!r} ({text!r}) is not like '>= 1' or '> 0 and <= 1'")
+        bounds.append(Bound(match.group(1), float(match.group(2))))
+    return bounds
+
+
+@functools.lru_cache(maxsize=1)
+def load_rules() -> Rules:
+    """Parse ``ranges.yaml`` (once per process)."""
+    data = yaml.safe_load(RANGES_PATH.read_text(encoding="utf-8"))
+    keys = {key: (str(text), _parse_rule(key, str(text))) for key, text in data["keys"].items()}
+    cross = []
+    for text in data["cross"]:
+        match = _CROSS.match(text.strip())
+        if not match:
+            raise ValueError(f"{RANGES_PATH}: the relation {text!r} is not like 'buffer_size >= batch_size'")
+        cross.append((match.group(1), match.group(2), match.group(3)))
+    return Rules(keys, cross)
+
+
+def describe(key: str) -> str:
+    """The valid range of ``key`` as written in ``ranges.yaml`` ("" when it has none)."""
+    rule = load_rules().keys.get(key)
+    return rule[0] if rule else ""
+
+
+def range_problems(flat: Mapping[str, Any]) -> list[str]:
+    """One sentence per value of ``flat`` (leaf key -> value) outside its range or breaking a
+    relation; empty when all are valid. Non-numeric values are left to the type checks."""
+    rules = load_rules()
+    problems = []
+    for key, value in flat.items():
+        if key not in rules.keys or isinstance(value, bool):
+            continue
+        text, bounds = rules.keys[key]
+
+        def valid(number: Any) -> bool:
+            return (isinstance(number, (int, float)) and not isinstance(number, bool)
+                    and math.isfinite(number) and all(b.holds(number) for b in bounds))
+
+        if isinstance(value, list):
+            if not value:
+                problems.append(f"Config key '{key}' must not be empty (each item {text}).")
+            elif not all(valid(v) for v in value):
+                problems.append(f"Config key '{key}' needs every item {text}, got {value}.")
+        elif isinstance(value, (int, float)) and not valid(value):
+            problems.append(f"Config key '{key}' must be {text}, got {value}.")
+    for left, op, right in rules.cross:
+        if left in flat and right in flat and not _COMPARISONS[op](flat[left], flat[right]):
+            problems.append(f"Config key '{left}' ({flat[left]}) must be {op} {right} ({flat[right]}).")
+    return problems
