@@ -21,9 +21,9 @@ setup(
     package_data={"harl": ["configs/*.yaml", "configs/algos_cfgs/*.yaml", "configs/envs_cfgs/*.yaml"]},
     python_requires=">=3.10",
     install_requires=[
-        # torch 2.13.0 is the CPU build cached on the project machines; a newer or unpinned
-        # torch would pull a multi-GB CUDA build there.
-        "torch>=2.1,<=2.13.0",
+        # No upper cap: a user's newer or CUDA torch stays. The install commands (README,
+        # .ci/run) install torch==2.13.0 first, the CPU build cached on the project machines.
+        "torch>=2.1",
         "numpy>=1.24",
         "gymnasium>=1.0",
         "pyyaml>=6.0",
