@@ -1,4 +1,4 @@
-"""Install the ``harl`` package: ``pip install -e .[mpe,mamujoco,smax,test]``."""
+"""Install the ``harl`` package: ``pip install -e .[mpe,mamujoco,smax,ray,test]``."""
 from setuptools import find_packages, setup
 
 EXTRAS = {
@@ -9,9 +9,11 @@ EXTRAS = {
     "smac": ["smac @ git+https://github.com/oxwhirl/smac.git"],
     "smacv2": ["smacv2 @ git+https://github.com/oxwhirl/smacv2.git"],
     "football": ["gfootball==2.10.2"],
+    # examples/reproduce.py --ray: each run of a sweep as a Ray task
+    "ray": ["ray>=2.9"],
     "test": ["pytest>=8", "pytest-timeout>=2.3"],
 }
-EXTRAS["all"] = sorted({req for name in ("mpe", "mamujoco", "smax", "test") for req in EXTRAS[name]})
+EXTRAS["all"] = sorted({req for name in ("mpe", "mamujoco", "smax", "ray", "test") for req in EXTRAS[name]})
 
 setup(
     name="harl",

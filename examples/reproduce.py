@@ -1,0 +1,78 @@
+"""Reproduce a table of the paper: run every (task, algorithm, seed) of an experiment file, then
+write the paper-format report.
+
+    python examples/reproduce.py experiments/paper/table3.yaml --seeds 3 --num_env_steps 300000
+
+Each run is an ``examples/train.py`` process from its tuned config. Re-running the command
+skips finished runs and resumes stopped ones, so a killed sweep is finished by running it again.
+``--ray auto`` runs each as a Ray task (on the cluster this machine belongs to, or a local one);
+``--report`` only writes the report from the runs there are.
+"""
+import argparse
+import logging
+import os
+import sys
+
+from harl.utils.cli import handle_cli_errors
+from harl.utils.configs_tools import ConfigError
+from harl.utils.envs_tools import available_cpu_count
+
+
+def main() -> None:
+    """Parse the command line, run the sweep, write the report."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("experiment", help="an experiment file, e.g. experiments/paper/table3.yaml")
+    parser.add_argument("--seeds", type=int, help="seeds 1..N instead of the file's seeds")
+    budget = parser.add_mutually_exclusive_group()
+    budget.add_argument("--num_env_steps", type=int, help="every run's budget (default: each tuned config's own)")
+    budget.add_argument("--budget_scale", type=float, help="each tuned config's budget times this factor")
+    parser.add_argument("--workers", type=int, help="runs at a time (default: CPU cores / torch threads)")
+    parser.add_argument("--torch_threads", type=int, default=1, help="torch threads (and Ray CPUs) per run")
+    parser.add_argument("--ray", metavar="auto|ADDRESS", help="run each run as a Ray task")
+    parser.add_argument("--gpu", action="store_true", help="with --ray: each run asks for one GPU")
+    parser.add_argument("--only", default="", help="a subset, e.g. 'algo=happo,haqo;task=simple_spread_v2-continuous'")
+    parser.add_argument("--log_dir", default="results", help="root of the run directories (shared with --ray)")
+    parser.add_argument("--out", help="report folder (default: <log_dir>/reports/<name>)")
+    parser.add_argument("--report", action="store_true", help="write the report only, run nothing")
+    parser.add_argument("--dry_run", action="store_true", help="list the runs and what would happen to each")
+    cli = parser.parse_args()
+    for name in ("seeds", "num_env_steps", "workers", "torch_threads"):
+        value = getattr(cli, name)
+        if value is not None and value < 1:
+            raise ConfigError(f"--{name} must be >= 1, got {value}")
+    if cli.budget_scale is not None and cli.budget_scale <= 0:
+        raise ConfigError(f"--budget_scale must be > 0, got {cli.budget_scale}")
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+
+    from harl.experiments.report import build_report, gather
+    from harl.experiments.spec import load_experiment, parse_only
+    from harl.experiments.sweep import run_state, run_sweep
+
+    experiment = load_experiment(cli.experiment)
+    runs = experiment.runs(cli.seeds, cli.num_env_steps, cli.budget_scale, parse_only(cli.only) if cli.only else None)
+    if not runs:
+        raise ConfigError(f"--only {cli.only!r} selects no run of {cli.experiment}")
+    log_dir = os.path.abspath(cli.log_dir)
+    if cli.dry_run:
+        for spec in runs:
+            state, run_dir = run_state(spec, log_dir)
+            print(f"{state:9s} {spec.key}, {spec.num_env_steps:,} env steps ({run_dir or spec.config})")
+        return
+    if not cli.report:
+        workers = cli.workers or max(1, available_cpu_count() // cli.torch_threads)
+        results = run_sweep(experiment.name, runs, log_dir, workers, cli.torch_threads, cli.ray, cli.gpu)
+        failed = [(spec, r) for spec, r in zip(runs, results) if r["status"] == "failed"]
+        for spec, result in failed:
+            print(f"failed: {spec.key} (exit {result.get('returncode')}); log: {result['log']}", file=sys.stderr)
+    steps = sorted({spec.num_env_steps for spec in runs})
+    budget_note = (f"Budget: {steps[0]:,} env steps per run." if len(steps) == 1
+                   else f"Budgets: {steps[0]:,} to {steps[-1]:,} env steps (each tuned config's own).")
+    out_dir = cli.out or os.path.join(log_dir, "reports", experiment.name)
+    print(build_report(experiment, gather(experiment, runs, log_dir), out_dir, budget_note))
+    print(f"wrote {out_dir}/table.md, table.csv, table.tex and curves/", file=sys.stderr)
+    if not cli.report and failed:
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    sys.exit(handle_cli_errors(main))

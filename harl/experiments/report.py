@@ -1,0 +1,177 @@
+"""The paper-format report of a sweep: mean (std) over seeds beside the paper's number, the
+interquartile mean with a bootstrap 95% confidence interval, the probability that HAQO beats each
+baseline, sample efficiency, and seed-band learning curves; as Markdown, CSV and LaTeX."""
+from __future__ import annotations
+
+import csv
+import io
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from harl.experiments.spec import Experiment, RunSpec, TaskSpec
+from harl.experiments.sweep import run_state
+from harl.utils.results_tools import RunResult, plot_comparison, read_run
+from harl.utils.stats import bootstrap_ci, iqm, probability_of_improvement_ci
+
+CANDIDATE = "haqo"  # the algorithm the probability-of-improvement rows are about
+REFERENCE = "happo"  # whose final evaluation sets the sample-efficiency target
+
+
+@dataclass
+class Cell:
+    """The finished runs of one (task, algorithm) pair, on the paper's scale."""
+
+    task: TaskSpec
+    algo: str
+    runs: list[RunResult]
+    scale: float
+
+    @property
+    def finals(self) -> np.ndarray:
+        return np.array([r.final_eval for r in self.runs]) * self.scale
+
+
+def gather(experiment: Experiment, runs: list[RunSpec], log_dir: str) -> dict[tuple[str, str], Cell]:
+    """``(task name, algo) -> Cell`` with every finished run of the sweep."""
+    cells = {(t.task, a): Cell(t, a, [], experiment.paper_scale) for t, a in experiment.cells()}
+    for spec in runs:
+        state, run_dir = run_state(spec, log_dir)
+        if state != "finished" or (spec.task, spec.algo) not in cells:
+            continue
+        result = read_run(run_dir, log_dir)
+        if result is not None and result.metric == experiment.metric:
+            cells[(spec.task, spec.algo)].runs.append(result)
+    return cells
+
+
+def _mean_std(values: np.ndarray) -> str:
+    return f"{values.mean():.1f} ({values.std():.1f})" if len(values) else "-"
+
+
+def steps_to_reach(runs: list[RunResult], target: float, scale: float) -> float | None:
+    """First evaluation step at which the seed-mean curve reaches ``target`` (None if never)."""
+    common = sorted(set.intersection(*(set(r.curve[0].tolist()) for r in runs)))
+    if not common:
+        return None
+    mean = np.array([[dict(zip(*r.curve))[s] for s in common] for r in runs]).mean(0) * scale
+    reached = np.nonzero(mean >= target)[0]
+    return float(common[reached[0]]) if len(reached) else None
+
+
+def build_report(experiment: Experiment, cells: dict[tuple[str, str], Cell], out_dir: str,
+                 budget_note: str, n_boot: int = 2000) -> str:
+    """Write ``table.md``, ``table.csv``, ``table.tex`` and ``curves/*.png`` to ``out_dir``;
+    returns the Markdown."""
+    os.makedirs(os.path.join(out_dir, "curves"), exist_ok=True)
+    algos = experiment.algorithms
+    unit = experiment.metric.removeprefix("eval_").replace("_", " ")
+    md = [f"# {experiment.title}: ours vs the paper", "",
+          f"Final {unit} (x {experiment.paper_scale:g}) at the end of training, mean (std) over seeds; "
+          f"the paper's number below it. {budget_note}", ""]
+    md += ["| task | " + " | ".join(algos) + " |", "|---|" + "---|" * len(algos)]
+    csv_rows = []
+    tex = ["\\begin{tabular}{l" + "c" * len(algos) + "}", "Task & " + " & ".join(algos) + " \\\\", "\\hline"]
+    for task in experiment.tasks:
+        means = {a: cells[(task.task, a)].finals.mean() for a in algos
+                 if (task.task, a) in cells and len(cells[(task.task, a)].runs)}
+        best = max(means, key=means.get) if means else None
+        row, tex_row = [], []
+        for algo in algos:
+            cell = cells.get((task.task, algo))
+            ours = _mean_std(cell.finals) if cell else "-"
+            paper = task.paper.get(algo)
+            paper_text = f"{paper[0]:g} ({paper[1]:g})" if paper else "-"
+            ours_md = f"**{ours}**" if algo == best else ours
+            row.append(f"{ours_md}<br>paper {paper_text}")
+            tex_row.append(("\\textbf{" + ours + "}" if algo == best else ours) + f" [{paper_text}]")
+            if cell:
+                finals = cell.finals
+                point, low, high = (bootstrap_ci(finals, iqm, n_boot=n_boot) if len(finals) else (np.nan,) * 3)
+                csv_rows.append({
+                    "task": task.task, "algo": algo, "seeds": len(finals),
+                    "mean": finals.mean() if len(finals) else "", "std": finals.std() if len(finals) else "",
+                    "iqm": point, "iqm_ci_low": low, "iqm_ci_high": high,
+                    "paper_mean": paper[0] if paper else "", "paper_std": paper[1] if paper else "",
+                    "per_seed": " ".join(f"{v:.3f}" for v in finals),
+                })
+        md.append(f"| {task.label} | " + " | ".join(row) + " |")
+        tex.append(task.label.replace("_", "\\_") + " & " + " & ".join(tex_row).replace("_", "\\_") + " \\\\")
+    tex.append("\\end{tabular}")
+
+    md += ["", f"Interquartile mean over seeds with a percentile-bootstrap 95% interval ({n_boot} resamples of the seeds):", "",
+           "| task | " + " | ".join(algos) + " |", "|---|" + "---|" * len(algos)]
+    for task in experiment.tasks:
+        cells_row = []
+        for algo in algos:
+            found = [r for r in csv_rows if r["task"] == task.task and r["algo"] == algo and r["seeds"]]
+            cells_row.append(f"{found[0]['iqm']:.1f} [{found[0]['iqm_ci_low']:.1f}, {found[0]['iqm_ci_high']:.1f}]"
+                             if found else "-")
+        md.append(f"| {task.label} | " + " | ".join(cells_row) + " |")
+
+    baselines = [a for a in algos if a != CANDIDATE]
+    if CANDIDATE in algos and baselines:
+        md += ["", f"P({CANDIDATE.upper()} > baseline): the probability that a random seed of {CANDIDATE.upper()} ends above "
+               "a random seed of the baseline, with a bootstrap 95% interval; and whether the IQM intervals "
+               "are apart:", "", "| task | " + " | ".join(baselines) + " |", "|---|" + "---|" * len(baselines)]
+        verdicts = {b: {"above": 0, "overlaps": 0, "below": 0} for b in baselines}
+        for task in experiment.tasks:
+            candidate = cells.get((task.task, CANDIDATE))
+            entries = []
+            for base in baselines:
+                other = cells.get((task.task, base))
+                if not candidate or not other or not len(candidate.runs) or not len(other.runs):
+                    entries.append("-")
+                    continue
+                p, low, high = probability_of_improvement_ci(candidate.finals, other.finals, n_boot=n_boot)
+                mine = [r for r in csv_rows if r["task"] == task.task and r["algo"] == CANDIDATE][0]
+                theirs = [r for r in csv_rows if r["task"] == task.task and r["algo"] == base][0]
+                if mine["iqm_ci_low"] > theirs["iqm_ci_high"]:
+                    verdict = "above"
+                elif mine["iqm_ci_high"] < theirs["iqm_ci_low"]:
+                    verdict = "below"
+                else:
+                    verdict = "overlaps"
+                verdicts[base][verdict] += 1
+                entries.append(f"{p:.2f} [{low:.2f}, {high:.2f}], {verdict}")
+            md.append(f"| {task.label} | " + " | ".join(entries) + " |")
+        md += ["", "IQM interval of " + CANDIDATE.upper() + " vs each baseline's, over tasks: " + "; ".join(
+            f"{b}: {v['above']} above, {v['overlaps']} overlapping, {v['below']} below" for b, v in verdicts.items())]
+
+    if REFERENCE in algos:
+        md += ["", f"Sample efficiency: env steps at which the seed-mean evaluation curve first reaches "
+               f"{REFERENCE.upper()}'s final mean (- = never within the budget):", "",
+               "| task | target | " + " | ".join(algos) + " |", "|---|---|" + "---|" * len(algos)]
+        for task in experiment.tasks:
+            reference = cells.get((task.task, REFERENCE))
+            if not reference or not reference.runs:
+                continue
+            target = reference.finals.mean()
+            entries = []
+            for algo in algos:
+                cell = cells.get((task.task, algo))
+                steps = steps_to_reach(cell.runs, target, cell.scale) if cell and cell.runs else None
+                entries.append(f"{steps:,.0f}" if steps is not None else "-")
+            md.append(f"| {task.label} | {target:.1f} | " + " | ".join(entries) + " |")
+
+    for task in experiment.tasks:
+        curves = {a: cells[(task.task, a)].runs for a in algos if cells.get((task.task, a)) and cells[(task.task, a)].runs}
+        if curves:
+            path = os.path.join(out_dir, "curves", f"{task.env}__{task.task}.png")
+            plot_comparison(curves, f"{task.label} ({task.env})", path)
+    if experiment.notes:
+        md += ["", experiment.notes.strip()]
+    text = "\n".join(md) + "\n"
+    with open(os.path.join(out_dir, "table.md"), "w", encoding="utf-8") as file:
+        file.write(text)
+    with open(os.path.join(out_dir, "table.tex"), "w", encoding="utf-8") as file:
+        file.write("\n".join(tex) + "\n")
+    buffer = io.StringIO()
+    if csv_rows:
+        writer = csv.DictWriter(buffer, fieldnames=list(csv_rows[0]))
+        writer.writeheader()
+        writer.writerows(csv_rows)
+    with open(os.path.join(out_dir, "table.csv"), "w", encoding="utf-8", newline="") as file:
+        file.write(buffer.getvalue())
+    return text

@@ -1,0 +1,175 @@
+"""Experiment files (``experiments/paper/table*.yaml``): which algorithms run on which tasks
+with which seeds and tuned configs, and the paper's numbers to compare with, as data.
+
+A file looks like::
+
+    name: table3                      # results go to <log_dir>/<env>/<task>/<algo>/<name>_<steps>/
+    title: "Table 3: Multiple Particle Environments"
+    metric: return                    # return | win_rate | score_rate (the paper's unit)
+    paper_scale: 1                    # paper value = ours * paper_scale (100 for percentages)
+    seeds: [1, 2, 3]
+    algorithms: [haa2c, mappo, hatrpo, happo, haqo]
+    tasks:
+      - env: pettingzoo_mpe
+        task: simple_reference_v2-continuous   # the results layout's task name
+        label: Reference (continuous)           # the paper's row name
+        paper: {haa2c: [-36.2, 1.3], ...}        # mean, std; null where the paper has none
+
+Each run uses ``tuned_configs/<env>/<task>/<algo>/config.json`` (``config_task`` picks another
+task's file; an optional ``tuned_dir``, relative to the experiment file, another folder of such
+files) with its own ``num_env_steps`` (the budget HARL published), unless the command line sets
+one.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+import yaml
+
+from harl.utils.configs_tools import ConfigError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent.parent
+TUNED_DIR = REPO_ROOT / "tuned_configs"
+METRICS = {"return": "eval_episode_return", "win_rate": "eval_win_rate", "score_rate": "eval_score_rate"}
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run of a sweep: a cell of the table and a seed."""
+
+    env: str
+    task: str
+    algo: str
+    seed: int
+    config: str  # the tuned config.json it starts from
+    num_env_steps: int
+    exp_name: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.algo} on {self.env}/{self.task}, seed {self.seed}"
+
+    def run_parent(self, log_dir: str) -> str:
+        """``<log_dir>/<env>/<task>/<algo>/<exp_name>``: where its seed directories go."""
+        return os.path.join(log_dir, self.env, self.task, self.algo, self.exp_name)
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One row of the table."""
+
+    env: str
+    task: str
+    label: str
+    paper: dict[str, tuple[float, float] | None]
+    config_task: str
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A parsed experiment file."""
+
+    name: str
+    title: str
+    metric: str  # progress.csv column
+    paper_scale: float
+    seeds: list[int]
+    algorithms: list[str]
+    tasks: list[TaskSpec]
+    notes: str = ""
+    path: str = ""
+    tuned_dir: Path = TUNED_DIR
+
+    def tuned_config(self, task: TaskSpec, algo: str) -> Path:
+        return self.tuned_dir / task.env / task.config_task / algo / "config.json"
+
+    def cells(self) -> list[tuple[TaskSpec, str]]:
+        """(task, algorithm) pairs that run: the paper has a number for them (or no paper column)."""
+        return [(t, a) for t in self.tasks for a in self.algorithms if not (a in t.paper and t.paper[a] is None)]
+
+    def runs(
+        self,
+        seeds: int | None = None,
+        num_env_steps: int | None = None,
+        budget_scale: float | None = None,
+        only: dict[str, set[str]] | None = None,
+    ) -> list[RunSpec]:
+        """Every run of the sweep, in table order (seed-major so that every cell gets its first
+        seed early)."""
+        chosen_seeds = self.seeds if seeds is None else list(range(1, seeds + 1))
+        runs = []
+        for seed in chosen_seeds:
+            for task, algo in self.cells():
+                if only and not all(value in only.get(key, {value}) for key, value in
+                                    (("algo", algo), ("task", task.task), ("env", task.env))):
+                    continue
+                config = self.tuned_config(task, algo)
+                steps = num_env_steps or _config_steps(config)
+                if budget_scale is not None:
+                    steps = max(1, int(steps * budget_scale))
+                runs.append(RunSpec(task.env, task.task, algo, seed, str(config), steps, f"{self.name}_{steps}"))
+        return runs
+
+
+def _config_steps(config: Path) -> int:
+    with open(config, encoding="utf-8") as file:
+        return int(json.load(file)["algo_args"]["train"]["num_env_steps"])
+
+
+def load_experiment(path: str | os.PathLike) -> Experiment:
+    """Parse and check an experiment file: every cell's tuned config must exist.
+
+    Raises:
+        ConfigError: a missing or malformed file, an unknown metric, a missing tuned config.
+    """
+    if not os.path.isfile(path):
+        raise ConfigError(f"experiment file {path} not found; the paper's tables are in experiments/paper/")
+    with open(path, encoding="utf-8") as file:
+        data = yaml.safe_load(file)
+    required = ("name", "title", "metric", "seeds", "algorithms", "tasks")
+    missing = [key for key in required if key not in (data or {})]
+    if missing:
+        raise ConfigError(f"{path} lacks {', '.join(missing)} (see harl/experiments/spec.py for the format)")
+    if data["metric"] not in METRICS:
+        raise ConfigError(f"{path}: metric must be one of {', '.join(METRICS)}, not {data['metric']!r}")
+    tasks = []
+    for entry in data["tasks"]:
+        paper = {algo: (None if value is None else (float(value[0]), float(value[1])))
+                 for algo, value in (entry.get("paper") or {}).items()}
+        tasks.append(TaskSpec(entry["env"], entry["task"], entry.get("label", entry["task"]), paper,
+                              entry.get("config_task", entry["task"])))
+    experiment = Experiment(
+        name=str(data["name"]), title=str(data["title"]), metric=METRICS[data["metric"]],
+        paper_scale=float(data.get("paper_scale", 1)), seeds=[int(s) for s in data["seeds"]],
+        algorithms=list(data["algorithms"]), tasks=tasks, notes=str(data.get("notes", "")), path=str(path),
+        tuned_dir=(Path(path).parent / data["tuned_dir"]).resolve() if "tuned_dir" in data else TUNED_DIR,
+    )
+    absent = [str(experiment.tuned_config(t, a)) for t, a in experiment.cells()
+              if not experiment.tuned_config(t, a).is_file()]
+    if absent:
+        raise ConfigError(f"{path}: no tuned config for {len(absent)} cell(s): {', '.join(absent[:5])}"
+                          + (" ..." if len(absent) > 5 else ""))
+    return experiment
+
+
+def parse_only(text: str) -> dict[str, set[str]]:
+    """``"algo=happo,haqo;task=simple_spread_v2-continuous"`` (or ``,``-joined ``key=value`` pairs)
+    -> ``{"algo": {...}, "task": {...}}``."""
+    selected: dict[str, set[str]] = {}
+    for part in text.replace(";", ",").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        if "=" in part:
+            key, value = part.split("=", 1)
+            current = key.strip()
+            if current not in ("algo", "task", "env"):
+                raise ConfigError(f"--only takes algo=..., task=... or env=..., not {current!r}")
+            selected.setdefault(current, set()).add(value.strip())
+        elif selected:  # "algo=happo,haqo": a bare value continues the previous key
+            selected[current].add(part)
+        else:
+            raise ConfigError(f"--only: {part!r} is not key=value")
+    return selected

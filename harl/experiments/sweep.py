@@ -1,0 +1,185 @@
+"""Run a sweep of :class:`RunSpec` s, each as its own ``examples/train.py`` process, on a local
+pool or as Ray tasks, resumably: a finished run is skipped, a stopped one continues with
+``--resume``, and one failed run never stops the others."""
+from __future__ import annotations
+
+import glob
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import asdict
+from typing import Any, Callable
+
+from harl.experiments.spec import REPO_ROOT, RunSpec
+from harl.utils.checkpoint import checkpoint_path
+from harl.utils.configs_tools import ConfigError
+
+TRAIN_PY = str(REPO_ROOT / "examples" / "train.py")
+
+
+def _seed_dirs(spec: RunSpec, log_dir: str) -> list[str]:
+    """This run's seed directories, newest first."""
+    pattern = os.path.join(spec.run_parent(log_dir), f"seed-{spec.seed:0>5}-*")
+    return sorted((d for d in glob.glob(pattern) if os.path.isfile(os.path.join(d, "config.json"))), reverse=True)
+
+
+def _same_run(run_dir: str, spec: RunSpec) -> bool:
+    with open(os.path.join(run_dir, "config.json"), encoding="utf-8") as file:
+        algo_args = json.load(file)["algo_args"]
+    return (int(algo_args["train"]["num_env_steps"]) == spec.num_env_steps
+            and int(algo_args["seed"]["seed"]) == spec.seed)
+
+
+def run_state(spec: RunSpec, log_dir: str) -> tuple[str, str | None]:
+    """``("finished", dir)`` when a run of this spec wrote its final weights, ``("resume", dir)``
+    when one has a checkpoint to continue from, else ``("new", None)``."""
+    candidates = [d for d in _seed_dirs(spec, log_dir) if _same_run(d, spec)]
+    for run_dir in candidates:
+        if os.path.isfile(os.path.join(run_dir, "models", "actor_agent0.pt")):
+            return "finished", run_dir
+    for run_dir in candidates:
+        if os.path.isfile(checkpoint_path(run_dir)):
+            return "resume", run_dir
+    return "new", None
+
+
+def train_command(spec: RunSpec, log_dir: str, torch_threads: int, resume_dir: str | None) -> list[str]:
+    """The ``examples/train.py`` command line of a run (or of its resumption)."""
+    if resume_dir:
+        return [sys.executable, TRAIN_PY, "--resume", resume_dir, "--torch_threads", str(torch_threads)]
+    return [sys.executable, TRAIN_PY, "--load_config", spec.config, "--exp_name", spec.exp_name,
+            "--seed", str(spec.seed), "--seed_specify", "True", "--num_env_steps", str(spec.num_env_steps),
+            "--log_dir", log_dir, "--torch_threads", str(torch_threads)]
+
+
+def log_path(spec: RunSpec, log_dir: str, name: str) -> str:
+    return os.path.join(log_dir, "sweep_logs", name, f"{spec.env}__{spec.task}__{spec.algo}__seed{spec.seed}.log")
+
+
+def execute_run(spec_fields: dict[str, Any], log_dir: str, torch_threads: int, name: str) -> dict[str, Any]:
+    """Bring one run to its end: skip it if finished, resume it if stopped, else start it.
+
+    Plain arguments and result, so the same function runs in a thread or as a Ray task.
+    """
+    spec = RunSpec(**spec_fields)
+    state, run_dir = run_state(spec, log_dir)
+    if state == "finished":
+        return {"status": "skipped", "run_dir": run_dir, "seconds": 0.0, "log": ""}
+    log = log_path(spec, log_dir, name)
+    os.makedirs(os.path.dirname(log), exist_ok=True)
+    command = train_command(spec, log_dir, torch_threads, run_dir if state == "resume" else None)
+    start = time.perf_counter()
+    with open(log, "a", encoding="utf-8") as out:
+        out.write(f"$ {' '.join(command)}\n")
+        out.flush()
+        returncode = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, cwd=REPO_ROOT).returncode
+    state, run_dir = run_state(spec, log_dir)
+    finished = returncode == 0 and state == "finished"
+    return {"status": "done" if finished else "failed", "returncode": returncode, "run_dir": run_dir,
+            "seconds": time.perf_counter() - start, "log": log, "resumed": state == "resume"}
+
+
+class SweepProgress:
+    """One line per event: runs done, running, failed and the ETA of the sweep."""
+
+    def __init__(self, name: str, total: int, workers: int, stream=sys.stderr) -> None:
+        self.name, self.total, self.workers, self.stream = name, total, workers, stream
+        self.done = self.skipped = self.failed = self.running = 0
+        self.durations: list[float] = []
+        self.start = time.monotonic()
+
+    def event(self, message: str) -> None:
+        remaining = self.total - self.done - self.skipped - self.failed
+        eta = ""
+        if self.durations and remaining:
+            seconds = sum(self.durations) / len(self.durations) * remaining / max(1, min(self.workers, remaining))
+            eta = f", ETA {int(seconds // 3600):02d}:{int(seconds % 3600 // 60):02d}:{int(seconds % 60):02d}"
+        print(f"[sweep {self.name}] {self.done + self.skipped}/{self.total} finished ({self.skipped} earlier), "
+              f"{self.running} running, {self.failed} failed{eta} | {message}", file=self.stream, flush=True)
+
+
+def run_sweep(
+    name: str,
+    runs: list[RunSpec],
+    log_dir: str,
+    workers: int,
+    torch_threads: int,
+    ray_address: str | None = None,
+    use_gpu: bool = False,
+) -> list[dict[str, Any]]:
+    """Execute every run (see :func:`execute_run`) and return their results in ``runs`` order."""
+    progress = SweepProgress(name, len(runs), workers)
+    results: list[dict[str, Any] | None] = [None] * len(runs)
+
+    def record(index: int, result: dict[str, Any]) -> None:
+        results[index] = result
+        spec = runs[index]
+        if result["status"] == "skipped":
+            progress.skipped += 1
+            return progress.event(f"already finished: {spec.key}")
+        progress.running -= 1
+        if result["status"] == "done":
+            progress.done += 1
+            progress.durations.append(result["seconds"])
+            progress.event(f"done in {result['seconds']:.0f} s: {spec.key}")
+        else:
+            progress.failed += 1
+            progress.event(f"FAILED (exit {result.get('returncode')}): {spec.key}; log: {result['log']}")
+
+    if ray_address is not None:
+        _run_on_ray(runs, log_dir, torch_threads, name, ray_address, use_gpu, progress, record)
+    else:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            pending: dict[Future, int] = {}
+            queue = list(range(len(runs)))
+
+            def submit_next() -> None:
+                index = queue.pop(0)
+                state, _ = run_state(runs[index], log_dir)
+                if state == "finished":
+                    record(index, {"status": "skipped", "run_dir": None, "seconds": 0.0, "log": ""})
+                    return
+                progress.running += 1
+                progress.event(f"{'resuming' if state == 'resume' else 'starting'}: {runs[index].key}")
+                pending[pool.submit(execute_run, asdict(runs[index]), log_dir, torch_threads, name)] = index
+
+            while queue or pending:
+                while queue and len(pending) < workers:
+                    submit_next()
+                if pending:
+                    finished, _ = wait(list(pending), return_when=FIRST_COMPLETED)
+                    for future in finished:
+                        record(pending.pop(future), future.result())
+    return [r for r in results if r is not None]
+
+
+def _run_on_ray(runs: list[RunSpec], log_dir: str, torch_threads: int, name: str, address: str,
+                use_gpu: bool, progress: SweepProgress, record: Callable[[int, dict[str, Any]], None]) -> None:
+    """Each run as a Ray task asking for its CPUs (and a GPU when the configs use CUDA)."""
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError('--ray needs Ray: pip install -e ".[ray]"') from None
+    if not ray.is_initialized():
+        try:  # "auto": the cluster this machine belongs to, if any
+            ray.init(address=address, log_to_driver=False)
+        except ConnectionError:
+            if address != "auto":
+                raise ConfigError(f"--ray {address}: no Ray cluster answers there") from None
+            ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+    remote = ray.remote(num_cpus=torch_threads, num_gpus=1 if use_gpu else 0)(execute_run)
+    pending = {}
+    for index, spec in enumerate(runs):
+        pending[remote.remote(asdict(spec), os.path.abspath(log_dir), torch_threads, name)] = index
+        progress.running += 1
+    progress.event(f"{len(runs)} runs submitted to Ray at {address}")
+    while pending:
+        ready, _ = ray.wait(list(pending), num_returns=1)
+        for ref in ready:
+            result = ray.get(ref)
+            if result["status"] == "skipped":
+                progress.running -= 1
+            record(pending.pop(ref), result)

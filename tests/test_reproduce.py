@@ -1,0 +1,157 @@
+"""examples/reproduce.py: experiment files, a resumable sweep that survives a killed sweep and
+a killed run without repeating finished runs, Ray tasks equal to the local pool, and the report."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from e2e_helpers import read_progress
+from harl.experiments.report import build_report, gather
+from harl.experiments.spec import load_experiment, parse_only
+from harl.experiments.sweep import run_state, run_sweep
+from harl.utils.cli import parse_train_args
+from harl.utils.configs_tools import ConfigError, save_config
+
+ROOT = Path(__file__).resolve().parents[1]
+REPRODUCE = str(ROOT / "examples" / "reproduce.py")
+TINY = ["--n_rollout_threads", "2", "--episode_length", "20", "--hidden_sizes", "[16, 16]", "--critic_epoch", "2", "--eval_interval", "2", "--eval_episodes", "2", "--n_eval_rollout_threads", "2",
+        "--log_interval", "1", "--checkpoint_interval", "2", "--n_env_workers", "0"]
+TINY_PER_ALGO = {"happo": ["--ppo_epoch", "2"], "haa2c": ["--a2c_epoch", "2"]}
+
+
+def tiny_experiment(tmp_path: Path, algos=("happo", "haa2c"), seeds=(1, 2)) -> Path:
+    """An experiment file over the toy env with tiny tuned configs of its own."""
+    for algo in algos:
+        args, algo_args, env_args = parse_train_args(["--algo", algo, "--env", "toy"] + TINY + TINY_PER_ALGO[algo])
+        folder = tmp_path / "tuned" / "toy" / "toy-discrete" / algo
+        folder.mkdir(parents=True)
+        save_config(args, algo_args, env_args, str(folder))
+    path = tmp_path / "tiny.yaml"
+    paper = ", ".join(f"{a}: [{i}.0, 0.5]" for i, a in enumerate(algos))
+    path.write_text(
+        "name: tiny\ntitle: Tiny\nmetric: return\nseeds: [" + ", ".join(map(str, seeds)) + "]\n"
+        f"algorithms: [{', '.join(algos)}]\ntuned_dir: tuned\n"
+        f"tasks:\n  - {{env: toy, task: toy-discrete, label: Toy, paper: {{{paper}}}}}\n"
+    )
+    return path
+
+
+@pytest.mark.parametrize("table", ["table1", "table3", "table4_smax"])
+def test_the_paper_tables_load_with_a_tuned_config_per_cell(table):
+    experiment = load_experiment(ROOT / "experiments" / "paper" / f"{table}.yaml")
+    runs = experiment.runs(seeds=3, num_env_steps=1000)
+    assert len(runs) == 3 * len(experiment.cells()) and all(os.path.isfile(r.config) for r in runs)
+    assert all(r.exp_name == f"{experiment.name}_1000" for r in runs)
+
+
+def test_table1_skips_the_cells_the_paper_leaves_empty():
+    experiment = load_experiment(ROOT / "experiments" / "paper" / "table1.yaml")
+    humanoid = {a for t, a in experiment.cells() if t.task == "Humanoid-v2-17x1"}
+    assert humanoid == {"mappo", "happo", "haqo"}
+
+
+def test_bad_experiment_files_are_config_errors(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_experiment(tmp_path / "missing.yaml")
+    path = tiny_experiment(tmp_path)
+    path.write_text(path.read_text().replace("happo, haa2c", "happo, hatd3"))
+    with pytest.raises(ConfigError, match="no tuned config for 1 cell"):
+        load_experiment(path)
+    assert parse_only("algo=happo,haqo;task=a") == {"algo": {"happo", "haqo"}, "task": {"a"}}
+    with pytest.raises(ConfigError, match="algo=..."):
+        parse_only("colour=red")
+
+
+def _finished_weights(run_dirs):
+    return {d: os.path.getmtime(os.path.join(d, "models", "actor_agent0.pt")) for d in run_dirs}
+
+
+def test_a_killed_sweep_and_a_killed_run_finish_without_repeating_finished_runs(tmp_path):
+    path = tiny_experiment(tmp_path)
+    log_dir = tmp_path / "results"
+    command = [sys.executable, REPRODUCE, str(path), "--num_env_steps", "1200", "--workers", "1",
+               "--log_dir", str(log_dir)]
+    experiment = load_experiment(path)
+    runs = experiment.runs(num_env_steps=1200)
+    # kill the whole sweep (and the run it is training) once the first run has finished and the
+    # second has logged a few rows
+    sweep = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.time() + 180
+    while time.time() < deadline and sweep.poll() is None:
+        states = [run_state(r, str(log_dir)) for r in runs]
+        second = states[1][1] or next(iter(_seed_dirs_with_progress(runs[1], log_dir)), None)
+        if states[0][0] == "finished" and second and len(read_progress(second)) >= 3:
+            break
+        time.sleep(0.2)
+    assert sweep.poll() is None, sweep.stderr.read()[-2000:]
+    os.killpg(sweep.pid, signal.SIGKILL)
+    sweep.wait(timeout=10)
+    first_done = _finished_weights([run_state(runs[0], str(log_dir))[1]])
+    assert run_state(runs[1], str(log_dir))[0] == "resume"
+
+    again = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert f"already finished: {runs[0].key}" in again.stderr
+    assert f"resuming: {runs[1].key}" in again.stderr
+    assert _finished_weights(first_done) == first_done  # not run again
+    assert all(run_state(r, str(log_dir))[0] == "finished" for r in runs)
+    for run in runs:  # one directory per run: the killed one was continued, not restarted
+        assert len(list(Path(run.run_parent(str(log_dir))).glob(f"seed-{run.seed:0>5}-*"))) == 1
+    assert "| Toy |" in again.stdout and "paper 0 (0.5)" in again.stdout
+
+    third = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert third.stderr.count("already finished") == len(runs)
+
+
+def _seed_dirs_with_progress(spec, log_dir):
+    parent = Path(spec.run_parent(str(log_dir)))
+    return [str(d) for d in parent.glob(f"seed-{spec.seed:0>5}-*") if (d / "progress.csv").is_file()]
+
+
+def test_ray_tasks_give_the_same_runs_as_the_local_pool(tmp_path):
+    ray = pytest.importorskip("ray")
+    path = tiny_experiment(tmp_path, algos=("happo",))
+    experiment = load_experiment(path)
+    runs = experiment.runs(num_env_steps=400)
+    finals = {}
+    for mode in ("local", "ray"):
+        log_dir = str(tmp_path / mode)
+        try:
+            results = run_sweep("tiny", runs, log_dir, workers=2, torch_threads=1,
+                                ray_address="auto" if mode == "ray" else None)
+        finally:
+            if mode == "ray":
+                ray.shutdown()
+        assert [r["status"] for r in results] == ["done", "done"]
+        finals[mode] = [read_progress(run_state(r, log_dir)[1])[-1]["eval_episode_return"] for r in runs]
+    assert finals["ray"] == finals["local"]
+
+
+def test_the_report_puts_the_paper_beside_ours_with_intervals(tmp_path):
+    path = tiny_experiment(tmp_path, seeds=(1, 2, 3))
+    experiment = load_experiment(path)
+    runs = experiment.runs(num_env_steps=400)
+    log_dir = str(tmp_path / "results")
+    results = run_sweep("tiny", runs, log_dir, workers=2, torch_threads=1)
+    assert all(r["status"] == "done" for r in results)
+    cells = gather(experiment, runs, log_dir)
+    assert [len(c.runs) for c in cells.values()] == [3, 3]
+    out = tmp_path / "report"
+    text = build_report(experiment, cells, str(out), "Budget: 400 env steps per run.")
+    finals = cells[("toy-discrete", "happo")].finals
+    assert f"{finals.mean():.1f} ({finals.std():.1f})" in text and "paper 0 (0.5)" in text
+    assert "Interquartile mean" in text and "Sample efficiency" in text
+    rows = (out / "table.csv").read_text().splitlines()
+    assert rows[0].startswith("task,algo,seeds,mean,std,iqm,iqm_ci_low,iqm_ci_high")
+    low, high = (float(x) for x in rows[1].split(",")[6:8])
+    assert low <= float(rows[1].split(",")[5]) <= high
+    assert np.isclose(float(rows[1].split(",")[3]), finals.mean())
+    assert (out / "table.tex").read_text().startswith("\\begin{tabular}")
+    assert (out / "curves" / "toy__toy-discrete.png").is_file()
