@@ -6,7 +6,8 @@ write the paper-format report.
 Each run is an ``examples/train.py`` process from its tuned config. Re-running the command
 skips finished runs and resumes stopped ones, so a killed sweep is finished by running it again.
 ``--ray auto`` runs each as a Ray task (on the cluster this machine belongs to, or a local one);
-``--report`` only writes the report from the runs there are.
+``--eval_episodes N`` re-evaluates every finished policy for the table; ``--report`` only writes
+the report from the runs there are.
 """
 import argparse
 import logging
@@ -33,9 +34,14 @@ def main() -> None:
     parser.add_argument("--only", default="", help="a subset, e.g. 'algo=happo,haqo;task=simple_spread_v2-continuous'")
     parser.add_argument("--log_dir", default="results", help="root of the run directories (shared with --ray)")
     parser.add_argument("--out", help="report folder (default: <log_dir>/reports/<name>)")
+    parser.add_argument("--eval_episodes", type=int, default=0,
+                        help="re-evaluate every finished run's policy for this many episodes (default: the runs' own last evaluation)")
+    parser.add_argument("--eval_seed", type=int, default=12345, help="seed of the re-evaluations (the same for every run)")
     parser.add_argument("--report", action="store_true", help="write the report only, run nothing")
     parser.add_argument("--dry_run", action="store_true", help="list the runs and what would happen to each")
     cli = parser.parse_args()
+    if cli.eval_episodes < 0:
+        raise ConfigError(f"--eval_episodes must be >= 0, got {cli.eval_episodes}")
     for name in ("seeds", "num_env_steps", "workers", "torch_threads"):
         value = getattr(cli, name)
         if value is not None and value < 1:
@@ -68,7 +74,14 @@ def main() -> None:
     budget_note = (f"Budget: {steps[0]:,} env steps per run." if len(steps) == 1
                    else f"Budgets: {steps[0]:,} to {steps[-1]:,} env steps (each tuned config's own).")
     out_dir = cli.out or os.path.join(log_dir, "reports", experiment.name)
-    print(build_report(experiment, gather(experiment, runs, log_dir), out_dir, budget_note))
+    if cli.eval_episodes:
+        budget_note += (f" Final evaluation: each run's saved policy re-evaluated for {cli.eval_episodes} episodes "
+                        f"(examples/evaluate.py, seed {cli.eval_seed}).")
+    else:
+        budget_note += " Final evaluation: each run's last training-time evaluation."
+    cells = gather(experiment, runs, log_dir, cli.eval_episodes, cli.eval_seed,
+                   os.path.join(out_dir, "reevaluations.json"))
+    print(build_report(experiment, cells, out_dir, budget_note))
     print(f"wrote {out_dir}/table.md, table.csv, table.tex and curves/", file=sys.stderr)
     if not cli.report and failed:
         raise SystemExit(1)

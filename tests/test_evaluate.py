@@ -24,33 +24,31 @@ spec.loader.exec_module(evaluate_script)
 ])
 def test_evaluates_the_saved_policy_with_the_runs_settings(tmp_path, algo, overrides):
     runner = train(algo, "pettingzoo_mpe", str(tmp_path / "runs"), {**overrides, "max_cycles": 10})
-    scratch = str(tmp_path / "scratch")
-    first = evaluate_script.evaluate_run(runner.run_dir, 4, 7, scratch)
-    again = evaluate_script.evaluate_run(runner.run_dir, 4, 7, scratch)
+    first = evaluate_script.evaluate_run(runner.run_dir, 4, 7)
+    again = evaluate_script.evaluate_run(runner.run_dir, 4, 7)
     assert first["algo"] == algo and first["task"] == runner.task_name and first["train_seed"] == 1
     assert first["eval_episode_return"] == again["eval_episode_return"] < 0  # same seed, same episodes
-    other_seed = evaluate_script.evaluate_run(runner.run_dir, 4, 8, scratch)
+    other_seed = evaluate_script.evaluate_run(runner.run_dir, 4, 8)
     assert other_seed["eval_episode_return"] != first["eval_episode_return"]
 
 
 def test_a_directory_without_a_run_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="no config.json"):
-        evaluate_script.evaluate_run(str(tmp_path), 4, 7, str(tmp_path / "scratch"))
+        evaluate_script.evaluate_run(str(tmp_path), 4, 7)
     result = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path)], capture_output=True, text=True)
     assert result.returncode == 2 and "no config.json" in result.stderr
 
 
 def test_a_run_without_final_weights_is_evaluated_from_its_checkpoint(tmp_path, capsys):
     runner = train("happo", "pettingzoo_mpe", str(tmp_path / "runs"), {**TINY_ON_POLICY, "num_env_steps": 80, "max_cycles": 10})
-    scratch = str(tmp_path / "scratch")
-    final = evaluate_script.evaluate_run(runner.run_dir, 4, 7, scratch)
+    final = evaluate_script.evaluate_run(runner.run_dir, 4, 7)
     models = Path(runner.run_dir) / "models"
     for weights in models.glob("*_agent*.pt"):
         weights.unlink()  # as if the run had been killed after its last checkpoint
-    from_checkpoint = evaluate_script.evaluate_run(runner.run_dir, 4, 7, scratch)
+    from_checkpoint = evaluate_script.evaluate_run(runner.run_dir, 4, 7)
     assert "evaluating models/checkpoint.pt" in capsys.readouterr().err
     # the last checkpoint is written at the end too: the same policy, the same episodes
     assert from_checkpoint["eval_episode_return"] == final["eval_episode_return"]
     (models / "checkpoint.pt").unlink()
     with pytest.raises(ConfigError, match="has no weights to evaluate"):
-        evaluate_script.evaluate_run(runner.run_dir, 4, 7, scratch)
+        evaluate_script.evaluate_run(runner.run_dir, 4, 7)

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from e2e_helpers import read_progress
+from harl.experiments.evaluation import evaluate_run
 from harl.experiments.report import build_report, gather
 from harl.experiments.spec import load_experiment, parse_only
 from harl.experiments.sweep import run_state, run_sweep
@@ -143,6 +144,11 @@ def test_the_report_puts_the_paper_beside_ours_with_intervals(tmp_path):
     assert all(r["status"] == "done" for r in results)
     cells = gather(experiment, runs, log_dir)
     assert [len(c.runs) for c in cells.values()] == [3, 3]
+    cache = tmp_path / "reevaluations.json"
+    reevaluated = gather(experiment, runs[:1], log_dir, eval_episodes=4, eval_seed=7, cache_path=str(cache))
+    single = reevaluated[("toy-discrete", "happo")]
+    expected = evaluate_run(run_state(runs[0], log_dir)[1], 4, 7)["eval_episode_return"]
+    assert single.finals.tolist() == [expected] and cache.is_file()
     out = tmp_path / "report"
     text = build_report(experiment, cells, str(out), "Budget: 400 env steps per run.")
     finals = cells[("toy-discrete", "happo")].finals

@@ -6,12 +6,15 @@ from __future__ import annotations
 import csv
 import io
 import os
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from harl.experiments.evaluation import evaluate_run
 from harl.experiments.spec import Experiment, RunSpec, TaskSpec
 from harl.experiments.sweep import run_state
+from harl.utils.checkpoint import atomic_write
 from harl.utils.results_tools import RunResult, plot_comparison, read_run
 from harl.utils.stats import bootstrap_ci, iqm, probability_of_improvement_ci
 
@@ -27,22 +30,42 @@ class Cell:
     algo: str
     runs: list[RunResult]
     scale: float
+    reevaluated: list[float] = field(default_factory=list)  # per run, when re-evaluated
 
     @property
     def finals(self) -> np.ndarray:
-        return np.array([r.final_eval for r in self.runs]) * self.scale
+        """Per seed: the re-evaluation when there is one, else the run's last evaluation."""
+        values = self.reevaluated if self.reevaluated else [r.final_eval for r in self.runs]
+        return np.array(values) * self.scale
 
 
-def gather(experiment: Experiment, runs: list[RunSpec], log_dir: str) -> dict[tuple[str, str], Cell]:
-    """``(task name, algo) -> Cell`` with every finished run of the sweep."""
+def gather(experiment: Experiment, runs: list[RunSpec], log_dir: str, eval_episodes: int = 0,
+           eval_seed: int = 12345, cache_path: str = "") -> dict[tuple[str, str], Cell]:
+    """``(task name, algo) -> Cell`` with every finished run of the sweep; with
+    ``eval_episodes``, each run's saved policy is evaluated again for that many episodes (from
+    ``eval_seed``, the same start states for every run), cached in ``cache_path``."""
     cells = {(t.task, a): Cell(t, a, [], experiment.paper_scale) for t, a in experiment.cells()}
+    cache: dict[str, float] = {}
+    if eval_episodes and cache_path and os.path.isfile(cache_path):
+        with open(cache_path, encoding="utf-8") as file:
+            cache = json.load(file)
     for spec in runs:
         state, run_dir = run_state(spec, log_dir)
         if state != "finished" or (spec.task, spec.algo) not in cells:
             continue
         result = read_run(run_dir, log_dir)
-        if result is not None and result.metric == experiment.metric:
-            cells[(spec.task, spec.algo)].runs.append(result)
+        if result is None or result.metric != experiment.metric:
+            continue
+        cell = cells[(spec.task, spec.algo)]
+        cell.runs.append(result)
+        if eval_episodes:
+            key = f"{run_dir}|{eval_episodes}|{eval_seed}"
+            if key not in cache:
+                cache[key] = float(evaluate_run(run_dir, eval_episodes, eval_seed)[experiment.metric])
+                if cache_path:  # after every run: an interrupted report keeps what it computed
+                    os.makedirs(os.path.dirname(cache_path), exist_ok=True)
+                    atomic_write(cache_path, lambda file: file.write(json.dumps(cache, indent=1).encode()))
+            cell.reevaluated.append(cache[key])
     return cells
 
 
