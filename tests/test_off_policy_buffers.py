@@ -247,8 +247,60 @@ def test_load_state_dict_rejects_another_capacity():
 def test_capacity_is_rounded_to_whole_rows_and_memory_is_preallocated():
     buffer = make_buffer(n_envs=3, buffer_size=100)
     assert buffer.capacity == 33
-    # per transition: share/next share 2*3*4 B, obs/next obs 2*(2+1)*4 B, actions (2+1)*4 B,
-    # availability 2*3 B, reward 4 B, end/term 2 B, validity 2 B
-    assert buffer.nbytes == 33 * 3 * (24 + 24 + 12 + 6 + 4 + 2 + 2)
+    # per transition: share 3*4 B, obs (2+1)*4 B, actions (2+1)*4 B, availability 3 B, reward
+    # 4 B, end/term 2 B, validity 2 B, final-state slot 8 B; next states are not stored again:
+    # only the newest row's (3 envs) and a final-state store (3 entries to start with) of
+    # 12 + 12 + 3 B each
+    assert buffer.nbytes == 33 * 3 * (12 + 12 + 12 + 3 + 4 + 2 + 2 + 8) + (3 + 3) * (12 + 12 + 3)
     with pytest.raises(ValueError, match="empty"):
         buffer.sample()
+
+
+@pytest.mark.parametrize("cls", [OffPolicyBufferEP, OffPolicyBufferFP])
+def test_successor_states_match_the_trajectory_through_wrap_around_resets_and_resume(cls):
+    """Against a log of what the environments returned: with one-step windows, every sampled
+    transition's next state is the step's result (the final state where the env reset), through
+    several wrap-arounds, episodes as short as one step, and a save/restore in the middle."""
+    rng = np.random.default_rng(0)
+    E, buffer = 3, make_buffer(cls, n_envs=3, buffer_size=3 * 17, n_step=1, batch_size=512)
+    expected: dict[float, tuple[float, float, float]] = {}  # obs of agent 1 -> next obs, share, avail
+    obs = rng.normal(size=E).astype(np.float32)
+    for step in range(200):
+        reset = rng.random(E) < 0.3
+        result_obs = rng.normal(size=E).astype(np.float32)
+        final = rng.normal(size=E).astype(np.float32)
+        infos = [{"bad_transition": False, "episode_done": bool(reset[e])} for e in range(E)]
+        for e in np.flatnonzero(reset):
+            infos[e].update(final_obs=[np.full(2, final[e]), final[e:e + 1]],
+                            final_share_obs=np.full((N_AGENTS, 3), final[e]),
+                            final_available_actions=[None, np.array([1.0, 0.0, 0.0], np.float32)])
+        next_avail = np.zeros((E, 3), np.float32)
+        next_avail[:, 2] = 1.0
+        result = StepResult([np.stack([result_obs] * 2, 1), result_obs[:, None]],
+                            np.repeat(result_obs[:, None, None], N_AGENTS, 1).repeat(3, 2),
+                            np.zeros((E, N_AGENTS), np.float32), np.repeat(reset[:, None], N_AGENTS, 1),
+                            [None, next_avail], infos)
+        buffer.insert(np.repeat(obs[:, None, None], N_AGENTS, 1).repeat(3, 2), [np.stack([obs] * 2, 1), obs[:, None]],
+                      [np.zeros((E, 2), np.float32), np.zeros((E, 1))], [None, np.ones((E, 3), np.float32)], result)
+        for e in range(E):
+            expected[float(obs[e])] = (final[e], 0.0) if reset[e] else (result_obs[e], 2.0)
+        obs = result_obs
+        if step == 120:  # checkpoint and restore mid-episode: the open episodes end there
+            restored = make_buffer(cls, n_envs=3, buffer_size=3 * 17, n_step=1, batch_size=512)
+            restored.load_state_dict(torch.load(io.BytesIO(_saved(buffer)), weights_only=True))
+            buffer = restored
+            obs = rng.normal(size=E).astype(np.float32)  # the environments were reset on resume
+        batch = buffer.sample()
+        for b in range(len(batch.obs[1])):
+            want_obs, want_avail_index = expected[float(batch.obs[1][b, 0])]
+            assert batch.next_obs[1][b, 0] == want_obs and batch.next_obs[0][b, 1] == want_obs
+            share = batch.next_share_obs[b] if cls is OffPolicyBufferEP else batch.next_share_obs[b, 1]
+            assert np.all(share == want_obs)
+            assert batch.next_available_actions[1][b, int(want_avail_index)] == 1.0
+    assert buffer.finals.capacity >= 4  # grew past its initial 3 entries
+
+
+def _saved(buffer) -> bytes:
+    blob = io.BytesIO()
+    torch.save(buffer.state_dict(), blob)
+    return blob.getvalue()

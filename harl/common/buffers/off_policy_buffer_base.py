@@ -15,6 +15,11 @@ time-limit truncations (``info["bad_transition"]``). An n-step window stops at t
 most ``n_step`` steps, and at the newest stored row; the critic bootstraps from the stored next
 state of the window's last step unless that step is a termination. Next states at episode ends
 are the true final ones (``info["final_obs"]`` ...), not the auto-reset ones.
+
+Next states are not stored twice: the successor of row ``r`` is row ``r + 1`` (the runner feeds
+each step's result back as the next step's input), except where the environment auto-reset
+after row ``r`` (its final state is kept in a small first-in-first-out store, ``_FinalStates``)
+and for the newest row (whose successor is kept until the next row arrives).
 """
 from __future__ import annotations
 
@@ -98,19 +103,53 @@ class OffPolicyBufferBase:
 
         R, E, K, s = self.capacity, self.n_envs, self.n_streams, share_obs_space.shape[0]
         self.share_obs = np.zeros((R, E, K, s), dtype=np.float32)
-        self.next_share_obs = np.zeros((R, E, K, s), dtype=np.float32)
         self.rewards = np.zeros((R, E, K, 1), dtype=np.float32)
         self.ends = np.zeros((R, E, K, 1), dtype=bool)
         self.terms = np.zeros((R, E, K, 1), dtype=bool)
         self.valid_transitions = np.ones((R, E, num_agents), dtype=bool)
         self.obs = [np.zeros((R, E, sp.shape[0]), dtype=np.float32) for sp in obs_spaces]
-        self.next_obs = [np.zeros_like(o) for o in self.obs]
         self.actions = [np.zeros((R, E, get_shape_from_act_space(sp)), dtype=np.float32) for sp in act_spaces]
         self.available_actions = [
             np.ones((R, E, sp.n), dtype=bool) if isinstance(sp, gymnasium.spaces.Discrete) else None
             for sp in act_spaces
         ]
-        self.next_available_actions = [None if a is None else np.ones_like(a) for a in self.available_actions]
+        # the successor states of the newest row, and the final states of auto-reset episodes
+        # (final_slot[r, e] >= 0: the environment reset after row r)
+        self.pending = self._state_template(E)
+        self.final_slot = np.full((R, E), -1, dtype=np.int64)
+        self.finals = _FinalStates(self._state_template(max(E, R * E // 25)))
+
+    def _state_template(self, rows: int) -> dict[str, np.ndarray]:
+        """Zeroed arrays for ``rows`` successor states: the shared state per stream and, per
+        agent, the observation and (Discrete) the available actions."""
+        template = {"share_obs": np.zeros((rows, *self.share_obs.shape[2:]), dtype=np.float32)}
+        for i in range(self.num_agents):
+            template[f"obs{i}"] = np.zeros((rows, self.obs[i].shape[2]), dtype=np.float32)
+            if self.available_actions[i] is not None:
+                template[f"available_actions{i}"] = np.ones((rows, self.available_actions[i].shape[2]), dtype=bool)
+        return template
+
+    def _source(self, name: str) -> np.ndarray:
+        """The row storage of a :meth:`_state_template` name ("share_obs", "obs1", ...)."""
+        if name == "share_obs":
+            return self.share_obs
+        base = name.rstrip("0123456789")
+        return getattr(self, base)[int(name[len(base):])]
+
+    def _successors(self, rows: np.ndarray, envs: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
+        """The stored successor states of transitions ``(rows, envs)`` (``(B,)`` each), for the
+        arrays ``names`` of :meth:`_state_template`."""
+        newest = rows == (self.row - 1) % self.capacity
+        slots = self.final_slot[rows, envs]
+        reset = slots >= 0
+        following = (rows + 1) % self.capacity
+        successors = {}
+        for name in names:
+            value = self._source(name)[following, envs]
+            value[newest] = self.pending[name][envs[newest]]
+            value[reset] = self.finals.get(name, slots[reset])
+            successors[name] = value
+        return successors
 
     # --- state-type specific ----------------------------------------------------------------
 
@@ -166,28 +205,32 @@ class OffPolicyBufferBase:
         dones = np.asarray(result.dones, dtype=bool)
         finished = np.flatnonzero(episode_done)
 
-        # the step's successor states; envs that auto-reset get their true final state back
-        next_share_obs = np.array(result.share_obs, dtype=np.float32)
-        for e in finished:
-            next_share_obs[e] = infos[e]["final_share_obs"]
+        if self.filled == self.capacity:  # row r's old transitions, and their final states, go
+            self.finals.pop(int((self.final_slot[r] >= 0).sum()))
+        self.final_slot[r] = -1
         self.share_obs[r] = self._share_to_streams(np.asarray(share_obs))
-        self.next_share_obs[r] = self._share_to_streams(next_share_obs)
         self.rewards[r], self.ends[r], self.terms[r] = self._td_to_streams(
             np.asarray(result.rewards), dones, episode_done, bad
         )
+        # the step's successor states: the next row's inputs, kept apart until that row arrives
+        self.pending["share_obs"][:] = self._share_to_streams(np.asarray(result.share_obs, dtype=np.float32))
         for i in range(self.num_agents):
             self.obs[i][r] = obs[i]
-            self.next_obs[i][r] = result.obs[i]
             self.actions[i][r] = np.asarray(actions[i]).reshape(self.n_envs, -1)
+            self.pending[f"obs{i}"][:] = result.obs[i]
             if self.available_actions[i] is not None:
                 self.available_actions[i][r] = 1 if available_actions[i] is None else available_actions[i]
                 nxt = result.available_actions[i]
-                self.next_available_actions[i][r] = 1 if nxt is None else nxt
-            for e in finished:
-                self.next_obs[i][r, e] = infos[e]["final_obs"][i]
+                self.pending[f"available_actions{i}"][:] = 1 if nxt is None else nxt
+        if finished.size:  # envs that auto-reset: their true final states
+            final = {"share_obs": self._share_to_streams(
+                np.stack([np.asarray(infos[e]["final_share_obs"], dtype=np.float32) for e in finished]))}
+            for i in range(self.num_agents):
+                final[f"obs{i}"] = np.stack([infos[e]["final_obs"][i] for e in finished])
                 if self.available_actions[i] is not None:
-                    final_avail = infos[e]["final_available_actions"][i]
-                    self.next_available_actions[i][r, e] = 1 if final_avail is None else final_avail
+                    avail = [infos[e]["final_available_actions"][i] for e in finished]
+                    final[f"available_actions{i}"] = np.stack([1 if a is None else a for a in avail])
+            self.final_slot[r, finished] = self.finals.push(final)
 
         self.valid_transitions[r] = self.alive
         self.alive = ~dones
@@ -203,7 +246,12 @@ class OffPolicyBufferBase:
         from the stored next state, exactly like a time-limit truncation.
         """
         if self.filled:
-            self.ends[(self.row - 1) % self.capacity] = True
+            newest = (self.row - 1) % self.capacity
+            self.ends[newest] = True
+            still_open = np.flatnonzero(self.final_slot[newest] < 0)
+            if still_open.size:  # their successors are the pending states, kept as final ones
+                self.final_slot[newest, still_open] = self.finals.push(
+                    {name: array[still_open] for name, array in self.pending.items()})
         self.alive[:] = True
 
     # --- sampling ---------------------------------------------------------------------------
@@ -239,15 +287,20 @@ class OffPolicyBufferBase:
 
         # successor of each stream's last step (FP: agent i's own window for its next obs)
         last_rows = (t[:, None] + last[..., 0]) % R  # (B, K)
-        next_share_obs = self.next_share_obs[last_rows, env_w, np.arange(self.n_streams)]
-        agent_rows = np.broadcast_to(last_rows, (B, N))
+        K = self.n_streams
+        next_share_obs = np.empty((B, *self.share_obs.shape[2:]), dtype=np.float32)
+        agent_next: dict[str, np.ndarray] = {}
+        for k in range(K):  # EP: one stream for every agent; FP: agent k's own window
+            agents = range(N) if K == 1 else [k]
+            names = ["share_obs"] + [f"obs{i}" for i in agents] + [
+                f"available_actions{i}" for i in agents if self.available_actions[i] is not None]
+            successors = self._successors(last_rows[:, k], env, names)
+            next_share_obs[:, k] = successors.pop("share_obs")[:, k]
+            agent_next.update(successors)
 
-        def at(arrays: list[np.ndarray | None], rows: np.ndarray | None = None) -> list[np.ndarray | None]:
-            """Per-agent gather at ``t`` (``rows is None``) or at each agent's row ``rows[:, i]``."""
-            return [
-                None if a is None else a[t, env] if rows is None else a[rows[:, i], env]
-                for i, a in enumerate(arrays)
-            ]
+        def at(arrays: list[np.ndarray | None]) -> list[np.ndarray | None]:
+            """Per-agent gather at the sampled transitions."""
+            return [None if a is None else a[t, env] for a in arrays]
 
         return OffPolicyBatch(
             share_obs=self._from_streams(self.share_obs[t, env]),
@@ -260,9 +313,10 @@ class OffPolicyBufferBase:
             terms=self._from_streams(terms.astype(np.float32)),
             gammas=self._from_streams(gammas.astype(np.float32)),
             next_share_obs=self._from_streams(next_share_obs),
-            next_obs=at(self.next_obs, agent_rows),
+            next_obs=[agent_next[f"obs{i}"] for i in range(N)],
             next_available_actions=[
-                None if a is None else a.astype(np.float32) for a in at(self.next_available_actions, agent_rows)
+                None if a is None else agent_next[f"available_actions{i}"].astype(np.float32)
+                for i, a in enumerate(self.available_actions)
             ],
         )
 
@@ -275,13 +329,13 @@ class OffPolicyBufferBase:
     def _arrays(self) -> dict[str, np.ndarray]:
         arrays = {
             "share_obs": self.share_obs,
-            "next_share_obs": self.next_share_obs,
             "rewards": self.rewards,
             "ends": self.ends,
             "terms": self.terms,
             "valid_transitions": self.valid_transitions,
+            "final_slot": self.final_slot,
         }
-        per_agent = ("obs", "next_obs", "actions", "available_actions", "next_available_actions")
+        per_agent = ("obs", "actions", "available_actions")
         for name in per_agent:
             for i, a in enumerate(getattr(self, name)):
                 if a is not None:
@@ -290,8 +344,10 @@ class OffPolicyBufferBase:
 
     @property
     def nbytes(self) -> int:
-        """Memory held by the storage arrays (allocated up front for the full capacity)."""
-        return sum(a.nbytes for a in self._arrays().values())
+        """Memory held by the storage arrays (allocated up front for the full capacity) and the
+        successor states kept apart (which grow with the number of episode ends stored)."""
+        return (sum(a.nbytes for a in self._arrays().values()) + self.finals.nbytes
+                + sum(a.nbytes for a in self.pending.values()))
 
     def state_dict(self) -> dict[str, Any]:
         """Pointers and the filled rows only, as tensors sharing the buffer's memory, so that
@@ -303,6 +359,8 @@ class OffPolicyBufferBase:
             "filled": self.filled,
             "alive": torch.from_numpy(self.alive.copy()),
             "arrays": {name: torch.from_numpy(a[: self.filled]) for name, a in self._arrays().items()},
+            "pending": {name: torch.from_numpy(a.copy()) for name, a in self.pending.items()},
+            "finals": self.finals.state_dict(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -316,6 +374,11 @@ class OffPolicyBufferBase:
                 f"checkpointed buffer has {state['capacity']} rows x {state['n_envs']} envs, "
                 f"this one {self.capacity} x {self.n_envs}: buffer_size and n_rollout_threads must match"
             )
+        if "finals" not in state:
+            raise ValueError(
+                "the checkpointed replay buffer has the layout of an older version (next states stored "
+                "twice); resume it with that version, or start a new run"
+            )
         filled = int(state["filled"])
         for name, array in self._arrays().items():
             saved = np.asarray(state["arrays"][name])
@@ -323,5 +386,71 @@ class OffPolicyBufferBase:
                 raise ValueError(f"checkpointed buffer array {name} has shape {saved.shape}, expected {array.shape}")
             array[:filled] = saved
         self.row, self.filled = int(state["row"]), filled
+        for name, array in self.pending.items():
+            array[:] = np.asarray(state["pending"][name])
+        self.finals.load_state_dict(state["finals"])
         self.alive = np.asarray(state["alive"]).copy()
         self.end_open_episodes()
+
+
+class _FinalStates:
+    """First-in-first-out store of the final states of auto-reset episodes, addressed by a
+    running id (``id % capacity`` is the storage row). Replay rows are overwritten in the order
+    they were written, so their final states leave in the order they came; the store doubles
+    when an unusual run of short episodes fills it.
+
+    Args:
+        arrays: zeroed storage, name -> ``(capacity, ...)`` (see ``_state_template``).
+    """
+
+    def __init__(self, arrays: dict[str, np.ndarray]) -> None:
+        self.arrays = arrays
+        self.first = 0  # id of the oldest live entry
+        self.next = 0  # id the next entry gets
+
+    @property
+    def capacity(self) -> int:
+        return len(self.arrays["share_obs"])
+
+    @property
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in self.arrays.values())
+
+    def push(self, states: dict[str, np.ndarray]) -> np.ndarray:
+        """Store ``n`` final states (name -> ``(n, ...)``); returns their ids."""
+        n = len(states["share_obs"])
+        while self.next + n - self.first > self.capacity:
+            self._resize(2 * self.capacity)
+        ids = np.arange(self.next, self.next + n)
+        for name, value in states.items():
+            self.arrays[name][ids % self.capacity] = value
+        self.next += n
+        return ids
+
+    def pop(self, n: int) -> None:
+        """Drop the ``n`` oldest entries."""
+        self.first += n
+
+    def get(self, name: str, ids: np.ndarray) -> np.ndarray:
+        return self.arrays[name][ids % self.capacity]
+
+    def _resize(self, capacity: int) -> None:
+        live = np.arange(self.first, self.next)
+        resized = {}
+        for name, array in self.arrays.items():
+            resized[name] = np.zeros((capacity, *array.shape[1:]), dtype=array.dtype)
+            resized[name][live % capacity] = array[live % self.capacity]
+        self.arrays = resized
+
+    def state_dict(self) -> dict[str, Any]:
+        live = np.arange(self.first, self.next) % self.capacity
+        return {"first": self.first, "next": self.next,
+                "arrays": {name: torch.from_numpy(a[live]) for name, a in self.arrays.items()}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.first, self.next = int(state["first"]), int(state["next"])
+        while self.next - self.first > self.capacity:
+            self._resize(2 * self.capacity)
+        live = np.arange(self.first, self.next) % self.capacity
+        for name, array in self.arrays.items():
+            array[live] = np.asarray(state["arrays"][name])
