@@ -163,14 +163,15 @@ def build_report(experiment: Experiment, cells: dict[tuple[str, str], Cell], out
             f"{b}: {v['above']} above, {v['overlaps']} overlapping, {v['below']} below" for b, v in verdicts.items())]
 
     if REFERENCE in algos:
-        md += ["", f"Sample efficiency: env steps at which the seed-mean evaluation curve first reaches "
-               f"{REFERENCE.upper()}'s final mean (- = never within the budget):", "",
+        md += ["", f"Sample efficiency: env steps at which the seed-mean training-time evaluation curve first "
+               f"reaches {REFERENCE.upper()}'s final training-time evaluation mean (- = never within the budget):", "",
                "| task | target | " + " | ".join(algos) + " |", "|---|---|" + "---|" * len(algos)]
         for task in experiment.tasks:
             reference = cells.get((task.task, REFERENCE))
             if not reference or not reference.runs:
                 continue
-            target = reference.finals.mean()
+            # the curves are training-time evaluations: so is the target (not a re-evaluation)
+            target = float(np.mean([r.final_eval for r in reference.runs])) * reference.scale
             entries = []
             for algo in algos:
                 cell = cells.get((task.task, algo))
