@@ -21,7 +21,7 @@ from harl.algorithms.critics.v_critic import VCritic
 from harl.runners.base_runner import BaseRunner
 from harl.utils.configs_tools import ConfigError
 from harl.utils.checkpoint import CheckpointError, atomic_torch_save, checkpoint_path, load_checkpoint
-from harl.utils.finite import NonFiniteError, blame, from_torch_error, guarded_step, non_finite_entries
+from harl.utils.finite import NonFiniteError, blame, guarded_step, non_finite_entries, torch_refusals_as_non_finite
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN_PY = os.path.join(ROOT, "examples", "train.py")
@@ -66,7 +66,12 @@ def test_torch_refusals_of_non_finite_outputs_become_non_finite_errors():
     with pytest.raises(ValueError, match="unrelated"):  # anything else passes through
         with blame("agent 0"):
             raise ValueError("unrelated")
-    assert from_torch_error(RuntimeError("shape mismatch")) is None
+    with pytest.raises(RuntimeError, match="shape mismatch"):  # not a NonFiniteError
+        with torch_refusals_as_non_finite():
+            raise RuntimeError("shape mismatch")
+    with pytest.raises(NonFiniteError, match="action probabilities"):
+        with torch_refusals_as_non_finite():
+            torch.multinomial(torch.tensor([[math.nan, 1.0]]), 1)
 
 
 def test_non_finite_entries_name_the_paths():

@@ -94,7 +94,7 @@ def build_report(experiment: Experiment, cells: dict[tuple[str, str], Cell], out
           f"Final {unit} (x {experiment.paper_scale:g}) at the end of training, mean (std) over seeds; "
           f"the paper's number below it. {budget_note}", ""]
     md += ["| task | " + " | ".join(algos) + " |", "|---|" + "---|" * len(algos)]
-    csv_rows = []
+    summaries: dict[tuple[str, str], dict] = {}  # (task, algo) -> its CSV row
     tex = ["\\begin{tabular}{l" + "c" * len(algos) + "}", "Task & " + " & ".join(algos) + " \\\\", "\\hline"]
     for task in experiment.tasks:
         means = {a: cells[(task.task, a)].finals.mean() for a in algos
@@ -112,13 +112,13 @@ def build_report(experiment: Experiment, cells: dict[tuple[str, str], Cell], out
             if cell:
                 finals = cell.finals
                 point, low, high = (bootstrap_ci(finals, iqm, n_boot=n_boot) if len(finals) else (np.nan,) * 3)
-                csv_rows.append({
+                summaries[(task.task, algo)] = {
                     "task": task.task, "algo": algo, "seeds": len(finals),
                     "mean": finals.mean() if len(finals) else "", "std": finals.std() if len(finals) else "",
                     "iqm": point, "iqm_ci_low": low, "iqm_ci_high": high,
                     "paper_mean": paper[0] if paper else "", "paper_std": paper[1] if paper else "",
                     "per_seed": " ".join(f"{v:.3f}" for v in finals),
-                })
+                }
         md.append(f"| {task.label} | " + " | ".join(row) + " |")
         tex.append(task.label.replace("_", "\\_") + " & " + " & ".join(tex_row).replace("_", "\\_") + " \\\\")
     tex.append("\\end{tabular}")
@@ -128,9 +128,9 @@ def build_report(experiment: Experiment, cells: dict[tuple[str, str], Cell], out
     for task in experiment.tasks:
         cells_row = []
         for algo in algos:
-            found = [r for r in csv_rows if r["task"] == task.task and r["algo"] == algo and r["seeds"]]
-            cells_row.append(f"{found[0]['iqm']:.1f} [{found[0]['iqm_ci_low']:.1f}, {found[0]['iqm_ci_high']:.1f}]"
-                             if found else "-")
+            found = summaries.get((task.task, algo))
+            cells_row.append(f"{found['iqm']:.1f} [{found['iqm_ci_low']:.1f}, {found['iqm_ci_high']:.1f}]"
+                             if found and found["seeds"] else "-")
         md.append(f"| {task.label} | " + " | ".join(cells_row) + " |")
 
     baselines = [a for a in algos if a != CANDIDATE]
@@ -148,8 +148,7 @@ def build_report(experiment: Experiment, cells: dict[tuple[str, str], Cell], out
                     entries.append("-")
                     continue
                 p, low, high = probability_of_improvement_ci(candidate.finals, other.finals, n_boot=n_boot)
-                mine = [r for r in csv_rows if r["task"] == task.task and r["algo"] == CANDIDATE][0]
-                theirs = [r for r in csv_rows if r["task"] == task.task and r["algo"] == base][0]
+                mine, theirs = summaries[(task.task, CANDIDATE)], summaries[(task.task, base)]
                 if mine["iqm_ci_low"] > theirs["iqm_ci_high"]:
                     verdict = "above"
                 elif mine["iqm_ci_high"] < theirs["iqm_ci_low"]:
@@ -192,10 +191,11 @@ def build_report(experiment: Experiment, cells: dict[tuple[str, str], Cell], out
     with open(os.path.join(out_dir, "table.tex"), "w", encoding="utf-8") as file:
         file.write("\n".join(tex) + "\n")
     buffer = io.StringIO()
-    if csv_rows:
-        writer = csv.DictWriter(buffer, fieldnames=list(csv_rows[0]))
+    if summaries:
+        rows = list(summaries.values())
+        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
         writer.writeheader()
-        writer.writerows(csv_rows)
+        writer.writerows(rows)
     with open(os.path.join(out_dir, "table.csv"), "w", encoding="utf-8", newline="") as file:
         file.write(buffer.getvalue())
     return text

@@ -26,7 +26,7 @@ from harl.utils.checkpoint import (
 )
 from harl.utils.configs_tools import ConfigError, check_run_env_args, check_writable, init_dir, save_config
 from harl.utils.envs_tools import get_device, set_seed
-from harl.utils.finite import NonFiniteError, check_actions, from_torch_error, non_finite_entries
+from harl.utils.finite import NonFiniteError, check_actions, non_finite_entries, torch_refusals_as_non_finite
 from harl.utils.logger import EpisodeTracker, RunLogger
 from harl.utils.plotting import plot_learning_curve
 
@@ -169,14 +169,10 @@ class BaseRunner(abc.ABC):
             )
         with self._stop_signals():
             try:
-                self.train_loop(progress)
+                with torch_refusals_as_non_finite():
+                    self.train_loop(progress)
             except NonFiniteError as err:
                 raise self._training_failure(err) from None
-            except (ValueError, RuntimeError) as err:
-                translated = from_torch_error(err)
-                if translated is None:
-                    raise
-                raise self._training_failure(translated) from None
 
     @abc.abstractmethod
     def train_loop(self, progress: dict[str, Any] | None) -> None:
@@ -333,7 +329,6 @@ class BaseRunner(abc.ABC):
             return None
         path = checkpoint_path(self.run_dir)
         state = load_checkpoint(path, self.device)
-        total_steps = int(state["total_steps"])
         non_finite = non_finite_entries(state["algorithm"])
         if non_finite:  # written by an older version, before checkpoints were checked
             raise CheckpointError(
@@ -342,7 +337,7 @@ class BaseRunner(abc.ABC):
             )
         self.load_algorithm_state(state["algorithm"])
         restore_rng_state(state["rng"])
-        self.total_steps = total_steps
+        self.total_steps = int(state["total_steps"])
         self.last_checkpoint_step = self.total_steps
         self.elapsed_before_resume = float(state["wall_time"])
         logger.info("Resuming %s from env step %d", self.run_dir, self.total_steps)

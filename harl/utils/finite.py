@@ -77,7 +77,7 @@ _TORCH_DISTRIBUTION_CHECK = "to satisfy the constraint"
 _TORCH_MULTINOMIAL_CHECK = "probability tensor contains either"
 
 
-def from_torch_error(err: Exception) -> NonFiniteError | None:
+def _from_torch_error(err: Exception) -> NonFiniteError | None:
     """The :class:`NonFiniteError` behind torch's refusal of a non-finite network output, or
     ``None`` when ``err`` is something else."""
     first_line = str(err).splitlines()[0] if str(err) else ""
@@ -90,15 +90,24 @@ def from_torch_error(err: Exception) -> NonFiniteError | None:
 
 
 @contextmanager
+def torch_refusals_as_non_finite() -> Iterator[None]:
+    """Raise torch's refusal of a non-finite network output in the block as a
+    :class:`NonFiniteError`; other errors pass through unchanged."""
+    try:
+        yield
+    except (ValueError, RuntimeError) as err:
+        translated = _from_torch_error(err)
+        if translated is None:
+            raise
+        raise translated from None
+
+
+@contextmanager
 def blame(who: str) -> Iterator[None]:
     """Prefix a :class:`NonFiniteError` raised in the block, or torch's refusal of a non-finite
     network output, with ``who`` (e.g. "agent 2")."""
     try:
-        yield
+        with torch_refusals_as_non_finite():
+            yield
     except NonFiniteError as err:
         raise NonFiniteError(f"{who}: {err}") from None
-    except (ValueError, RuntimeError) as err:
-        translated = from_torch_error(err)
-        if translated is None:
-            raise
-        raise NonFiniteError(f"{who}: {translated}") from None
