@@ -42,6 +42,27 @@ TINY_OFF_POLICY = {
     "torch_threads": 1,
 }
 
+# QMIX and VDN (episode replay, recurrent agent network).
+TINY_QMIX = {
+    "num_env_steps": 120,
+    "n_rollout_threads": 2,
+    "hidden_sizes": [16],
+    "mixing_embed_dim": 8,
+    "hypernet_embed": 16,
+    "batch_episodes": 4,
+    "buffer_size": 2000,
+    "train_interval": 4,
+    "update_per_train": 0.5,
+    "target_update_interval": 5,
+    "epsilon_anneal_steps": 200,
+    "n_eval_rollout_threads": 2,
+    "eval_episodes": 2,
+    "eval_interval": 20,
+    "checkpoint_interval": 40,
+    "n_env_workers": 0,
+    "torch_threads": 1,
+}
+
 # Keys only some algorithms have (an unknown key is an error, by design).
 TINY_PER_ALGO = {"happo": {"ppo_epoch": 2}, "mappo": {"ppo_epoch": 2}, "haa2c": {"a2c_epoch": 2}}
 

@@ -109,7 +109,8 @@ def test_help_lists_registries():
         pytest.skip(f"registries not importable yet: {err}")
     proc, _ = run_train("--help")
     assert proc.returncode == 0, proc.stderr
-    lines = proc.stdout.splitlines()
+    listing = proc.stdout.replace("\n  ", " ")  # wrapped lines continue with an indent
+    lines = listing.splitlines()
     algorithms = next(line for line in lines if line.startswith("Algorithms:"))
     environments = next(line for line in lines if line.startswith("Environments:"))
     assert all(name in algorithms for name in RUNNER_REGISTRY)

@@ -392,7 +392,7 @@ TUNED_FILES = sorted(TUNED.glob("*/*/*/config.json"))
 
 
 def test_tuned_configs_present():
-    published = [p for p in TUNED_FILES if p.parts[-2] != "haqo"]
+    published = [p for p in TUNED_FILES if p.parts[-2] not in ("haqo", "qmix", "vdn")]
     per_env = {env: len([p for p in published if p.parts[-4] == env]) for env in {p.parts[-4] for p in published}}
     # HARL's files (MPE, MaMuJoCo, SMAC, SMACv2), and the StarCraft ones again on SMAX but
     # corridor (terrain SMAX cannot play)
@@ -410,6 +410,32 @@ def test_smax_tuned_configs_are_the_starcraft_ones():
         assert smax["algo_args"] == original["algo_args"], path
         assert smax["main_args"] == {**original["main_args"], "env": "smax"}
         assert smax["env_args"] == {"state_type": "EP", **original["env_args"]}
+
+
+def test_value_decomposition_tuned_configs_are_pymarl2_settings_beside_happo():
+    """QMIX and VDN files: one per discrete HAPPO file (SMAC family, discrete MPE), the YAML
+    defaults (pymarl2's) with its two per-map departures, HAPPO's budget and evaluation, the
+    global state."""
+    from harl.utils.configs_tools import get_defaults_yaml_args
+
+    per_map = {"6h_vs_8z": {"epsilon_anneal_steps": 500000, "td_lambda": 0.3},
+               "3s5z_vs_3s6z": {"n_rollout_threads": 4, "batch_episodes": 64}}
+    happo_files = [p for p in TUNED.glob("*/*/happo/config.json")
+                   if p.parts[-4] in ("smac", "smacv2", "smax") or p.parts[-3].endswith("-discrete")]
+    for algo in ("qmix", "vdn"):
+        files = sorted(TUNED.glob(f"*/*/{algo}/config.json"))
+        assert len(files) == len(happo_files) == 32  # 3 discrete MPE, 10 SMAC, 5 SMACv2, 14 SMAX
+        for path in files:
+            config = json.loads(path.read_text())
+            happo = json.loads((path.parent.parent / "happo" / "config.json").read_text())
+            defaults, _ = get_defaults_yaml_args(algo, path.parts[-4])
+            for key, value in per_map.get(path.parts[-3], {}).items():
+                next(section for section in defaults.values() if key in section)[key] = value
+            for section in ("seed", "device", "eval"):
+                defaults[section] = happo["algo_args"][section]
+            defaults["train"]["num_env_steps"] = happo["algo_args"]["train"]["num_env_steps"]
+            assert config["algo_args"] == defaults, path
+            assert config["env_args"] == {**happo["env_args"], **({"state_type": "EP"} if "state_type" in happo["env_args"] else {})}
 
 
 def test_haqo_tuned_configs_share_happo_settings():

@@ -195,3 +195,23 @@ def test_bad_map_name_lists_the_maps():
         check_env_args("smax", {"map_name": "corridor"})
     with pytest.raises(ValueError, match="state_type"):
         check_env_args("smax", {"map_name": "3m", "state_type": "AS"})
+
+
+def test_global_state_is_at_smac_scale_with_dead_units_zero():
+    # SMAX writes positions in map units, cooldowns in seconds that run below zero for a unit
+    # that has not fired, and unit type ids as integers; the adapter scales them to [0, ~1]
+    battle, key, state = battle_state("3m")
+    rng = np.random.default_rng(0)
+    state = place(state, {}, dead=[1])
+    for _ in range(5):  # few enough that the battle does not end and restart
+        avail = np.asarray(battle._available_actions(state.state))
+        actions = jnp.asarray(np.where(avail > 0, rng.random(avail.shape), -1.0).argmax(axis=1))
+        state, *_ = step_once(battle, key, state, actions)
+    raw = battle.world.get_world_state(state.state)
+    scaled = np.asarray(battle._world_state(raw))
+    unit = len(battle.world.own_features)
+    assert np.abs(np.asarray(raw)).max() > 1.5  # the raw state is not at this scale
+    assert scaled.min() >= 0.0 and scaled.max() <= 1.2
+    np.testing.assert_array_equal(scaled[unit : 2 * unit], 0.0)  # unit 1 is dead
+    positions = scaled[: battle.world.num_agents * unit].reshape(-1, unit)[:, 1:3]
+    assert positions.max() > 0.1  # map fractions, not collapsed to zero

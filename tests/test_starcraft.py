@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 import pytest
-from e2e_helpers import TINY_OFF_POLICY, TINY_ON_POLICY, assert_run_layout, train
+from e2e_helpers import TINY_OFF_POLICY, TINY_ON_POLICY, TINY_QMIX, assert_run_layout, train
 from fake_starcraft import FAKE_EPISODE_LIMIT, FakeCapabilityEnvWrapper, install_fakes
 
 from harl.envs import EnvNotInstalledError, check_env_args
@@ -202,12 +202,14 @@ def test_smacv2_team_sizes_come_from_the_capability_config(tmp_path, monkeypatch
     ("happo", "smacv2", {"map_name": "terran_5_vs_5", "state_type": "FP"}),
     ("haqo", "smac", {"map_name": "3m", "state_type": "FP"}),
     ("haqo", "smacv2", {"map_name": "terran_5_vs_5", "state_type": "EP"}),
+    ("qmix", "smac", {"map_name": "3m", "state_type": "EP"}),
+    ("vdn", "smacv2", {"map_name": "terran_5_vs_5", "state_type": "EP"}),
 ])
 def test_training_end_to_end(tmp_path, monkeypatch, algo, env_name, env_args):
     """The fake raises on an unavailable action, so finishing proves every executed action
     (rollouts, warm-up, evaluation) respected the availability masks."""
     install_fakes(tmp_path, monkeypatch)
-    overrides = TINY_HAPPO if algo == "happo" else TINY_HAQO
+    overrides = {"happo": TINY_HAPPO, "haqo": TINY_HAQO}.get(algo, TINY_QMIX)
     runner = train(algo, env_name, str(tmp_path / "results"), {**overrides, **env_args})
     rows = assert_run_layout(runner.run_dir, overrides["num_env_steps"])
     assert os.path.join(env_name, env_args["map_name"], algo) in runner.run_dir

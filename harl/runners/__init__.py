@@ -19,6 +19,8 @@ _RUNNERS = {
     "maddpg": "harl.runners.off_policy_ma_runner:OffPolicyMARunner",
     "matd3": "harl.runners.off_policy_ma_runner:OffPolicyMARunner",
     "haqo": "harl.runners.haqo_runner:HAQORunner",
+    "qmix": "harl.runners.qmix_runner:QMIXRunner",
+    "vdn": "harl.runners.qmix_runner:QMIXRunner",
 }
 
 

@@ -107,8 +107,9 @@ class BaseRunner(abc.ABC):
                 env_args, n_env_workers, reply_timeout,
             )
         self.num_agents: int = self.envs.n_agents
-        self.share_param = bool(self.flat_args["share_param"])
-        self.fixed_order = bool(self.flat_args["fixed_order"])
+        # QMIX and VDN have neither key: their one agent network is always shared
+        self.share_param = bool(self.flat_args.get("share_param", False))
+        self.fixed_order = bool(self.flat_args.get("fixed_order", False))
         self.train_tracker = EpisodeTracker(self.n_rollout_threads)
         self.total_steps = 0
         self.elapsed_before_resume = 0.0

@@ -155,6 +155,7 @@ class _Battle:
         self.n_actions = N_NON_ATTACK_ACTIONS + spec.n_enemies
         self.obs_size = self.world.obs_size
         self.world_state_size = self.world.state_size
+        self.state_scale = self._state_scale()
         self.share_size = self.world_state_size + (self.obs_size + self.n_agents if state_type == "FP" else 0)
         self.to_smax = jnp.array(_SMAC_TO_SMAX + tuple(range(5, 5 + spec.n_enemies)), dtype=jnp.int32)
         self.is_healer, self.is_air = type_flags(HEALER_TYPES), type_flags(AIR_TYPES)
@@ -164,6 +165,31 @@ class _Battle:
         self.directions = jnp.array(_MOVE_DIRECTIONS)
 
     # ------------------------------------------------------------------ observation
+    def _state_scale(self) -> jax.Array:
+        """Factors that bring SMAX's world state to SMAC's scale, [0, 1] (:meth:`_world_state`):
+        SMAX writes unit positions in map units (0-32) and weapon cooldowns in seconds, and
+        appends the unit type ids as integers, where SMAC's state holds positions relative to
+        the map size and normalised cooldowns. Multiplying keeps a dead unit's zeros zero."""
+        world = self.world
+        units, per_unit = world.num_agents, len(world.own_features)
+        unit = np.ones(per_unit, dtype=np.float32)
+        unit[1], unit[2] = 1.0 / world.map_width, 1.0 / world.map_height
+        unit[3] = 1.0 / float(np.max(np.asarray(world.unit_type_weapon_cooldowns)))
+        teams = np.ones(units, dtype=np.float32)
+        types = np.full(units, 1.0 / max(1, len(world.unit_type_names) - 1), dtype=np.float32)
+        scale = np.concatenate([np.tile(unit, units), teams, types])
+        self.cooldown_columns = jnp.asarray(np.concatenate([np.arange(units * per_unit) % per_unit == 3,
+                                                            np.zeros(2 * units, bool)]))
+        if len(scale) != self.world_state_size:
+            raise RuntimeError(f"SMAX's world state has {self.world_state_size} entries, not the {len(scale)} "
+                               "this adapter scales: the installed jaxmarl changed its layout")
+        return jnp.asarray(scale)
+
+    def _world_state(self, raw: jax.Array) -> jax.Array:
+        """SMAX's world state at SMAC's scale. A unit that has not fired keeps counting its
+        cooldown down below zero (to minus the battle's length), so it is clipped at 0 first."""
+        return jnp.where(self.cooldown_columns, jnp.maximum(raw, 0.0), raw) * self.state_scale
+
     def _available_actions(self, world) -> jax.Array:
         """``(N, n_actions)`` in SMAC's layout for the allied agents."""
         na = self.n_agents
@@ -193,7 +219,7 @@ class _Battle:
         """What HARL's runners receive for one battle, flat: obs ``(N, d)``, share_obs
         ``(N, s)`` and available actions ``(N, n_actions)``, concatenated (:meth:`unpack_view`)."""
         agent_obs = jnp.stack([obs[agent] for agent in self.env.agents])
-        world_state = jnp.broadcast_to(obs["world_state"], (self.n_agents, self.world_state_size))
+        world_state = jnp.broadcast_to(self._world_state(obs["world_state"]), (self.n_agents, self.world_state_size))
         if self.state_type == "FP":
             share = jnp.concatenate([world_state, agent_obs, jnp.eye(self.n_agents)], axis=1)
         else:
