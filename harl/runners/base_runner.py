@@ -107,7 +107,7 @@ class BaseRunner(abc.ABC):
                 env_args, n_env_workers, reply_timeout,
             )
         self.num_agents: int = self.envs.n_agents
-        # QMIX and VDN have neither key: their one agent network is always shared
+        # QMIX and VDN have neither key: they build no per-agent actors
         self.share_param = bool(self.flat_args.get("share_param", False))
         self.fixed_order = bool(self.flat_args.get("fixed_order", False))
         self.train_tracker = EpisodeTracker(self.n_rollout_threads)
@@ -213,6 +213,38 @@ class BaseRunner(abc.ABC):
             f"stopped by {name} at env step {self.total_steps:,} after saving a checkpoint; continue "
             f"with: python examples/train.py --resume {self.run_dir}", self.stop_signal,
         )
+
+    # ----------------------------------------------------------------- vectorised-step loops
+    def read_vector_step_schedule(self) -> None:
+        """The schedule of the loops that count vectorised steps (off-policy, QMIX, VDN):
+        ``train_interval`` and ``eval_interval`` in vectorised steps, ``update_per_train *
+        train_interval`` updates per training phase, checkpoints every ``checkpoint_interval``
+        env steps; the run ends at ``num_env_steps`` rounded down to whole vectorised steps."""
+        train_cfg = self.algo_args["train"]
+        self.total_vec_steps = self.num_env_steps // self.n_rollout_threads
+        self.final_total_steps = self.total_vec_steps * self.n_rollout_threads
+        self.train_interval = int(train_cfg["train_interval"])
+        self.updates_per_train = max(1, int(float(train_cfg["update_per_train"]) * self.train_interval))
+        self.eval_interval = int(train_cfg["eval_interval"])
+        self.checkpoint_vec_interval = max(1, int(train_cfg["checkpoint_interval"]) // self.n_rollout_threads)
+
+    def finish_vector_step(self, vec_step: int, progress: dict[str, Any], extra: dict[str, float] | None = None) -> None:
+        """After vectorised step ``vec_step`` of such a loop: evaluate and log the diagnostics
+        window (``self.diagnostics``, plus ``extra``) every ``eval_interval`` and at the end,
+        checkpoint every ``checkpoint_vec_interval`` and at the end, then honour a stop signal."""
+        run_logger = self.run_logger
+        is_last = vec_step == self.total_vec_steps
+        if vec_step % self.eval_interval == 0 or is_last:
+            row = self.evaluate() if self.eval_envs is not None else {}
+            diagnostics = {**self.diagnostics.flush(), **(extra or {})}
+            in_csv = set(run_logger.diagnostic_names)
+            row.update({k: v for k, v in diagnostics.items() if k in in_csv})
+            run_logger.log_row(self.total_steps, row=row)
+            run_logger.log_scalars({k: v for k, v in diagnostics.items() if k not in in_csv}, self.total_steps)
+        saved = vec_step % self.checkpoint_vec_interval == 0 or is_last
+        if saved:
+            self.save_checkpoint(progress)
+        self.stop_if_requested(progress, saved)
 
     def checked_step(self, actions: list[np.ndarray]):
         """Step the training environments with actions known to be finite."""

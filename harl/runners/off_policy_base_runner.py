@@ -84,13 +84,8 @@ class OffPolicyBaseRunner(BaseRunner):
         check_buffer_fits(self.buffer.nbytes, int(flat["buffer_size"]), self.num_env_steps)
 
         train_cfg = algo_args["train"]
-        self.total_vec_steps = self.num_env_steps // self.n_rollout_threads
-        self.final_total_steps = self.total_vec_steps * self.n_rollout_threads
+        self.read_vector_step_schedule()
         self.warmup_vec_steps = int(train_cfg["warmup_steps"]) // self.n_rollout_threads
-        self.train_interval = int(train_cfg["train_interval"])
-        self.updates_per_train = max(1, int(float(train_cfg["update_per_train"]) * self.train_interval))
-        self.eval_interval = int(train_cfg["eval_interval"])
-        self.checkpoint_vec_interval = max(1, int(train_cfg["checkpoint_interval"]) // self.n_rollout_threads)
         if self.total_vec_steps <= self.warmup_vec_steps:
             raise ConfigError(
                 f"num_env_steps={self.num_env_steps} leaves no training after warmup_steps="
@@ -133,19 +128,7 @@ class OffPolicyBaseRunner(BaseRunner):
                     if self.stop_signal is not None:
                         break  # a training phase can take minutes; the scheduler's grace period is shorter
                     self.diagnostics.add(self.train())
-            is_last = vec_step == self.total_vec_steps
-            if vec_step % self.eval_interval == 0 or is_last:
-                row = self.evaluate() if self.eval_envs is not None else {}
-                diagnostics = self.diagnostics.flush()
-                in_csv = set(run_logger.diagnostic_names)
-                row.update({k: v for k, v in diagnostics.items() if k in in_csv})
-                run_logger.log_row(self.total_steps, row=row)
-                run_logger.log_scalars({k: v for k, v in diagnostics.items() if k not in in_csv}, self.total_steps)
-            progress = {"vec_step": vec_step, "total_it": self.total_it}
-            saved = vec_step % self.checkpoint_vec_interval == 0 or is_last
-            if saved:
-                self.save_checkpoint(progress)
-            self.stop_if_requested(progress, saved)
+            self.finish_vector_step(vec_step, {"vec_step": vec_step, "total_it": self.total_it})
         self.save_model_weights()
 
     def track_max(self, key: str) -> bool:

@@ -62,13 +62,7 @@ class QMIXRunner(BaseRunner):
         logger.info("Episode replay buffer: %d steps, %.2f GB allocated", flat["buffer_size"], self.buffer.nbytes / 1e9)
         check_buffer_fits(self.buffer.nbytes, int(flat["buffer_size"]), self.num_env_steps)
 
-        train_cfg = algo_args["train"]
-        self.total_vec_steps = self.num_env_steps // self.n_rollout_threads
-        self.final_total_steps = self.total_vec_steps * self.n_rollout_threads
-        self.train_interval = int(train_cfg["train_interval"])
-        self.updates_per_train = max(1, int(float(train_cfg["update_per_train"]) * self.train_interval))
-        self.eval_interval = int(train_cfg["eval_interval"])
-        self.checkpoint_vec_interval = max(1, int(train_cfg["checkpoint_interval"]) // self.n_rollout_threads)
+        self.read_vector_step_schedule()
         self.batch_episodes = int(flat["batch_episodes"])
         self.epsilon_args = (float(flat["epsilon_start"]), float(flat["epsilon_finish"]), int(flat["epsilon_anneal_steps"]))
         self.diagnostics = ScalarWindow()
@@ -149,18 +143,7 @@ class QMIXRunner(BaseRunner):
                     with blame(self.args["algo"]):
                         info = self.learner.train(self.buffer.sample(self.batch_episodes).to(self.device))
                     self.diagnostics.add({f"train/{k}": v for k, v in info.items()})
-            is_last = vec_step == self.total_vec_steps
-            if vec_step % self.eval_interval == 0 or is_last:
-                row = self.evaluate() if self.eval_envs is not None else {}
-                diagnostics = {**self.diagnostics.flush(), "train/epsilon": epsilon}
-                row.update({k: v for k, v in diagnostics.items() if k in CSV_DIAGNOSTICS})
-                run_logger.log_row(self.total_steps, row=row)
-                run_logger.log_scalars({k: v for k, v in diagnostics.items() if k not in CSV_DIAGNOSTICS}, self.total_steps)
-            progress = {"vec_step": vec_step}
-            saved = vec_step % self.checkpoint_vec_interval == 0 or is_last
-            if saved:
-                self.save_checkpoint(progress)
-            self.stop_if_requested(progress, saved)
+            self.finish_vector_step(vec_step, {"vec_step": vec_step}, {"train/epsilon": epsilon})
         self.save_model_weights()
 
     def csv_diagnostic_names(self) -> tuple[str, ...]:

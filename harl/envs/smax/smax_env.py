@@ -155,7 +155,7 @@ class _Battle:
         self.n_actions = N_NON_ATTACK_ACTIONS + spec.n_enemies
         self.obs_size = self.world.obs_size
         self.world_state_size = self.world.state_size
-        self.state_scale = self._state_scale()
+        self.state_scale, self.cooldown_columns = self._state_scale()
         self.share_size = self.world_state_size + (self.obs_size + self.n_agents if state_type == "FP" else 0)
         self.to_smax = jnp.array(_SMAC_TO_SMAX + tuple(range(5, 5 + spec.n_enemies)), dtype=jnp.int32)
         self.is_healer, self.is_air = type_flags(HEALER_TYPES), type_flags(AIR_TYPES)
@@ -165,8 +165,9 @@ class _Battle:
         self.directions = jnp.array(_MOVE_DIRECTIONS)
 
     # ------------------------------------------------------------------ observation
-    def _state_scale(self) -> jax.Array:
-        """Factors that bring SMAX's world state to SMAC's scale, [0, 1] (:meth:`_world_state`):
+    def _state_scale(self) -> tuple[jax.Array, jax.Array]:
+        """Factors that bring SMAX's world state to SMAC's scale, [0, 1] (:meth:`_world_state`),
+        and which entries are weapon cooldowns:
         SMAX writes unit positions in map units (0-32) and weapon cooldowns in seconds, and
         appends the unit type ids as integers, where SMAC's state holds positions relative to
         the map size and normalised cooldowns. Multiplying keeps a dead unit's zeros zero."""
@@ -178,12 +179,11 @@ class _Battle:
         teams = np.ones(units, dtype=np.float32)
         types = np.full(units, 1.0 / max(1, len(world.unit_type_names) - 1), dtype=np.float32)
         scale = np.concatenate([np.tile(unit, units), teams, types])
-        self.cooldown_columns = jnp.asarray(np.concatenate([np.arange(units * per_unit) % per_unit == 3,
-                                                            np.zeros(2 * units, bool)]))
+        cooldowns = np.concatenate([np.arange(units * per_unit) % per_unit == 3, np.zeros(2 * units, bool)])
         if len(scale) != self.world_state_size:
             raise RuntimeError(f"SMAX's world state has {self.world_state_size} entries, not the {len(scale)} "
                                "this adapter scales: the installed jaxmarl changed its layout")
-        return jnp.asarray(scale)
+        return jnp.asarray(scale), jnp.asarray(cooldowns)
 
     def _world_state(self, raw: jax.Array) -> jax.Array:
         """SMAX's world state at SMAC's scale. A unit that has not fired keeps counting its
