@@ -171,6 +171,18 @@ def test_episode_buffer_keeps_episodes_whole_evicts_the_oldest_and_round_trips()
         _filled_buffer([100], capacity=50)
 
 
+def test_updates_follow_finished_episodes_or_the_vector_step_schedule():
+    from types import SimpleNamespace
+
+    from harl.runners.qmix_runner import QMIXRunner
+
+    per_episodes = SimpleNamespace(episodes_per_update=4, pending_episodes=0)
+    due = [QMIXRunner.updates_due(per_episodes, step, finished) for step, finished in enumerate([1, 2, 0, 3, 5, 8], 1)]
+    assert due == [0, 0, 0, 1, 1, 2] and per_episodes.pending_episodes == 3  # 19 episodes: 4 updates, 3 carried
+    schedule = SimpleNamespace(episodes_per_update=0, train_interval=3, updates_per_train=2)
+    assert [QMIXRunner.updates_due(schedule, step, 9) for step in range(1, 7)] == [0, 0, 2, 0, 0, 2]
+
+
 # --- end to end ---------------------------------------------------------------------------------
 
 
@@ -189,14 +201,19 @@ def test_train_on_the_masked_heterogeneous_toy_and_discrete_mpe(tmp_path, algo):
     assert float(rows[-1]["train/epsilon"]) == pytest.approx(1.0 - 0.95 * 198 / 200)
 
 
-def test_box_actions_are_refused_with_a_clear_error(tmp_path):
+@pytest.mark.parametrize("extra, message", [
+    (["--continuous_actions", "True"], "needs Discrete actions"),
+    # MPE episodes last max_cycles 25 steps: 26 rows with the final observation
+    (["--continuous_actions", "False", "--buffer_size", "25"], "cannot hold one whole episode"),
+])
+def test_box_actions_and_a_buffer_below_one_episode_are_refused_before_anything_is_written(tmp_path, extra, message):
     done = subprocess.run(
         [sys.executable, os.path.join(ROOT, "examples", "train.py"), "--algo", "qmix", "--env", "pettingzoo_mpe",
-         "--continuous_actions", "True", "--log_dir", str(tmp_path)],
+         *extra, "--log_dir", str(tmp_path)],
         capture_output=True, text=True, timeout=120,
     )
     assert done.returncode == 2
-    assert "needs Discrete actions" in done.stderr and "Traceback" not in done.stderr
+    assert message in done.stderr and "Traceback" not in done.stderr
     assert not os.listdir(tmp_path)
 
 

@@ -161,6 +161,7 @@ def test_batched_stepping_equals_one_by_one_and_compiles_once():
     batched = make_train_env("smax", 5, 3, args, 0)
     one_by_one = make_train_env("smax", 5, 3, {**args, "batched_step": False}, 0)
     assert isinstance(batched, SMAXVecEnv) and not isinstance(one_by_one, SMAXVecEnv)
+    assert batched.episode_limit == one_by_one.episode_limit == MAPS["3m"].episode_limit
     first = [batched.reset(), one_by_one.reset()]
     for a, b in zip(*first):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5)

@@ -81,6 +81,7 @@ def test_smac_spaces_and_shared_observations(tmp_path, monkeypatch, state_type):
     n, d, s = 3, sizes["obs_shape"], sizes["state_shape"]
     obs, share_obs, avail = env.reset(seed=1)
     assert env.n_agents == n and env.episode_metric_names == ("win_rate",)
+    assert env.episode_limit == sizes["episode_limit"]
     assert [space.shape for space in env.observation_spaces] == [(d,)] * n
     assert [space.n for space in env.action_spaces] == [6 + 3] * n
     share_size = s + (d + n if state_type == "FP" else 0)

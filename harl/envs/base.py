@@ -68,6 +68,8 @@ class MultiAgentEnv(abc.ABC):
     share_observation_spaces: list[spaces.Box]
     action_spaces: list[spaces.Box | spaces.Discrete]
     episode_metric_names: tuple[str, ...] = ()
+    episode_limit: int | None = None
+    """The longest an episode can last, in steps; None when the adapter does not bound it."""
 
     @staticmethod
     def check_args(args: dict[str, Any]) -> None:

@@ -65,6 +65,7 @@ class _EnvChunk:
             "share_observation_spaces": list(first.share_observation_spaces),
             "action_spaces": list(first.action_spaces),
             "episode_metric_names": tuple(first.episode_metric_names),
+            "episode_limit": first.episode_limit,
         }
         self._discrete = [isinstance(space, spaces.Discrete) for space in first.action_spaces]
 
@@ -144,6 +145,7 @@ class _VecEnvBase:
     share_observation_spaces: list[spaces.Box]
     action_spaces: list[spaces.Box | spaces.Discrete]
     episode_metric_names: tuple[str, ...]
+    episode_limit: int | None
 
     def _set_info(self, n_envs: int, info: dict[str, Any]) -> None:
         self.n_envs = n_envs

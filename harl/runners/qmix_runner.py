@@ -1,9 +1,11 @@
 """Runner of QMIX and VDN: epsilon-greedy recurrent acting over ``n_rollout_threads``
 environments, whole episodes into an episode replay buffer, updates on sampled episodes.
 
-Counting follows the off-policy runners: ``num_env_steps`` in env steps, ``train_interval`` and
-``eval_interval`` in vectorised steps, ``update_per_train * train_interval`` updates per
-training phase; training starts once the buffer holds ``batch_episodes`` episodes. Epsilon is a
+Counting follows the off-policy runners: ``num_env_steps`` in env steps, ``eval_interval`` in
+vectorised steps. Updates come one per ``episodes_per_update`` finished episodes (pymarl2's rate,
+which keeps the learner's share of the time the same on maps of long and short battles) or, with
+``episodes_per_update`` 0, ``update_per_train * train_interval`` of them every ``train_interval``
+vectorised steps; training starts once the buffer holds ``batch_episodes`` episodes. Epsilon is a
 function of the env step, so a resumed run continues its schedule where it stopped.
 """
 from __future__ import annotations
@@ -56,6 +58,12 @@ class QMIXRunner(BaseRunner):
         self.action_counts = [int(space.n) for space in envs.action_spaces]
         self.obs_dim, self.n_actions = max(self.obs_dims), max(self.action_counts)
         state_dim = int(envs.share_observation_spaces[0].shape[0])
+        longest = envs.episode_limit
+        if longest is not None and int(flat["buffer_size"]) < longest + 1:
+            raise ConfigError(
+                f"buffer_size {flat['buffer_size']} cannot hold one whole episode of {args['env']} {self.task_name} "
+                f"(up to {longest} steps, {longest + 1} rows with the final observation): raise --buffer_size"
+            )
         self.learner = QMIX(flat, self.num_agents, self.obs_dim, self.n_actions, state_dim, self.device)
         self.buffer = EpisodeReplayBuffer(int(flat["buffer_size"]), self.n_rollout_threads, self.num_agents,
                                           self.obs_dim, state_dim, self.n_actions)
@@ -64,6 +72,7 @@ class QMIXRunner(BaseRunner):
 
         self.read_vector_step_schedule()
         self.batch_episodes = int(flat["batch_episodes"])
+        self.episodes_per_update = int(flat["episodes_per_update"])
         self.epsilon_args = (float(flat["epsilon_start"]), float(flat["epsilon_finish"]), int(flat["epsilon_anneal_steps"]))
         self.diagnostics = ScalarWindow()
         if flat["model_dir"]:
@@ -81,6 +90,16 @@ class QMIXRunner(BaseRunner):
             padded_obs[:, i, : self.obs_dims[i]] = o
             padded_avail[:, i, : self.action_counts[i]] = True if a is None else a > 0
         return padded_obs, padded_avail
+
+    def updates_due(self, vec_step: int, finished: int) -> int:
+        """Gradient updates owed after vectorised step ``vec_step`` that finished ``finished``
+        episodes; with ``episodes_per_update`` the remainder carries over in
+        ``self.pending_episodes``."""
+        if self.episodes_per_update == 0:
+            return self.updates_per_train if vec_step % self.train_interval == 0 else 0
+        self.pending_episodes += finished
+        due, self.pending_episodes = divmod(self.pending_episodes, self.episodes_per_update)
+        return due
 
     def epsilon(self) -> float:
         return linear_epsilon(self.total_steps, *self.epsilon_args)
@@ -104,6 +123,7 @@ class QMIXRunner(BaseRunner):
     # ----------------------------------------------------------------- main loop
     def train_loop(self, progress: dict[str, Any] | None) -> None:
         start = 0 if progress is None else int(progress["vec_step"])
+        self.pending_episodes = 0 if progress is None else int(progress.get("pending_episodes", 0))
         run_logger = self.start_logger()
         E = self.n_rollout_threads
         obs_list, share_obs, avail_list = self.envs.reset()
@@ -134,16 +154,18 @@ class QMIXRunner(BaseRunner):
             self.total_steps = vec_step * E
             run_logger.advance(self.total_steps)
 
-            if vec_step % self.train_interval == 0 and len(self.buffer) >= self.batch_episodes:
+            updates = self.updates_due(vec_step, int(ended.sum()))
+            if updates and len(self.buffer) >= self.batch_episodes:
                 if self.flat_args["use_linear_lr_decay"]:
                     self.learner.lr_decay(vec_step, self.total_vec_steps)
-                for _ in range(self.updates_per_train):
+                for _ in range(updates):
                     if self.stop_signal is not None:
                         break
                     with blame(self.args["algo"]):
                         info = self.learner.train(self.buffer.sample(self.batch_episodes).to(self.device))
                     self.diagnostics.add({f"train/{k}": v for k, v in info.items()})
-            self.finish_vector_step(vec_step, {"vec_step": vec_step}, {"train/epsilon": epsilon})
+            self.finish_vector_step(vec_step, {"vec_step": vec_step, "pending_episodes": self.pending_episodes},
+                                    {"train/epsilon": epsilon})
         self.save_model_weights()
 
     def csv_diagnostic_names(self) -> tuple[str, ...]:

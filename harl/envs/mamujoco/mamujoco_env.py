@@ -115,6 +115,7 @@ class MAMuJoCoEnv(MultiAgentEnv):
         )
         self._agents = list(self._env.possible_agents)
         self.n_agents = len(self._agents)
+        self.episode_limit = int(args["episode_limit"])
         native = [self._env.action_space(a) for a in self._agents]
         self._act_low = [np.asarray(s.low, dtype=np.float64) for s in native]
         self._act_span = [np.asarray(s.high - s.low, dtype=np.float64) for s in native]

@@ -54,6 +54,7 @@ class PettingZooMPEEnv(MultiAgentEnv):
         )
         self._agents = list(self._env.possible_agents)
         self.n_agents = len(self._agents)
+        self.episode_limit = int(args["max_cycles"])
         self.observation_spaces = [self._env.observation_space(a) for a in self._agents]
         self.action_spaces = [self._env.action_space(a) for a in self._agents]
         self.share_observation_spaces = [

@@ -152,6 +152,7 @@ class _Battle:
         if spec.team_generation is not None:
             self.world.unit_type_generator = _WeightedTeams(spec)
         self.n_agents, self.n_enemies = spec.n_allies, spec.n_enemies
+        self.episode_limit = spec.episode_limit
         self.n_actions = N_NON_ATTACK_ACTIONS + spec.n_enemies
         self.obs_size = self.world.obs_size
         self.world_state_size = self.world.state_size
@@ -320,6 +321,7 @@ class SMAXVecEnv:
         self.share_observation_spaces = [spaces.Box(-np.inf, np.inf, (battle.share_size,), np.float32)] * battle.n_agents
         self.action_spaces = [spaces.Discrete(battle.n_actions)] * battle.n_agents
         self.episode_metric_names = ("win_rate",)
+        self.episode_limit = battle.episode_limit
         self.seed(base_seed)
 
     def seed(self, base_seed: int) -> None:
@@ -383,6 +385,7 @@ class SMAXEnv(MultiAgentEnv):
     def __init__(self, env_args: dict[str, Any]) -> None:
         self._vec = SMAXVecEnv(env_args, 1, 0)
         self.n_agents = self._vec.n_agents
+        self.episode_limit = self._vec.episode_limit
         self.observation_spaces = self._vec.observation_spaces
         self.share_observation_spaces = self._vec.share_observation_spaces
         self.action_spaces = self._vec.action_spaces
