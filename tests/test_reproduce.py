@@ -44,12 +44,16 @@ def tiny_experiment(tmp_path: Path, algos=("happo", "haa2c"), seeds=(1, 2)) -> P
     return path
 
 
-@pytest.mark.parametrize("table", ["table1", "table3", "table4_smax"])
-def test_the_paper_tables_load_with_a_tuned_config_per_cell(table):
-    experiment = load_experiment(ROOT / "experiments" / "paper" / f"{table}.yaml")
+@pytest.mark.parametrize("table", ["paper/table1", "paper/table3", "paper/table4_smax", "ablations/occupation"])
+def test_the_experiment_files_load_with_a_tuned_config_per_cell(table):
+    experiment = load_experiment(ROOT / "experiments" / f"{table}.yaml")
     runs = experiment.runs(seeds=3, num_env_steps=1000)
     assert len(runs) == 3 * len(experiment.cells()) and all(os.path.isfile(r.config) for r in runs)
-    assert all(r.exp_name == f"{experiment.name}_1000" for r in runs)
+    assert all(r.exp_name == (f"{experiment.name}_1000" if r.label == r.algo else f"{experiment.name}-{r.label}_1000")
+               for r in runs)
+    for run in runs:  # every file trains with the settings it was written with
+        args, algo_args, env_args = parse_train_args(["--load_config", run.config])
+        assert (args["algo"], args["env"]) == (run.algo, run.env)
 
 
 def test_table1_skips_the_cells_the_paper_leaves_empty():
@@ -133,6 +137,28 @@ def test_ray_tasks_give_the_same_runs_as_the_local_pool(tmp_path):
         assert [r["status"] for r in results] == ["done", "done"]
         finals[mode] = [read_progress(run_state(r, log_dir)[1])[-1]["eval_episode_return"] for r in runs]
     assert finals["ray"] == finals["local"]
+
+
+def test_a_variant_column_runs_its_own_file_into_its_own_directories_and_column(tmp_path):
+    path = tiny_experiment(tmp_path, seeds=(1,))
+    args, algo_args, env_args = parse_train_args(["--algo", "happo", "--env", "toy"] + TINY + ["--ppo_epoch", "1"])
+    folder = tmp_path / "tuned" / "toy" / "toy-discrete" / "happo_one_epoch"
+    folder.mkdir(parents=True)
+    save_config(args, algo_args, env_args, str(folder))
+    path.write_text(path.read_text().replace("algorithms: [happo, haa2c]", "algorithms: [happo, happo_one_epoch]"))
+    experiment = load_experiment(path)
+    runs = experiment.runs(num_env_steps=200)
+    assert [(r.algo, r.label, r.exp_name) for r in runs] == [
+        ("happo", "happo", "tiny_200"), ("happo", "happo_one_epoch", "tiny-happo_one_epoch_200")]
+    assert [r.algo for r in experiment.runs(num_env_steps=200, only=parse_only("algo=happo_one_epoch"))] == ["happo"]
+    log_dir = str(tmp_path / "results")
+    assert all(r["status"] == "done" for r in run_sweep("tiny", runs, log_dir, workers=1, torch_threads=1))
+    cells = gather(experiment, runs, log_dir)
+    assert {key: len(cell.runs) for key, cell in cells.items()} == {
+        ("toy-discrete", "happo"): 1, ("toy-discrete", "happo_one_epoch"): 1}
+    dirs = [run_state(r, log_dir)[1] for r in runs]
+    assert dirs[0] != dirs[1] and all(f"{os.sep}happo{os.sep}" in d for d in dirs)
+    assert parse_train_args(["--resume", dirs[1]])[1]["algo"]["ppo_epoch"] == 1
 
 
 def test_the_report_puts_the_paper_beside_ours_with_intervals(tmp_path):

@@ -40,6 +40,7 @@ ENV_REGISTRY: dict[str, str] = {
     "smacv2": "harl.envs.smacv2.smacv2_env:SMACv2Env",
     "smax": "harl.envs.smax.smax_env:SMAXEnv",
     "toy": "harl.envs.toy.toy_env:ToyEnv",
+    "occupation": "harl.envs.occupation.occupation_env:OccupationEnv",
 }
 """Environment name (the ``--env`` argument) -> ``"module:AdapterClass"``."""
 
@@ -59,6 +60,7 @@ _TASK_NAMES: dict[str, Callable[[dict[str, Any]], str]] = {
     "smacv2": lambda a: a["map_name"],
     "smax": lambda a: a["map_name"],
     "toy": lambda a: "toy-mixed" if a["continuous_agent"] else "toy-discrete",
+    "occupation": lambda a: f"{a['n_agents']}agents-{a['n_targets']}targets",
 }
 
 logger = logging.getLogger(__name__)

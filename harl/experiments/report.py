@@ -51,12 +51,12 @@ def gather(experiment: Experiment, runs: list[RunSpec], log_dir: str, eval_episo
             cache = json.load(file)
     for spec in runs:
         state, run_dir = run_state(spec, log_dir)
-        if state != "finished" or (spec.task, spec.algo) not in cells:
+        if state != "finished" or (spec.task, spec.label) not in cells:
             continue
         result = read_run(run_dir, log_dir)
         if result is None or result.metric != experiment.metric:
             continue
-        cell = cells[(spec.task, spec.algo)]
+        cell = cells[(spec.task, spec.label)]
         cell.runs.append(result)
         if eval_episodes:
             key = f"{run_dir}|{eval_episodes}|{eval_seed}"

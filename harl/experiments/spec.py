@@ -5,7 +5,7 @@ A file looks like::
 
     name: table3                      # results go to <log_dir>/<env>/<task>/<algo>/<name>_<steps>/
     title: "Table 3: Multiple Particle Environments"
-    metric: return                    # return | win_rate | score_rate (the paper's unit)
+    metric: return                    # return | win_rate | score_rate (the paper's unit) | coverage | balance
     paper_scale: 1                    # paper value = ours * paper_scale (100 for percentages)
     seeds: [1, 2, 3]
     algorithms: [haa2c, mappo, hatrpo, happo, haqo]
@@ -18,7 +18,9 @@ A file looks like::
 Each run uses ``tuned_configs/<env>/<task>/<algo>/config.json`` (``config_task`` picks another
 task's file; an optional ``tuned_dir``, relative to the experiment file, another folder of such
 files) with its own ``num_env_steps`` (the budget HARL published), unless the command line sets
-one.
+one. A name in ``algorithms`` is the folder of that file, i.e. a column of the table: an
+algorithm, or a variant of one (an ablation, e.g. ``haqo_gaussian``) whose file sets the
+algorithm in ``main_args.algo``; a variant's runs go to ``<algo>/<name>-<variant>_<steps>/``.
 """
 from __future__ import annotations
 
@@ -32,7 +34,8 @@ from harl.utils.configs_tools import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 TUNED_DIR = REPO_ROOT / "tuned_configs"
-METRICS = {"return": "eval_episode_return", "win_rate": "eval_win_rate", "score_rate": "eval_score_rate"}
+METRICS = {"return": "eval_episode_return", "win_rate": "eval_win_rate", "score_rate": "eval_score_rate",
+           "coverage": "eval_coverage", "balance": "eval_balance"}
 
 
 @dataclass(frozen=True)
@@ -41,15 +44,20 @@ class RunSpec:
 
     env: str
     task: str
-    algo: str
+    algo: str  # the algorithm its config runs
     seed: int
     config: str  # the tuned config.json it starts from
     num_env_steps: int
     exp_name: str
+    column: str = ""  # the table column: the algorithm, or the variant of it (module doc); "" = algo
+
+    @property
+    def label(self) -> str:
+        return self.column or self.algo
 
     @property
     def key(self) -> str:
-        return f"{self.algo} on {self.env}/{self.task}, seed {self.seed}"
+        return f"{self.label} on {self.env}/{self.task}, seed {self.seed}"
 
     def run_parent(self, log_dir: str) -> str:
         """``<log_dir>/<env>/<task>/<algo>/<exp_name>``: where its seed directories go."""
@@ -106,16 +114,20 @@ class Experiment:
                                     (("algo", algo), ("task", task.task), ("env", task.env))):
                     continue
                 config = self.tuned_config(task, algo)
-                steps = num_env_steps or _config_steps(config)
+                runs_algo, config_steps = _config_algo_and_steps(config)
+                steps = num_env_steps or config_steps
                 if budget_scale is not None:
                     steps = max(1, int(steps * budget_scale))
-                runs.append(RunSpec(task.env, task.task, algo, seed, str(config), steps, f"{self.name}_{steps}"))
+                exp_name = f"{self.name}_{steps}" if runs_algo == algo else f"{self.name}-{algo}_{steps}"
+                runs.append(RunSpec(task.env, task.task, runs_algo, seed, str(config), steps, exp_name, algo))
         return runs
 
 
-def _config_steps(config: Path) -> int:
+def _config_algo_and_steps(config: Path) -> tuple[str, int]:
+    """The algorithm a tuned ``config.json`` runs and its ``num_env_steps``."""
     with open(config, encoding="utf-8") as file:
-        return int(json.load(file)["algo_args"]["train"]["num_env_steps"])
+        data = json.load(file)
+    return str(data["main_args"]["algo"]), int(data["algo_args"]["train"]["num_env_steps"])
 
 
 def load_experiment(path: str | os.PathLike) -> Experiment:

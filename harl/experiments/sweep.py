@@ -56,7 +56,7 @@ def train_command(spec: RunSpec, log_dir: str, torch_threads: int, resume_dir: s
 
 
 def log_path(spec: RunSpec, log_dir: str, name: str) -> str:
-    return os.path.join(log_dir, "sweep_logs", name, f"{spec.env}__{spec.task}__{spec.algo}__seed{spec.seed}.log")
+    return os.path.join(log_dir, "sweep_logs", name, f"{spec.env}__{spec.task}__{spec.label}__seed{spec.seed}.log")
 
 
 def execute_run(spec_fields: dict[str, Any], log_dir: str, torch_threads: int, name: str) -> dict[str, Any]:
