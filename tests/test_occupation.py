@@ -1,4 +1,5 @@
-"""The occupation game (harl/envs/occupation): geometry, reward, coverage metrics, training."""
+"""The occupation game (harl/envs/occupation) and MPE landmark coverage: geometry, reward,
+coverage metrics, training."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,7 +7,8 @@ import pytest
 
 from e2e_helpers import TINY_OFF_POLICY, TINY_ON_POLICY, assert_run_layout, train
 from harl.envs import check_env_args, make_train_env
-from harl.envs.occupation.occupation_env import OccupationEnv, balance, occupancy, target_positions
+from harl.envs.coverage import balance
+from harl.envs.occupation.occupation_env import OccupationEnv, occupancy, target_positions
 
 
 def drive(env: OccupationEnv, goals: np.ndarray) -> tuple[list[float], dict]:
@@ -107,3 +109,37 @@ def test_training_logs_coverage_for_haqo_its_gaussian_ablation_and_happo(tmp_pat
     evaluated = [r for r in rows if r["eval_coverage"] != ""]
     assert evaluated and all(0.0 <= float(r["eval_coverage"]) <= 1.0 for r in evaluated)
     assert all(r["eval_target_3"] != "" for r in evaluated)
+
+
+def test_landmark_coverage_is_simple_spread_with_two_agents_and_three_fixed_landmarks():
+    from harl.envs.pettingzoo_mpe.landmark_coverage import landmark_places
+    from harl.envs.pettingzoo_mpe.pettingzoo_mpe_env import PettingZooMPEEnv
+
+    env = PettingZooMPEEnv({"scenario": "landmark_coverage", "continuous_actions": True})
+    assert env.n_agents == 2 and env.episode_limit == 25
+    assert env.episode_metric_names == ("coverage", "balance", "landmark_0", "landmark_1", "landmark_2")
+    for seed in (0, 1):
+        env.reset(seed=seed)
+        np.testing.assert_allclose([lm.state.p_pos for lm in env._env.world.landmarks], landmark_places())
+    # agent 0 sits on landmark 2 for the whole episode, agent 1 far from every landmark
+    world = env._env.world
+    info = {}
+    for _ in range(25):
+        world.agents[0].state.p_pos = landmark_places()[2].copy()
+        world.agents[1].state.p_pos = np.array([0.0, -1.5])
+        _, _, reward, _, info, _ = env.step([np.zeros(5, np.float32)] * 2)
+    metrics = info["episode_metrics"]
+    assert metrics["landmark_2"] > 0.9 and metrics["landmark_0"] == metrics["landmark_1"] == 0.0
+    assert metrics["balance"] == 0.0 and metrics["coverage"] == pytest.approx(metrics["landmark_2"] / 3)
+    assert reward[0] < 0  # simple_spread's reward: minus the distances to the uncovered landmarks
+    plain = PettingZooMPEEnv({"scenario": "simple_spread_v2"})
+    plain.reset(seed=0)
+    assert plain.episode_metric_names == ()
+
+
+def test_training_on_landmark_coverage_logs_per_landmark_coverage(tmp_path):
+    runner = train("haqo", "pettingzoo_mpe", str(tmp_path),
+                   {**TINY_OFF_POLICY, "n_timesteps": 2, "num_env_steps": 200, "scenario": "landmark_coverage"})
+    evaluated = [r for r in assert_run_layout(runner.run_dir, 200) if r["eval_coverage"] != ""]
+    assert evaluated and all(r["eval_landmark_2"] != "" for r in evaluated)
+    assert "landmark_coverage" in runner.run_dir

@@ -44,7 +44,7 @@ def tiny_experiment(tmp_path: Path, algos=("happo", "haa2c"), seeds=(1, 2)) -> P
     return path
 
 
-@pytest.mark.parametrize("table", ["paper/table1", "paper/table3", "paper/table4_smax", "ablations/occupation"])
+@pytest.mark.parametrize("table", ["paper/table1", "paper/table3", "paper/table4_smax", "ablations/occupation", "ablations/landmark_coverage"])
 def test_the_experiment_files_load_with_a_tuned_config_per_cell(table):
     experiment = load_experiment(ROOT / "experiments" / f"{table}.yaml")
     runs = experiment.runs(seeds=3, num_env_steps=1000)

@@ -23,6 +23,7 @@ import numpy as np
 from gymnasium import spaces
 
 from harl.envs.base import EnvStepResult, MultiAgentEnv, ResetResult
+from harl.envs.coverage import coverage_metric_names, coverage_metrics
 
 # Agents start within this distance of the centre (uniform in a square), so the start is
 # symmetric up to a small perturbation.
@@ -40,15 +41,6 @@ def occupancy(positions: np.ndarray, targets: np.ndarray, radius: float) -> np.n
     """``(K,)`` bool: some agent of ``positions (N, 2)`` lies inside target ``k``'s region."""
     distances = np.linalg.norm(positions[:, None, :] - targets[None, :, :], axis=-1)
     return (distances <= radius).any(axis=0)
-
-
-def balance(held_steps: np.ndarray) -> float:
-    """Entropy of the time each target was held, over ``log K``; 0 when none was held."""
-    total = held_steps.sum()
-    if total <= 0 or len(held_steps) < 2:
-        return 0.0
-    share = held_steps[held_steps > 0] / total
-    return float(-(share * np.log(share)).sum() / np.log(len(held_steps)))
 
 
 class OccupationEnv(MultiAgentEnv):
@@ -71,7 +63,7 @@ class OccupationEnv(MultiAgentEnv):
         self.max_speed = float(args["max_speed"])
         self.state_type: str = args["state_type"]
         self.targets = target_positions(self.n_targets, float(args["target_distance"]))
-        self.episode_metric_names = ("coverage", "balance") + tuple(f"target_{k}" for k in range(self.n_targets))
+        self.episode_metric_names = coverage_metric_names(self.n_targets, "target")
 
         obs_size = 2 + 2 * self.n_targets + 2 * (self.n_agents - 1) + 1
         state_size = 2 * self.n_agents + 2 * self.n_targets + 1
@@ -120,12 +112,7 @@ class OccupationEnv(MultiAgentEnv):
         truncated = self._t >= self.episode_limit
         info: dict[str, Any] = {"bad_transition": truncated}
         if truncated:
-            shares = self._held / self._t
-            info["episode_metrics"] = {
-                "coverage": float(shares.mean()),
-                "balance": balance(self._held),
-                **{f"target_{k}": float(s) for k, s in enumerate(shares)},
-            }
+            info["episode_metrics"] = coverage_metrics(self._held, self._t, "target")
         obs, share_obs, avail = self._observe()
         rewards = np.full(self.n_agents, held.mean(), dtype=np.float32)
         dones = np.full(self.n_agents, truncated, dtype=bool)

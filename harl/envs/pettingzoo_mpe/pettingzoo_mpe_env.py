@@ -11,6 +11,7 @@ import numpy as np
 from gymnasium import spaces
 
 from harl.envs.base import EnvStepResult, MultiAgentEnv, ResetResult
+from harl.envs.coverage import coverage_metric_names, coverage_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -24,6 +25,8 @@ SCENARIOS: dict[str, str] = {
     "simple_reference_v2": "simple_reference_v3",
     "simple_speaker_listener_v3": "simple_speaker_listener_v4",
 }
+# Scenarios of this project built on mpe2's scenario code -> module.
+OWN_SCENARIOS: dict[str, str] = {"landmark_coverage": "harl.envs.pettingzoo_mpe.landmark_coverage"}
 
 _logged_mappings: set[str] = set()
 
@@ -45,7 +48,13 @@ class PettingZooMPEEnv(MultiAgentEnv):
         args = check_env_args("pettingzoo_mpe", env_args)
         self.scenario: str = args["scenario"]
         self.discrete = not args["continuous_actions"]
-        module = importlib.import_module(f"mpe2.{SCENARIOS[self.scenario]}")
+        if self.scenario in OWN_SCENARIOS:
+            module = importlib.import_module(OWN_SCENARIOS[self.scenario])
+            self.episode_metric_names = coverage_metric_names(module.N_LANDMARKS, "landmark")
+            self._held_landmarks = module.held_landmarks
+        else:
+            module = importlib.import_module(f"mpe2.{SCENARIOS[self.scenario]}")
+            self._held_landmarks = None
         # The scenario's unwrapped AEC env, stepped agent by agent, gives exactly what
         # parallel_env gives (tests/test_envs.py checks this) at about twice the speed: the
         # parallel and order-enforcing wrappers compute every observation two more times per step.
@@ -70,12 +79,12 @@ class PettingZooMPEEnv(MultiAgentEnv):
     def check_args(args: dict[str, Any]) -> None:
         """Raise ``ValueError`` for unsupported values; log HARL-name mappings once."""
         scenario = args["scenario"]
-        if scenario not in SCENARIOS:
+        if scenario not in SCENARIOS and scenario not in OWN_SCENARIOS:
             raise ValueError(
                 f"pettingzoo_mpe: unsupported scenario {scenario!r}; supported: "
-                f"{', '.join(SCENARIOS)}"
+                f"{', '.join([*SCENARIOS, *OWN_SCENARIOS])}"
             )
-        if SCENARIOS[scenario] != scenario and scenario not in _logged_mappings:
+        if scenario in SCENARIOS and SCENARIOS[scenario] != scenario and scenario not in _logged_mappings:
             _logged_mappings.add(scenario)
             logger.info(
                 "pettingzoo_mpe: scenario %s runs as mpe2's %s (same scenario, current version)",
@@ -95,6 +104,8 @@ class PettingZooMPEEnv(MultiAgentEnv):
     def reset(self, seed: int | None = None) -> ResetResult:
         """Start an episode; ``seed=None`` continues the scenario's random stream."""
         self._env.reset(seed=seed)
+        self._held = np.zeros(len(self.episode_metric_names) - 2 if self._held_landmarks else 0)
+        self._t = 0
         return self._observe() + (self._avail,)
 
     def step(self, actions: list[np.ndarray]) -> EnvStepResult:
@@ -108,8 +119,12 @@ class PettingZooMPEEnv(MultiAgentEnv):
         truncated = any(self._env.truncations[a] for a in self._agents)
         done = terminated or truncated
         info: dict[str, Any] = {"bad_transition": truncated and not terminated}
+        self._t += 1
+        if self._held_landmarks is not None:
+            self._held += self._held_landmarks(self._env.world)
         if done:
-            info["episode_metrics"] = {}
+            info["episode_metrics"] = {} if self._held_landmarks is None else coverage_metrics(
+                self._held, self._t, "landmark")
         team_reward = sum(self._env.rewards[a] for a in self._agents)
         rewards = np.full(self.n_agents, team_reward, dtype=np.float32)
         dones = np.full(self.n_agents, done, dtype=bool)
