@@ -12,6 +12,7 @@ import sys
 import time
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 
@@ -72,6 +73,19 @@ def test_torch_refusals_of_non_finite_outputs_become_non_finite_errors():
     with pytest.raises(NonFiniteError, match="action probabilities"):
         with torch_refusals_as_non_finite():
             torch.multinomial(torch.tensor([[math.nan, 1.0]]), 1)
+
+
+def test_non_finite_entries_check_large_buffers_in_chunks_and_find_a_nan_anywhere(monkeypatch):
+    import harl.utils.finite as finite
+
+    monkeypatch.setattr(finite, "_FINITE_CHUNK", 7)
+    ring = np.zeros((5, 6), np.float32)  # 30 elements: chunks of 7, the last one short
+    assert non_finite_entries({"ring": torch.from_numpy(ring), "array": ring, "ids": np.arange(4)}) == []
+    for flat_index in (0, 6, 7, 29):
+        bad = ring.copy()
+        bad.reshape(-1)[flat_index] = np.inf
+        assert non_finite_entries({"ring": torch.from_numpy(bad), "array": bad[:, ::2]}) == (
+            ["ring", "array"] if flat_index % 2 == 0 else ["ring"])
 
 
 def test_non_finite_entries_name_the_paths():

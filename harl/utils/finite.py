@@ -51,14 +51,26 @@ def check_actions(actions: Iterable[np.ndarray]) -> None:
             raise NonFiniteError(f"agent {agent_id}'s actions are not finite")
 
 
+# Elements checked at a time: torch.isfinite's temporaries take about 1.7x the input's bytes, which
+# on a multi-GB replay buffer pushed a checkpointing process into the out-of-memory killer.
+_FINITE_CHUNK = 1 << 24
+
+
+def _all_finite(values: torch.Tensor) -> bool:
+    flat = values.reshape(-1)
+    return all(bool(torch.isfinite(flat[start:start + _FINITE_CHUNK]).all())
+               for start in range(0, flat.numel(), _FINITE_CHUNK))
+
+
 def non_finite_entries(state: Any, prefix: str = "") -> list[str]:
     """Paths (``algorithm/critic/...``) of the tensors, arrays and floats in ``state`` that hold a
-    NaN or an infinity."""
-    if isinstance(state, torch.Tensor):
-        finite = not state.is_floating_point() or bool(torch.isfinite(state).all())
-        return [] if finite else [prefix]
+    NaN or an infinity. Large tensors are checked in chunks, so the check needs little memory."""
     if isinstance(state, np.ndarray):
-        finite = not np.issubdtype(state.dtype, np.floating) or bool(np.isfinite(state).all())
+        if not np.issubdtype(state.dtype, np.floating):
+            return []
+        state = torch.from_numpy(np.ascontiguousarray(state))
+    if isinstance(state, torch.Tensor):
+        finite = not state.is_floating_point() or _all_finite(state)
         return [] if finite else [prefix]
     if isinstance(state, float):
         return [] if np.isfinite(state) else [prefix]
