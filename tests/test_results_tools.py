@@ -36,6 +36,9 @@ def test_starcraft_runs_are_summarised_in_win_rate(tmp_path):
     groups = collect(str(tmp_path))
     runs = groups["smax/task/happo/exp"]
     assert [(r.metric, r.final_eval) for r in runs] == [("eval_win_rate", 0.75), ("eval_win_rate", 0.25)]
+    # a root below the results folder (results/smax/task) keeps the groups and the win rate
+    assert {g: [r.metric for r in rs] for g, rs in collect(str(tmp_path / "smax" / "task")).items()} == {
+        "smax/task/happo/exp": ["eval_win_rate", "eval_win_rate"]}
     assert "| smax/task/happo/exp | win rate | 2 | 2000 | 1: 0.75, 2: 0.25 | 0.50 | 0.25 | 0.25 | 0.75 |" in markdown_table(groups)
 
 

@@ -37,9 +37,10 @@ class RunResult(NamedTuple):
     curve: tuple[np.ndarray, np.ndarray]  # env steps, metric
 
 
-def read_run(run_dir: str, results_root: str) -> RunResult | None:
-    """The final row of a run with at least one evaluation, or None."""
-    group = os.path.relpath(os.path.dirname(run_dir), results_root)
+def read_run(run_dir: str) -> RunResult | None:
+    """The final row of a run with at least one evaluation, or None. Its group is the layout's
+    ``<env>/<task>/<algo>/<exp_name>`` above the seed directory, whatever root it was found from."""
+    group = os.path.join(*os.path.abspath(os.path.dirname(run_dir)).split(os.sep)[-4:])
     metric = headline_metric(group.split(os.sep)[0])
     with open(os.path.join(run_dir, "progress.csv"), newline="", encoding="utf-8") as file:
         rows = [r for r in csv.DictReader(file) if r.get(metric)]
@@ -55,7 +56,7 @@ def collect(results_root: str) -> dict[str, list[RunResult]]:
     """Every run under ``results_root`` grouped by ``<env>/<task>/<algo>/<exp_name>``."""
     groups: dict[str, list[RunResult]] = defaultdict(list)
     for path in sorted(glob.glob(os.path.join(results_root, "**", "progress.csv"), recursive=True)):
-        run = read_run(os.path.dirname(path), results_root)
+        run = read_run(os.path.dirname(path))
         if run is not None:
             groups[run.group].append(run)
     return dict(groups)
