@@ -54,3 +54,12 @@ def test_algorithms_of_one_task_are_compared_in_one_picture(tmp_path):
     picture = tmp_path / "compare.png"
     plot_comparison(tasks["smax/task/exp"], "smax/task", str(picture))
     assert picture.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_run_is_read_in_the_metric_asked_for(tmp_path):
+    from harl.utils.results_tools import read_run
+
+    _fake_run(tmp_path, 1, [-3.0, -2.0], win_rates=[0.1, 0.4])  # an MPE run: headline metric return
+    run_dir = str(next((tmp_path / "pettingzoo_mpe").rglob("seed-*")))
+    assert (read_run(run_dir).metric, read_run(run_dir).final_eval) == ("eval_episode_return", -2.0)
+    assert (read_run(run_dir, "eval_win_rate").metric, read_run(run_dir, "eval_win_rate").final_eval) == ("eval_win_rate", 0.4)

@@ -53,7 +53,7 @@ def gather(experiment: Experiment, runs: list[RunSpec], log_dir: str, eval_episo
         state, run_dir = run_state(spec, log_dir)
         if state != "finished" or (spec.task, spec.label) not in cells:
             continue
-        result = read_run(run_dir)
+        result = read_run(run_dir, experiment.metric)
         if result is None or result.metric != experiment.metric:
             continue
         cell = cells[(spec.task, spec.label)]

@@ -37,11 +37,12 @@ class RunResult(NamedTuple):
     curve: tuple[np.ndarray, np.ndarray]  # env steps, metric
 
 
-def read_run(run_dir: str) -> RunResult | None:
-    """The final row of a run with at least one evaluation, or None. Its group is the layout's
-    ``<env>/<task>/<algo>/<exp_name>`` above the seed directory, whatever root it was found from."""
+def read_run(run_dir: str, metric: str = "") -> RunResult | None:
+    """The final row of a run with at least one evaluation of ``metric`` (default: the env's
+    headline metric), or None. Its group is the layout's ``<env>/<task>/<algo>/<exp_name>`` above
+    the seed directory, whatever root it was found from."""
     group = os.path.join(*os.path.abspath(os.path.dirname(run_dir)).split(os.sep)[-4:])
-    metric = headline_metric(group.split(os.sep)[0])
+    metric = metric or headline_metric(group.split(os.sep)[0])
     with open(os.path.join(run_dir, "progress.csv"), newline="", encoding="utf-8") as file:
         rows = [r for r in csv.DictReader(file) if r.get(metric)]
     if not rows:
