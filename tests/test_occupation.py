@@ -7,8 +7,8 @@ import pytest
 
 from e2e_helpers import TINY_OFF_POLICY, TINY_ON_POLICY, assert_run_layout, train
 from harl.envs import check_env_args, make_train_env
-from harl.envs.coverage import balance
-from harl.envs.occupation.occupation_env import OccupationEnv, occupancy, target_positions
+from harl.envs.coverage import balance, occupancy
+from harl.envs.occupation.occupation_env import OccupationEnv, target_positions
 
 
 def drive(env: OccupationEnv, goals: np.ndarray) -> tuple[list[float], dict]:

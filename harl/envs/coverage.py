@@ -4,6 +4,12 @@ from __future__ import annotations
 import numpy as np
 
 
+def occupancy(positions: np.ndarray, targets: np.ndarray, radius: float) -> np.ndarray:
+    """``(K,)`` bool: some agent of ``positions (N, 2)`` lies within ``radius`` of target ``k``."""
+    distances = np.linalg.norm(positions[:, None, :] - targets[None, :, :], axis=-1)
+    return (distances <= radius).any(axis=0)
+
+
 def balance(held_steps: np.ndarray) -> float:
     """Entropy of the time each target was held, over ``log K``: 1 when every target was held
     equally long, 0 when one target or none was held."""

@@ -54,7 +54,7 @@ def gather(experiment: Experiment, runs: list[RunSpec], log_dir: str, eval_episo
         if state != "finished" or (spec.task, spec.label) not in cells:
             continue
         result = read_run(run_dir, experiment.metric)
-        if result is None or result.metric != experiment.metric:
+        if result is None:
             continue
         cell = cells[(spec.task, spec.label)]
         cell.runs.append(result)

@@ -23,7 +23,7 @@ import numpy as np
 from gymnasium import spaces
 
 from harl.envs.base import EnvStepResult, MultiAgentEnv, ResetResult
-from harl.envs.coverage import coverage_metric_names, coverage_metrics
+from harl.envs.coverage import coverage_metric_names, coverage_metrics, occupancy
 
 # Agents start within this distance of the centre (uniform in a square), so the start is
 # symmetric up to a small perturbation.
@@ -35,12 +35,6 @@ def target_positions(n_targets: int, distance: float) -> np.ndarray:
     (four targets sit on the diagonals, as in Fig. 1)."""
     angles = np.pi / 4 + 2 * np.pi * np.arange(n_targets) / n_targets
     return (distance * np.stack([np.cos(angles), np.sin(angles)], axis=1)).astype(np.float32)
-
-
-def occupancy(positions: np.ndarray, targets: np.ndarray, radius: float) -> np.ndarray:
-    """``(K,)`` bool: some agent of ``positions (N, 2)`` lies inside target ``k``'s region."""
-    distances = np.linalg.norm(positions[:, None, :] - targets[None, :, :], axis=-1)
-    return (distances <= radius).any(axis=0)
 
 
 class OccupationEnv(MultiAgentEnv):

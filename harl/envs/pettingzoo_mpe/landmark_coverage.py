@@ -13,6 +13,8 @@ import numpy as np
 from mpe2._mpe_utils.simple_env import SimpleEnv
 from mpe2.simple_spread.simple_spread import Scenario as SpreadScenario
 
+from harl.envs.coverage import occupancy
+
 N_AGENTS = 2
 N_LANDMARKS = 3
 # Landmarks sit this far from the centre of the [-1, 1]^2 start area.
@@ -53,6 +55,5 @@ class raw_env(SimpleEnv):  # noqa: N801 - mpe2's name for a scenario's AEC envir
 
 def held_landmarks(world) -> np.ndarray:
     """``(3,)`` bool: some agent is within ``HOLD_RADIUS`` of landmark ``k``."""
-    agents = np.stack([agent.state.p_pos for agent in world.agents])
-    landmarks = np.stack([landmark.state.p_pos for landmark in world.landmarks])
-    return (np.linalg.norm(agents[:, None] - landmarks[None], axis=-1) <= HOLD_RADIUS).any(axis=0)
+    return occupancy(np.stack([agent.state.p_pos for agent in world.agents]),
+                     np.stack([landmark.state.p_pos for landmark in world.landmarks]), HOLD_RADIUS)

@@ -52,9 +52,11 @@ class PettingZooMPEEnv(MultiAgentEnv):
             module = importlib.import_module(OWN_SCENARIOS[self.scenario])
             self.episode_metric_names = coverage_metric_names(module.N_LANDMARKS, "landmark")
             self._held_landmarks = module.held_landmarks
+            self._held: np.ndarray | None = np.zeros(module.N_LANDMARKS)  # steps each landmark was held
         else:
             module = importlib.import_module(f"mpe2.{SCENARIOS[self.scenario]}")
-            self._held_landmarks = None
+            self._held_landmarks = self._held = None
+        self._t = 0
         # The scenario's unwrapped AEC env, stepped agent by agent, gives exactly what
         # parallel_env gives (tests/test_envs.py checks this) at about twice the speed: the
         # parallel and order-enforcing wrappers compute every observation two more times per step.
@@ -104,7 +106,8 @@ class PettingZooMPEEnv(MultiAgentEnv):
     def reset(self, seed: int | None = None) -> ResetResult:
         """Start an episode; ``seed=None`` continues the scenario's random stream."""
         self._env.reset(seed=seed)
-        self._held = np.zeros(len(self.episode_metric_names) - 2 if self._held_landmarks else 0)
+        if self._held is not None:
+            self._held[:] = 0
         self._t = 0
         return self._observe() + (self._avail,)
 
@@ -120,11 +123,10 @@ class PettingZooMPEEnv(MultiAgentEnv):
         done = terminated or truncated
         info: dict[str, Any] = {"bad_transition": truncated and not terminated}
         self._t += 1
-        if self._held_landmarks is not None:
+        if self._held is not None:
             self._held += self._held_landmarks(self._env.world)
         if done:
-            info["episode_metrics"] = {} if self._held_landmarks is None else coverage_metrics(
-                self._held, self._t, "landmark")
+            info["episode_metrics"] = {} if self._held is None else coverage_metrics(self._held, self._t, "landmark")
         team_reward = sum(self._env.rewards[a] for a in self._agents)
         rewards = np.full(self.n_agents, team_reward, dtype=np.float32)
         dones = np.full(self.n_agents, done, dtype=bool)
