@@ -38,3 +38,14 @@ def test_repeated_pairs_report_each_ratio_and_their_median():
     text = bench_train.format_ratios(pairs)
     assert "wall time per env step: median 2.00x (pairs: 2.00x, 1.80x, 2.20x)" in text
     assert "peak RSS (trainer): median 1.20x" in text
+
+
+def test_diffusion_bench_prints_a_row_per_width_and_step_count():
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_diffusion.py"
+    result = subprocess.run([sys.executable, str(script), "--repeats", "1", "--steps", "2", "4", "--hidden", "16",
+                             "--batch", "8"], capture_output=True, text=True, timeout=300, check=True)
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| 20 |")]
+    assert [row.split("|")[2].strip() for row in rows] == ["2", "4"] and rows[0].endswith("| 1.00x |")

@@ -89,14 +89,14 @@ def test_every_yaml_key_has_a_comment(algo):
 
 @pytest.mark.parametrize("algo", ON_POLICY)
 def test_yaml_keys_match_harl(configs, algo):
-    """Same key set as HARL's published configs of the algorithm, plus our two additions."""
+    """Same key set as HARL's published configs of the algorithm, plus our additions."""
     files = sorted(REFERENCE.glob(f"*/*/{algo}/config.json"))
     if not files:
         pytest.skip("HARL reference configs not available on this machine")
     harl = json.loads(files[0].read_text())["algo_args"]
     ours, _ = get_defaults_yaml_args(algo, "toyenv")
     expected = {s: set(keys) for s, keys in harl.items()}
-    expected["train"] |= {"checkpoint_interval", "n_env_workers", "env_reply_timeout"}
+    expected["train"] |= {"checkpoint_interval", "keep_snapshots", "n_env_workers", "env_reply_timeout"}
     assert {s: set(keys) for s, keys in ours.items()} == expected
 
 

@@ -14,7 +14,7 @@ import pytest
 
 from e2e_helpers import read_progress
 from harl.experiments.evaluation import evaluate_run
-from harl.experiments.report import build_report, gather
+from harl.experiments.report import build_report, decimals_for, gather
 from harl.experiments.spec import load_experiment, parse_only
 from harl.experiments.sweep import run_state, run_sweep
 from harl.utils.cli import parse_train_args
@@ -44,7 +44,14 @@ def tiny_experiment(tmp_path: Path, algos=("happo", "haa2c"), seeds=(1, 2)) -> P
     return path
 
 
-@pytest.mark.parametrize("table", ["paper/table1", "paper/table3", "paper/table4_smax", "ablations/occupation", "ablations/landmark_coverage"])
+EXPERIMENT_FILES = sorted(str(p.relative_to(ROOT / "experiments").with_suffix("")) for p in (ROOT / "experiments").glob("*/*.yaml"))
+
+
+def test_every_experiment_file_is_tested():
+    assert {"paper/table3", "ablations/occupation", "ablations/kl_linesearch"} <= set(EXPERIMENT_FILES)
+
+
+@pytest.mark.parametrize("table", EXPERIMENT_FILES)
 def test_the_experiment_files_load_with_a_tuned_config_per_cell(table):
     experiment = load_experiment(ROOT / "experiments" / f"{table}.yaml")
     runs = experiment.runs(seeds=3, num_env_steps=1000)
@@ -62,6 +69,11 @@ def test_table1_skips_the_cells_the_paper_leaves_empty():
     assert humanoid == {"mappo", "happo", "haqo"}
 
 
+def test_table_decimals_follow_the_size_of_the_numbers():
+    assert [decimals_for(np.array(v)) for v in ([-62.3, -30.0], [0.39, 0.66], [1.29, 0.3], [0.0], [], [1234.0])] == [
+        1, 3, 2, 1, 1, 1]
+
+
 def test_bad_experiment_files_are_config_errors(tmp_path):
     with pytest.raises(ConfigError, match="not found"):
         load_experiment(tmp_path / "missing.yaml")
@@ -72,6 +84,10 @@ def test_bad_experiment_files_are_config_errors(tmp_path):
     assert parse_only("algo=happo,haqo;task=a") == {"algo": {"happo", "haqo"}, "task": {"a"}}
     with pytest.raises(ConfigError, match="algo=..."):
         parse_only("colour=red")
+    path = tiny_experiment(tmp_path / "diag")
+    path.write_text(path.read_text() + 'diagnostics:\n  "KL": "median:agent*/kl"\n')
+    with pytest.raises(ConfigError, match="diagnostic 'KL' must read '<mean|max>:"):
+        load_experiment(path)
 
 
 def _finished_weights(run_dirs):
@@ -176,9 +192,18 @@ def test_the_report_puts_the_paper_beside_ours_with_intervals(tmp_path):
     expected = evaluate_run(run_state(runs[0], log_dir)[1], 4, 7)["eval_episode_return"]
     assert single.finals.tolist() == [expected] and cache.is_file()
     out = tmp_path / "report"
+    experiment.diagnostics.update({"mean fps": ("mean", "f*s"), "peak fps": ("max", "fps")})
+    cells = gather(experiment, runs, log_dir)
+    fps = [[float(r["fps"]) for r in read_progress(run_state(spec, log_dir)[1]) if r["fps"]] for spec in runs]
+    happo_fps = [np.mean(f) for spec, f in zip(runs, fps) if spec.algo == "happo"]
+    assert np.allclose(cells[("toy-discrete", "happo")].diagnostics["mean fps"], happo_fps)
+    assert np.allclose(cells[("toy-discrete", "happo")].diagnostics["peak fps"],
+                       [max(f) for spec, f in zip(runs, fps) if spec.algo == "happo"])
     text = build_report(experiment, cells, str(out), "Budget: 400 env steps per run.")
+    assert "Training diagnostics" in text and f"{np.mean(happo_fps):.3g} ({np.std(happo_fps):.2g})" in text
     finals = cells[("toy-discrete", "happo")].finals
-    assert f"{finals.mean():.1f} ({finals.std():.1f})" in text and "paper 0 (0.5)" in text
+    digits = decimals_for(np.concatenate([c.finals for c in cells.values()]))
+    assert f"{finals.mean():.{digits}f} ({finals.std():.{digits}f})" in text and "paper 0 (0.5)" in text
     assert "Interquartile mean" in text and "Sample efficiency" in text
     rows = (out / "table.csv").read_text().splitlines()
     assert rows[0].startswith("task,algo,seeds,mean,std,iqm,iqm_ci_low,iqm_ci_high")

@@ -196,6 +196,11 @@ class InProcessVecEnv(_VecEnvBase):
         """Step all environments with one ``(E, a_i)`` array per agent."""
         return StepResult(*self._chunk.step(self._check_actions(actions)))
 
+    @property
+    def envs(self) -> list:
+        """The environment objects, in env order (for inspection, e.g. agents' positions)."""
+        return self._chunk.envs
+
     def close(self) -> None:
         """Close all environments."""
         self._chunk.close()

@@ -15,7 +15,7 @@ from harl.experiments.evaluation import evaluate_run
 from harl.experiments.spec import Experiment, RunSpec, TaskSpec
 from harl.experiments.sweep import run_state
 from harl.utils.checkpoint import atomic_write
-from harl.utils.results_tools import RunResult, plot_comparison, read_run
+from harl.utils.results_tools import RunResult, diagnostic, plot_comparison, read_run
 from harl.utils.stats import bootstrap_ci, iqm, probability_of_improvement_ci
 
 CANDIDATE = "haqo"  # the algorithm the probability-of-improvement rows are about
@@ -31,6 +31,7 @@ class Cell:
     runs: list[RunResult]
     scale: float
     reevaluated: list[float] = field(default_factory=list)  # per run, when re-evaluated
+    diagnostics: dict[str, list[float]] = field(default_factory=dict)  # label -> per run (experiment.diagnostics)
 
     @property
     def finals(self) -> np.ndarray:
@@ -58,6 +59,10 @@ def gather(experiment: Experiment, runs: list[RunSpec], log_dir: str, eval_episo
             continue
         cell = cells[(spec.task, spec.label)]
         cell.runs.append(result)
+        for label, (aggregate, pattern) in experiment.diagnostics.items():
+            value = diagnostic(run_dir, pattern, aggregate)
+            if value is not None:
+                cell.diagnostics.setdefault(label, []).append(value)
         if eval_episodes:
             key = f"{run_dir}|{eval_episodes}|{eval_seed}"
             if key not in cache:
@@ -69,8 +74,20 @@ def gather(experiment: Experiment, runs: list[RunSpec], log_dir: str, eval_episo
     return cells
 
 
-def _mean_std(values: np.ndarray) -> str:
-    return f"{values.mean():.1f} ({values.std():.1f})" if len(values) else "-"
+def decimals_for(values: np.ndarray) -> int:
+    """Decimals that show a table's numbers to about three significant digits: 1 for returns in
+    the tens, 3 for shares such as coverage (at most 3)."""
+    largest = float(np.abs(values).max()) if len(values) else 0.0
+    return 1 if largest == 0.0 else int(np.clip(2 - np.floor(np.log10(largest)), 1, 3))
+
+
+def _mean_std(values: np.ndarray, digits: int = 1) -> str:
+    return f"{values.mean():.{digits}f} ({values.std():.{digits}f})" if len(values) else "-"
+
+
+def _mean_std_precise(values: np.ndarray) -> str:
+    """Three significant digits: diagnostics span orders of magnitude (KLs, seconds)."""
+    return f"{values.mean():.3g} ({values.std():.2g})" if len(values) else "-"
 
 
 def steps_to_reach(runs: list[RunResult], target: float, scale: float) -> float | None:
@@ -90,6 +107,7 @@ def build_report(experiment: Experiment, cells: dict[tuple[str, str], Cell], out
     os.makedirs(os.path.join(out_dir, "curves"), exist_ok=True)
     algos = experiment.algorithms
     unit = experiment.metric.removeprefix("eval_").replace("_", " ")
+    digits = decimals_for(np.concatenate([np.zeros(0), *(cell.finals for cell in cells.values())]))
     md = [f"# {experiment.title}: ours vs the paper", "",
           f"Final {unit} (x {experiment.paper_scale:g}) at the end of training, mean (std) over seeds; "
           f"the paper's number below it. {budget_note}", ""]
@@ -103,7 +121,7 @@ def build_report(experiment: Experiment, cells: dict[tuple[str, str], Cell], out
         row, tex_row = [], []
         for algo in algos:
             cell = cells.get((task.task, algo))
-            ours = _mean_std(cell.finals) if cell else "-"
+            ours = _mean_std(cell.finals, digits) if cell else "-"
             paper = task.paper.get(algo)
             paper_text = f"{paper[0]:g} ({paper[1]:g})" if paper else "-"
             ours_md = f"**{ours}**" if algo == best else ours
@@ -129,7 +147,7 @@ def build_report(experiment: Experiment, cells: dict[tuple[str, str], Cell], out
         cells_row = []
         for algo in algos:
             found = summaries.get((task.task, algo))
-            cells_row.append(f"{found['iqm']:.1f} [{found['iqm_ci_low']:.1f}, {found['iqm_ci_high']:.1f}]"
+            cells_row.append(f"{found['iqm']:.{digits}f} [{found['iqm_ci_low']:.{digits}f}, {found['iqm_ci_high']:.{digits}f}]"
                              if found and found["seeds"] else "-")
         md.append(f"| {task.label} | " + " | ".join(cells_row) + " |")
 
@@ -176,7 +194,24 @@ def build_report(experiment: Experiment, cells: dict[tuple[str, str], Cell], out
                 cell = cells.get((task.task, algo))
                 steps = steps_to_reach(cell.runs, target, cell.scale) if cell and cell.runs else None
                 entries.append(f"{steps:,.0f}" if steps is not None else "-")
-            md.append(f"| {task.label} | {target:.1f} | " + " | ".join(entries) + " |")
+            md.append(f"| {task.label} | {target:.{digits}f} | " + " | ".join(entries) + " |")
+
+    if experiment.diagnostics:
+        labels = list(experiment.diagnostics)
+        md += ["", "Training diagnostics, per run over the whole run (" + "; ".join(
+            f"{label}: {agg} of {pattern}" for label, (agg, pattern) in experiment.diagnostics.items())
+            + "), mean (std) over seeds" + ("; times are seconds on this machine, comparable only between runs of one sweep"
+                                              if any(p.startswith("time/") for _, p in experiment.diagnostics.values()) else "")
+            + ":"]
+        for task in experiment.tasks:
+            md += ["", f"{task.label}:", "", f"| column | final {unit} | " + " | ".join(labels) + " |",
+                   "|---|---|" + "---|" * len(labels)]
+            for algo in algos:
+                cell = cells.get((task.task, algo))
+                if not cell or not cell.runs:
+                    continue
+                values = [_mean_std_precise(np.array(cell.diagnostics.get(label, []))) for label in labels]
+                md.append(f"| {algo} | {_mean_std(cell.finals, digits)} | " + " | ".join(values) + " |")
 
     for task in experiment.tasks:
         curves = {a: cells[(task.task, a)].runs for a in algos if cells.get((task.task, a)) and cells[(task.task, a)].runs}

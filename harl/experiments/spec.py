@@ -14,6 +14,8 @@ A file looks like::
         task: simple_reference_v2-continuous   # the results layout's task name
         label: Reference (continuous)           # the paper's row name
         paper: {haa2c: [-36.2, 1.3], ...}        # mean, std; null where the paper has none
+    diagnostics:                      # optional: training diagnostics tabled per cell
+      "KL before the line search": "mean:agent*/kl_raw"   # <mean|max>:<progress.csv columns, * = any>
 
 Each run uses ``tuned_configs/<env>/<task>/<algo>/config.json`` (``config_task`` picks another
 task's file; an optional ``tuned_dir``, relative to the experiment file, another folder of such
@@ -26,7 +28,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 import yaml
 
@@ -36,6 +38,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 TUNED_DIR = REPO_ROOT / "tuned_configs"
 METRICS = {"return": "eval_episode_return", "win_rate": "eval_win_rate", "score_rate": "eval_score_rate",
            "coverage": "eval_coverage", "balance": "eval_balance"}
+DIAGNOSTIC_AGGREGATES = ("mean", "max")
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,9 @@ class Experiment:
     notes: str = ""
     path: str = ""
     tuned_dir: Path = TUNED_DIR
+    # table label -> (mean | max, progress.csv column pattern): per run over every logged row
+    # and matching column (e.g. every agent), then mean (std) over seeds
+    diagnostics: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     def tuned_config(self, task: TaskSpec, algo: str) -> Path:
         return self.tuned_dir / task.env / task.config_task / algo / "config.json"
@@ -152,11 +158,19 @@ def load_experiment(path: str | os.PathLike) -> Experiment:
                  for algo, value in (entry.get("paper") or {}).items()}
         tasks.append(TaskSpec(entry["env"], entry["task"], entry.get("label", entry["task"]), paper,
                               entry.get("config_task", entry["task"])))
+    diagnostics = {}
+    for label, text in (data.get("diagnostics") or {}).items():
+        agg, _, pattern = str(text).partition(":")
+        if agg not in DIAGNOSTIC_AGGREGATES or not pattern:
+            raise ConfigError(f"{path}: diagnostic {label!r} must read '<mean|max>:<progress.csv column pattern>', "
+                              f"not {text!r}")
+        diagnostics[str(label)] = (agg, pattern)
     experiment = Experiment(
         name=str(data["name"]), title=str(data["title"]), metric=METRICS[data["metric"]],
         paper_scale=float(data.get("paper_scale", 1)), seeds=[int(s) for s in data["seeds"]],
         algorithms=list(data["algorithms"]), tasks=tasks, notes=str(data.get("notes", "")), path=str(path),
         tuned_dir=(Path(path).parent / data["tuned_dir"]).resolve() if "tuned_dir" in data else TUNED_DIR,
+        diagnostics=diagnostics,
     )
     absent = [str(experiment.tuned_config(t, a)) for t, a in experiment.cells()
               if not experiment.tuned_config(t, a).is_file()]

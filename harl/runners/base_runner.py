@@ -6,8 +6,9 @@ from __future__ import annotations
 import abc
 import logging
 import os
+import shutil
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -31,6 +32,9 @@ from harl.utils.logger import EpisodeTracker, RunLogger
 from harl.utils.plotting import plot_learning_curve
 
 logger = logging.getLogger(__name__)
+
+# models/<SNAPSHOTS_DIR>/step_<env step>/: the weights kept at each checkpoint (keep_snapshots)
+SNAPSHOTS_DIR = "snapshots"
 
 
 class RunStopped(Exception):
@@ -274,8 +278,9 @@ class BaseRunner(abc.ABC):
         """Inverse of :meth:`algorithm_state`."""
 
     @abc.abstractmethod
-    def save_model_weights(self) -> None:
-        """Write HARL-style weight files (``actor_agent<i>.pt`` ...) into ``models/``."""
+    def save_model_weights(self, directory: str) -> None:
+        """Write HARL-style weight files (``actor_agent<i>.pt`` ...) into ``directory`` (``models/``
+        at the end of a run, a snapshot's folder with ``keep_snapshots``)."""
 
     @abc.abstractmethod
     def eval_policy_reset(self, n_envs: int) -> Any:
@@ -304,17 +309,19 @@ class BaseRunner(abc.ABC):
 
     # ----------------------------------------------------------------- evaluation
     @torch.no_grad()
-    def evaluate(self) -> dict[str, float]:
+    def evaluate(self, before_step: Callable[[], None] | None = None) -> dict[str, float]:
         """Run ``eval_episodes`` decentralised episodes and return their mean return and metrics.
 
         The policies sample from generators seeded by the run's seed and env step, restored
         afterwards, so evaluation settings (or evaluating at all) leave the training run as it is.
+        ``before_step``, when given, is called before every vectorised step (e.g. to record the
+        agents' positions from ``eval_envs``).
         """
         assert self.eval_envs is not None
         with isolated_rng(int(np.random.SeedSequence([self.seed, self.total_steps]).generate_state(1)[0])):
-            return self._evaluate_episodes()
+            return self._evaluate_episodes(before_step)
 
-    def _evaluate_episodes(self) -> dict[str, float]:
+    def _evaluate_episodes(self, before_step: Callable[[], None] | None) -> dict[str, float]:
         eval_episodes = int(self.algo_args["eval"]["eval_episodes"])
         n_envs = self.eval_envs.n_envs
         tracker = EpisodeTracker(n_envs)
@@ -327,6 +334,8 @@ class BaseRunner(abc.ABC):
             actions, policy_state = self.eval_actions(
                 obs, available_actions, policy_state, episode_starts
             )
+            if before_step is not None:
+                before_step()
             result = self.eval_envs.step(actions)
             obs, available_actions = result.obs, result.available_actions
             finished = tracker.update(result.rewards, result.infos)
@@ -354,7 +363,21 @@ class BaseRunner(abc.ABC):
             raise NonFiniteError(f"the state to checkpoint holds non-finite values ({', '.join(non_finite[:3])})")
         atomic_torch_save(state, checkpoint_path(self.run_dir))
         self.last_checkpoint_step = self.total_steps
+        if self.flat_args.get("keep_snapshots"):
+            self.save_snapshot()
         plot_learning_curve(self.run_dir, f"{self.args['algo']} on {self.args['env']} {self.task_name}")
+
+    def save_snapshot(self) -> None:
+        """Keep this checkpoint's weights in ``models/snapshots/step_<env step>/``, written to a
+        temporary folder and renamed, so that a snapshot folder is always complete."""
+        final = os.path.join(self.models_dir, SNAPSHOTS_DIR, f"step_{self.total_steps}")
+        if os.path.isdir(final):  # a resumed run passes its last checkpoint's step again
+            return
+        partial = final + ".partial"
+        shutil.rmtree(partial, ignore_errors=True)
+        os.makedirs(partial)
+        self.save_model_weights(partial)
+        os.replace(partial, final)
 
     def maybe_resume(self) -> dict[str, Any] | None:
         """Load the checkpoint of ``--resume RUN_DIR``; returns its loop counters or None."""

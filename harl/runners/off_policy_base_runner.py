@@ -129,7 +129,7 @@ class OffPolicyBaseRunner(BaseRunner):
                         break  # a training phase can take minutes; the scheduler's grace period is shorter
                     self.diagnostics.add(self.train())
             self.finish_vector_step(vec_step, {"vec_step": vec_step, "total_it": self.total_it})
-        self.save_model_weights()
+        self.save_model_weights(self.models_dir)
 
     def track_max(self, key: str) -> bool:
         """Diagnostics whose window maximum is logged beside the mean (default: none)."""
@@ -217,10 +217,10 @@ class OffPolicyBaseRunner(BaseRunner):
         self.total_it = int(state["total_it"])
         logger.info("Replay buffer restored from the checkpoint: %d transitions", len(self.buffer))
 
-    def save_model_weights(self) -> None:
+    def save_model_weights(self, directory: str) -> None:
         for agent_id, actor in enumerate(self.unique_actors()):
-            actor.save(self.models_dir, agent_id)
-        self.critic.save(self.models_dir)
+            actor.save(directory, agent_id)
+        self.critic.save(directory)
 
     def restore_weights(self, model_dir: str) -> None:
         """Load HARL-style weight files from ``model_dir`` (the ``model_dir`` config key)."""

@@ -109,7 +109,7 @@ class OnPolicyBaseRunner(BaseRunner):
             if saved:
                 self.save_checkpoint({"episode": episode})
             self.stop_if_requested({"episode": episode}, saved)
-        self.save_model_weights()
+        self.save_model_weights(self.models_dir)
 
     # ----------------------------------------------------------------- rollout
     def warmup(self) -> None:
@@ -323,12 +323,12 @@ class OnPolicyBaseRunner(BaseRunner):
         if self.value_normalizer is not None:
             self.value_normalizer.load_state_dict(state["value_normalizer"])
 
-    def save_model_weights(self) -> None:
+    def save_model_weights(self, directory: str) -> None:
         for agent_id, actor in enumerate(self.unique_actors()):
-            torch.save(actor.actor.state_dict(), os.path.join(self.models_dir, f"actor_agent{agent_id}.pt"))
-        torch.save(self.critic.critic.state_dict(), os.path.join(self.models_dir, "critic_agent.pt"))
+            torch.save(actor.actor.state_dict(), os.path.join(directory, f"actor_agent{agent_id}.pt"))
+        torch.save(self.critic.critic.state_dict(), os.path.join(directory, "critic_agent.pt"))
         if self.value_normalizer is not None:
-            torch.save(self.value_normalizer.state_dict(), os.path.join(self.models_dir, "value_normalizer.pt"))
+            torch.save(self.value_normalizer.state_dict(), os.path.join(directory, "value_normalizer.pt"))
 
     def restore_weights(self, model_dir: str) -> None:
         """Load HARL-style weight files from ``model_dir`` (the ``model_dir`` config key)."""

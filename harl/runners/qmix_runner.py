@@ -166,7 +166,7 @@ class QMIXRunner(BaseRunner):
                     self.diagnostics.add({f"train/{k}": v for k, v in info.items()})
             self.finish_vector_step(vec_step, {"vec_step": vec_step, "pending_episodes": self.pending_episodes},
                                     {"train/epsilon": epsilon})
-        self.save_model_weights()
+        self.save_model_weights(self.models_dir)
 
     def csv_diagnostic_names(self) -> tuple[str, ...]:
         return CSV_DIAGNOSTICS
@@ -192,11 +192,11 @@ class QMIXRunner(BaseRunner):
         self.buffer.load_state_dict(state["buffer"])
         logger.info("Episode buffer restored from the checkpoint: %d episodes", len(self.buffer))
 
-    def save_model_weights(self) -> None:
+    def save_model_weights(self, directory: str) -> None:
         """``actor_agent0.pt``: the agent network every agent shares (HARL's file name, so that
         evaluation and the sweep find it), ``mixer.pt``: the mixer."""
-        atomic_torch_save(self.learner.agent_net.state_dict(), os.path.join(self.models_dir, "actor_agent0.pt"))
-        atomic_torch_save(self.learner.mixer.state_dict(), os.path.join(self.models_dir, "mixer.pt"))
+        atomic_torch_save(self.learner.agent_net.state_dict(), os.path.join(directory, "actor_agent0.pt"))
+        atomic_torch_save(self.learner.mixer.state_dict(), os.path.join(directory, "mixer.pt"))
 
     def restore_weights(self, model_dir: str) -> None:
         """Load :meth:`save_model_weights`'s files (the ``model_dir`` config key); the targets

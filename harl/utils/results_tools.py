@@ -6,6 +6,7 @@ The headline number is the evaluation return, except for the StarCraft family (`
 from __future__ import annotations
 
 import csv
+import fnmatch
 import glob
 import os
 from collections import defaultdict
@@ -51,6 +52,18 @@ def read_run(run_dir: str, metric: str = "") -> RunResult | None:
     values = np.array([float(r[metric]) for r in rows])
     return RunResult(group, os.path.basename(run_dir), int(steps[-1]), metric, float(values[-1]),
                      float(rows[-1]["wall_time"]), (steps, values))
+
+
+def diagnostic(run_dir: str, pattern: str, aggregate: str) -> float | None:
+    """``mean`` or ``max`` of every logged value of the ``progress.csv`` columns matching
+    ``pattern`` (``*`` = any text, e.g. ``agent*/kl``) over the whole run; None when none is logged."""
+    with open(os.path.join(run_dir, "progress.csv"), newline="", encoding="utf-8") as file:
+        rows = list(csv.DictReader(file))
+    columns = fnmatch.filter(rows[0].keys(), pattern) if rows else []
+    values = [float(r[c]) for r in rows for c in columns if r.get(c)]
+    if not values:
+        return None
+    return float(np.mean(values) if aggregate == "mean" else np.max(values))
 
 
 def collect(results_root: str) -> dict[str, list[RunResult]]:

@@ -53,7 +53,7 @@ class OccupationEnv(MultiAgentEnv):
         self.n_agents = int(args["n_agents"])
         self.n_targets = int(args["n_targets"])
         self.episode_limit = int(args["episode_limit"])
-        self.radius = float(args["target_radius"])
+        self.hold_radius = float(args["target_radius"])
         self.max_speed = float(args["max_speed"])
         self.state_type: str = args["state_type"]
         self.targets = target_positions(self.n_targets, float(args["target_distance"]))
@@ -100,7 +100,7 @@ class OccupationEnv(MultiAgentEnv):
         """Move every agent, then score the share of targets occupied."""
         velocity = np.clip(np.stack([np.asarray(a, np.float32).reshape(2) for a in actions]), -1.0, 1.0)
         self._positions = np.clip(self._positions + self.max_speed * velocity, -1.0, 1.0).astype(np.float32)
-        held = occupancy(self._positions, self.targets, self.radius)
+        held = occupancy(self._positions, self.targets, self.hold_radius)
         self._held += held
         self._t += 1
         truncated = self._t >= self.episode_limit
@@ -116,6 +116,11 @@ class OccupationEnv(MultiAgentEnv):
     def positions(self) -> np.ndarray:
         """``(N, 2)`` current positions (for visitation-density plots)."""
         return self._positions.copy()
+
+    @property
+    def target_places(self) -> np.ndarray:
+        """``(K, 2)`` the targets' centres."""
+        return self.targets.copy()
 
     def _observe(self) -> ResetResult:
         elapsed = np.array([self._t / self.episode_limit], dtype=np.float32)

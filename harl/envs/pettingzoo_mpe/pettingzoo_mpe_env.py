@@ -53,6 +53,7 @@ class PettingZooMPEEnv(MultiAgentEnv):
             self.episode_metric_names = coverage_metric_names(module.N_LANDMARKS, "landmark")
             self._held_landmarks = module.held_landmarks
             self._held: np.ndarray | None = np.zeros(module.N_LANDMARKS)  # steps each landmark was held
+            self.hold_radius: float = module.HOLD_RADIUS
         else:
             module = importlib.import_module(f"mpe2.{SCENARIOS[self.scenario]}")
             self._held_landmarks = self._held = None
@@ -132,6 +133,16 @@ class PettingZooMPEEnv(MultiAgentEnv):
         dones = np.full(self.n_agents, done, dtype=bool)
         obs, share_obs = self._observe()
         return obs, share_obs, rewards, dones, info, self._avail
+
+    @property
+    def positions(self) -> np.ndarray:
+        """``(N, 2)`` the agents' current positions (visitation-density plots)."""
+        return np.stack([agent.state.p_pos for agent in self._env.world.agents]).astype(np.float32)
+
+    @property
+    def target_places(self) -> np.ndarray:
+        """``(K, 2)`` the landmarks' positions (fixed in the coverage scenario)."""
+        return np.stack([landmark.state.p_pos for landmark in self._env.world.landmarks]).astype(np.float32)
 
     def close(self) -> None:
         """Close the PettingZoo environment."""
