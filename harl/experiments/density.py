@@ -111,7 +111,7 @@ def plot_densities(groups: dict[str, list[Visitation]], title: str, path: str, b
     n_rows = len(groups)
     n_cols = max(len(v) for v in groups.values())
     all_positions = np.concatenate([v.positions for vs in groups.values() for v in vs])
-    half = max(1.0, float(np.percentile(np.abs(all_positions), 99.5)))
+    half = max(1.0, float(np.percentile(np.abs(all_positions), 97)))  # a few strays must not shrink the rest
     figure, axes = plt.subplots(n_rows, n_cols, figsize=(2.6 * n_cols, 2.6 * n_rows), dpi=100, squeeze=False)
     for row, (label, visitations) in enumerate(groups.items()):
         for col in range(n_cols):
