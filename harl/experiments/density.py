@@ -53,13 +53,13 @@ def run_visitation(run_dir: str, weights_dir: str, step: int, episodes: int, eva
 
     def record(runner) -> None:
         envs = getattr(runner.eval_envs, "envs", None)
-        first = envs[0] if envs else None
-        if first is None or not hasattr(first, "positions") or not hasattr(first, "hold_radius"):
-            raise ConfigError(
-                f"{run_dir}: its environment ({runner.args['env']}) has no target regions to plot; visitation "
-                "densities are for --env occupation and --env pettingzoo_mpe --scenario landmark_coverage"
-            )
-        if not places:
+        if not places:  # the first step: check the environment once, keep its targets
+            first = envs[0] if envs else None
+            if first is None or not hasattr(first, "positions") or not hasattr(first, "hold_radius"):
+                raise ConfigError(
+                    f"{run_dir}: its environment ({runner.args['env']}) has no target regions to plot; visitation "
+                    "densities are for --env occupation and --env pettingzoo_mpe --scenario landmark_coverage"
+                )
             places.append(first.target_places)
             radius.append(first.hold_radius)
         positions.append(np.concatenate([env.positions for env in envs]))
@@ -100,13 +100,10 @@ def held_shares(visitation: Visitation) -> np.ndarray:
 def plot_densities(groups: dict[str, list[Visitation]], title: str, path: str, bins: int = 60) -> None:
     """A grid of 2D visitation histograms (rows: groups, columns: points of training) with the
     target regions drawn as circles and each region's share of the positions written beside it."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from matplotlib.colors import LogNorm
 
     from harl.utils.checkpoint import atomic_write
+    from harl.utils.plotting import plt  # headless backend, set once there
 
     n_rows = len(groups)
     n_cols = max(len(v) for v in groups.values())

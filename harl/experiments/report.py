@@ -15,7 +15,7 @@ from harl.experiments.evaluation import evaluate_run
 from harl.experiments.spec import Experiment, RunSpec, TaskSpec
 from harl.experiments.sweep import run_state
 from harl.utils.checkpoint import atomic_write
-from harl.utils.results_tools import RunResult, diagnostic, plot_comparison, read_run
+from harl.utils.results_tools import RunResult, diagnostics, plot_comparison, read_run
 from harl.utils.stats import bootstrap_ci, iqm, probability_of_improvement_ci
 
 CANDIDATE = "haqo"  # the algorithm the probability-of-improvement rows are about
@@ -59,9 +59,8 @@ def gather(experiment: Experiment, runs: list[RunSpec], log_dir: str, eval_episo
             continue
         cell = cells[(spec.task, spec.label)]
         cell.runs.append(result)
-        for label, (aggregate, pattern) in experiment.diagnostics.items():
-            value = diagnostic(run_dir, pattern, aggregate)
-            if value is not None:
+        if experiment.diagnostics:
+            for label, value in diagnostics(run_dir, experiment.diagnostics).items():
                 cell.diagnostics.setdefault(label, []).append(value)
         if eval_episodes:
             key = f"{run_dir}|{eval_episodes}|{eval_seed}"

@@ -54,16 +54,19 @@ def read_run(run_dir: str, metric: str = "") -> RunResult | None:
                      float(rows[-1]["wall_time"]), (steps, values))
 
 
-def diagnostic(run_dir: str, pattern: str, aggregate: str) -> float | None:
-    """``mean`` or ``max`` of every logged value of the ``progress.csv`` columns matching
-    ``pattern`` (``*`` = any text, e.g. ``agent*/kl``) over the whole run; None when none is logged."""
+def diagnostics(run_dir: str, wanted: dict[str, tuple[str, str]]) -> dict[str, float]:
+    """``label -> value`` for each ``label: (mean | max, pattern)``: the mean or max of every
+    logged value of the ``progress.csv`` columns matching ``pattern`` (``*`` = any text, e.g.
+    ``agent*/kl``) over the whole run; labels with no logged value are left out."""
     with open(os.path.join(run_dir, "progress.csv"), newline="", encoding="utf-8") as file:
         rows = list(csv.DictReader(file))
-    columns = fnmatch.filter(rows[0].keys(), pattern) if rows else []
-    values = [float(r[c]) for r in rows for c in columns if r.get(c)]
-    if not values:
-        return None
-    return float(np.mean(values) if aggregate == "mean" else np.max(values))
+    out = {}
+    for label, (aggregate, pattern) in wanted.items():
+        columns = fnmatch.filter(rows[0].keys(), pattern) if rows else []
+        values = [float(r[c]) for r in rows for c in columns if r.get(c)]
+        if values:
+            out[label] = float(np.mean(values) if aggregate == "mean" else np.max(values))
+    return out
 
 
 def collect(results_root: str) -> dict[str, list[RunResult]]:
