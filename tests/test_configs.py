@@ -63,7 +63,7 @@ def test_yaml_has_harl_sections_and_defaults(configs, algo):
     assert train["episode_length"] == 200 and train["n_rollout_threads"] == 20
     assert train["num_env_steps"] == 10_000_000
     assert train["eval_interval"] == 25 and train["log_interval"] == 5
-    assert train["checkpoint_interval"] == 10 and train["n_env_workers"] == 0
+    assert train["checkpoint_interval"] == 10 and train["n_env_workers"] is None
     assert model["hidden_sizes"] == [128, 128] and model["lr"] == 0.0005
     assert model["critic_lr"] == 0.0005 and model["opti_eps"] == 1e-5
     assert algo_args["device"]["torch_threads"] == 4
@@ -396,7 +396,7 @@ def test_tuned_configs_present():
     per_env = {env: len([p for p in published if p.parts[-4] == env]) for env in {p.parts[-4] for p in published}}
     # HARL's files (MPE, MaMuJoCo, SMAC, SMACv2), and the StarCraft ones again on SMAX but
     # corridor (terrain SMAX cannot play)
-    assert per_env == {"pettingzoo_mpe": 42, "mamujoco": 52, "smac": 28, "smacv2": 10, "smax": 35}
+    assert per_env == {"pettingzoo_mpe": 42, "mamujoco": 52, "smac": 28, "smacv2": 10, "smax": 35, "football": 5, "dexhands": 3}
     assert not list(TUNED.glob("*/*/had3qn"))
 
 
@@ -441,7 +441,7 @@ def test_value_decomposition_tuned_configs_are_pymarl2_settings_beside_happo():
 def test_haqo_tuned_configs_share_happo_settings():
     """HAQO's tuned files copy from HAPPO's the settings that mean the same thing."""
     haqo_files = sorted(TUNED.glob("*/*/haqo/config.json"))
-    assert len(haqo_files) == len(list(TUNED.glob("*/*/happo/config.json"))) == 41
+    assert len(haqo_files) == len(list(TUNED.glob("*/*/happo/config.json"))) == 49
     shared = {
         "train": ("n_rollout_threads", "num_env_steps"),
         "eval": ("use_eval", "n_eval_rollout_threads", "eval_episodes"),

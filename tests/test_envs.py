@@ -354,7 +354,7 @@ def test_toy_fp_state_has_agent_ids():
 
 
 def test_unknown_env_name_lists_registered_names():
-    with pytest.raises(ValueError, match="registered environments: mamujoco, occupation, pettingzoo_mpe, smac, smacv2, smax, toy"):
+    with pytest.raises(ValueError, match="registered environments: dexhands, football, mamujoco, occupation, pettingzoo_mpe, smac, smacv2, smax, toy"):
         make_train_env("starcraft3", 1, 2, {}, 0)
     assert set(ENV_REGISTRY) >= {"pettingzoo_mpe", "mamujoco", "smac", "smacv2", "smax", "toy", "occupation"}
 

@@ -41,6 +41,8 @@ ENV_REGISTRY: dict[str, str] = {
     "smax": "harl.envs.smax.smax_env:SMAXEnv",
     "toy": "harl.envs.toy.toy_env:ToyEnv",
     "occupation": "harl.envs.occupation.occupation_env:OccupationEnv",
+    "football": "harl.envs.football.football_env:FootballEnv",
+    "dexhands": "harl.envs.dexhands.dexhands_env:DexHandsEnv",
 }
 """Environment name (the ``--env`` argument) -> ``"module:AdapterClass"``."""
 
@@ -49,6 +51,12 @@ _ENV_EXTRAS: dict[str, tuple[str, tuple[str, ...]]] = {
     "pettingzoo_mpe": ("mpe", ("mpe2", "pettingzoo")),
     "mamujoco": ("mamujoco", ("gymnasium_robotics", "mujoco")),
     "smax": ("smax", ("jaxmarl", "jax", "jaxlib", "flax", "chex")),
+    "football": ("football", ("gfootball",)),
+}
+# Environments whose package the pip extra cannot build alone: the command that installs it.
+_INSTALL_COMMANDS: dict[str, str] = {
+    "football": "bash scripts/install_football.sh (builds gfootball from source, about 15 minutes; "
+    "installs its Debian build packages with apt-get, so run it as root or install those first)",
 }
 
 _TASK_NAMES: dict[str, Callable[[dict[str, Any]], str]] = {
@@ -61,6 +69,8 @@ _TASK_NAMES: dict[str, Callable[[dict[str, Any]], str]] = {
     "smax": lambda a: a["map_name"],
     "toy": lambda a: "toy-mixed" if a["continuous_agent"] else "toy-discrete",
     "occupation": lambda a: f"{a['n_agents']}agents-{a['n_targets']}targets",
+    "football": lambda a: a["env_name"],
+    "dexhands": lambda a: a["task"],
 }
 
 logger = logging.getLogger(__name__)
@@ -95,9 +105,10 @@ def load_adapter(env_name: str) -> type[MultiAgentEnv]:
         missing = (exc.name or "").split(".")[0]
         if extra is None or missing not in extra[1]:
             raise
+        command = _INSTALL_COMMANDS.get(env_name, f'pip install -e ".[{extra[0]}]"')
         raise EnvNotInstalledError(
             f"environment {env_name!r} needs the Python package {missing!r}, which is not "
-            f'installed; install it with: pip install -e ".[{extra[0]}]"'
+            f"installed; install it with: {command}"
         ) from exc
     return getattr(module, class_name)
 
@@ -136,9 +147,17 @@ def get_task_name(env_name: str, env_args: dict[str, Any]) -> str:
     return _TASK_NAMES[env_name]({**env_defaults(env_name), **env_args})
 
 
-def resolve_n_env_workers(n_env_workers: int, n_threads: int) -> int:
-    """Number of worker processes: 0 = in-process, k > 0 = k (at most one per env),
-    -1 = one per CPU core available to this process, at most ``n_threads``."""
+def resolve_n_env_workers(n_env_workers: int | None, n_threads: int, env_name: str | None = None) -> int:
+    """Number of worker processes: None = the environment's ``default_env_workers`` (0 unless
+    its simulator is slow), 0 = in-process, k > 0 = k (at most one per env), -1 = one per CPU
+    core available to this process, at most ``n_threads``."""
+    if n_env_workers is None:
+        n_env_workers = load_adapter(env_name).default_env_workers if env_name else 0
+    if not isinstance(n_env_workers, int) or isinstance(n_env_workers, bool):
+        raise ValueError(
+            f"n_env_workers must be null (the environment's default), -1 (one per CPU core), 0 "
+            f"(in-process) or a positive number of worker processes, got {n_env_workers!r}"
+        )
     if n_env_workers == -1:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
         return min(cores or 1, n_threads)
@@ -155,7 +174,7 @@ def _make_vec_env(
     base_seed: int,
     n_threads: int,
     env_args: dict[str, Any],
-    n_env_workers: int,
+    n_env_workers: int | None,
     reply_timeout_s: float | None = None,
 ) -> InProcessVecEnv | SubprocVecEnv:
     if n_threads < 1:
@@ -163,32 +182,32 @@ def _make_vec_env(
     env_args = check_env_args(env_name, env_args)  # fails fast, before any process starts
     batched = load_adapter(env_name).make_batched_vec_env(env_args, n_threads, base_seed)
     if batched is not None:
-        if n_env_workers != 0:
-            logger.info("%s steps all its environments in one batched call; n_env_workers=%d does not apply",
+        if n_env_workers:
+            logger.info("%s steps all its environments in one batched call; n_env_workers=%s does not apply",
                         env_name, n_env_workers)
         return batched
     factory = EnvFactory(ENV_REGISTRY[env_name], env_args)
-    n_workers = resolve_n_env_workers(n_env_workers, n_threads)
+    n_workers = resolve_n_env_workers(n_env_workers, n_threads, env_name)
     if n_workers == 0:
         return InProcessVecEnv(factory, n_threads, base_seed)
     return SubprocVecEnv(factory, n_threads, base_seed, n_workers, env_name=env_name, reply_timeout_s=reply_timeout_s)
 
 
 def make_train_env(
-    env_name: str, seed: int, n_threads: int, env_args: dict[str, Any], n_env_workers: int,
+    env_name: str, seed: int, n_threads: int, env_args: dict[str, Any], n_env_workers: int | None,
     reply_timeout_s: float | None = None,
 ) -> InProcessVecEnv | SubprocVecEnv:
     """``n_threads`` training environments; env ``k`` is seeded ``seed * 1000 + k``.
 
     ``n_env_workers``: 0 steps them in this process, k > 0 in k worker processes,
-    -1 in one worker per CPU core (capped at ``n_threads``). ``reply_timeout_s``: how long a
-    worker may take to answer before the vector raises ``EnvWorkerError`` (None: no limit).
+    -1 in one worker per CPU core (capped at ``n_threads``), None as the environment prefers
+    (``default_env_workers``). ``reply_timeout_s``: how long a worker may take to answer before the vector raises ``EnvWorkerError`` (None: no limit).
     """
     return _make_vec_env(env_name, seed * 1000, n_threads, env_args, n_env_workers, reply_timeout_s)
 
 
 def make_eval_env(
-    env_name: str, seed: int, n_threads: int, env_args: dict[str, Any], n_env_workers: int,
+    env_name: str, seed: int, n_threads: int, env_args: dict[str, Any], n_env_workers: int | None,
     reply_timeout_s: float | None = None,
 ) -> InProcessVecEnv | SubprocVecEnv:
     """Like :func:`make_train_env` for evaluation; env ``k`` is seeded

@@ -70,6 +70,9 @@ class MultiAgentEnv(abc.ABC):
     episode_metric_names: tuple[str, ...] = ()
     episode_limit: int | None = None
     """The longest an episode can last, in steps; None when the adapter does not bound it."""
+    default_env_workers: int = 0
+    """Worker processes when the config's ``n_env_workers`` is null: 0 (in-process) suits fast
+    simulators; a slow one (Football) says -1, one per CPU core."""
 
     @staticmethod
     def check_args(args: dict[str, Any]) -> None:

@@ -99,7 +99,7 @@ class BaseRunner(abc.ABC):
         if not self.run_dir:
             check_writable(algo_args["logger"]["log_dir"])
 
-        n_env_workers = int(train_cfg["n_env_workers"])
+        n_env_workers = train_cfg["n_env_workers"]
         reply_timeout = float(train_cfg["env_reply_timeout"])
         self.envs = make_train_env(
             args["env"], self.seed, self.n_rollout_threads, env_args, n_env_workers, reply_timeout

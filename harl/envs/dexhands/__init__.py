@@ -1,0 +1,1 @@
+"""Bi-DexterousHands on NVIDIA Isaac Gym (``--env dexhands``)."""
