@@ -9,6 +9,11 @@ the best rate is kept, which discounts other load on a shared machine.
 
     python benchmarks/bench_envs.py [--n-envs 20] [--steps 300] [--repeats 3]
     python benchmarks/bench_envs.py --only smax [--smax-map 3s5z] [--smax-envs 1 20 32]
+    python benchmarks/bench_envs.py --only football [--football-envs 8] [--football-workers 1 2 4]
+
+Football (``bash scripts/install_football.sh`` first) is measured only when asked: its engine
+takes milliseconds per step, so the comparison is between numbers of worker processes, with
+new random actions every step (a repeated action ends academy episodes at once).
 """
 
 from __future__ import annotations
@@ -46,6 +51,23 @@ def measure(env_name: str, env_args: dict, n_envs: int, n_workers: int, steps: i
         for _ in range(steps):
             vec.step(actions)
         return steps / (time.perf_counter() - start)
+    finally:
+        vec.close()
+
+
+def measure_football(n_envs: int, n_workers: int, steps: int) -> float:
+    """Env steps per second of academy_3_vs_1_with_keeper in ``n_workers`` processes."""
+    vec = make_train_env("football", 1, n_envs, {}, n_workers)
+    try:
+        vec.reset()
+        rng = np.random.default_rng(0)
+        draws = rng.integers(vec.action_spaces[0].n, size=(steps + 10, vec.n_agents, n_envs, 1))
+        for actions in draws[:10]:
+            vec.step(list(actions))
+        start = time.perf_counter()
+        for actions in draws[10:]:
+            vec.step(list(actions))
+        return steps * n_envs / (time.perf_counter() - start)
     finally:
         vec.close()
 
@@ -105,10 +127,23 @@ def main() -> None:
         default=[0, 1, 2],
         help="n_env_workers values to compare (0 = in-process; MPE, MaMuJoCo)",
     )
-    parser.add_argument("--only", choices=["classic", "smax"], default=None, help="one family only")
+    parser.add_argument("--only", choices=["classic", "smax", "football"], default=None,
+                        help="one family only (default: classic and smax)")
     parser.add_argument("--smax-map", default="3s5z", help="SMAX map")
     parser.add_argument("--smax-envs", type=int, nargs="+", default=[1, 20, 32], help="SMAX environment counts")
+    parser.add_argument("--football-envs", type=int, default=8, help="Football environments")
+    parser.add_argument("--football-workers", type=int, nargs="+", default=[1, 2, 4], help="Football worker processes")
     args = parser.parse_args()
+    if args.only == "football":
+        best = {w: 0.0 for w in args.football_workers}
+        for _ in range(args.repeats):
+            for w in args.football_workers:
+                best[w] = max(best[w], measure_football(args.football_envs, w, args.steps))
+        print(f"| env | task | worker processes | env steps/s (E = {args.football_envs}) |")
+        print("| --- | --- | --- | --- |")
+        for w, rate in best.items():
+            print(f"| football | academy_3_vs_1_with_keeper | {w} | {rate:,.0f} |")
+        return
     if args.only != "smax":
         settings = [(env, env_args, w) for env, env_args in CASES for w in args.workers]
         best = [0.0] * len(settings)

@@ -63,3 +63,11 @@ def test_a_run_is_read_in_the_metric_asked_for(tmp_path):
     run_dir = str(next((tmp_path / "pettingzoo_mpe").rglob("seed-*")))
     assert (read_run(run_dir).metric, read_run(run_dir).final_eval) == ("eval_episode_return", -2.0)
     assert (read_run(run_dir, "eval_win_rate").metric, read_run(run_dir, "eval_win_rate").final_eval) == ("eval_win_rate", 0.4)
+
+
+def test_headline_metric_is_the_papers_unit_per_environment():
+    from harl.utils.results_tools import headline_metric
+
+    assert headline_metric("smax") == "eval_win_rate"
+    assert headline_metric("football") == "eval_score_rate"
+    assert headline_metric("mamujoco") == "eval_episode_return"

@@ -46,11 +46,11 @@ class _TqdmProgress:
         )
 
     def update(
-        self, step: int, fps: float, train: float | None, evaluation: float | None, win_rate: float | None = None
+        self, step: int, fps: float, train: float | None, evaluation: float | None, rate: tuple[str, float] | None = None
     ) -> None:
-        won = "" if win_rate is None else f" win={win_rate:.2f}"
+        shown = "" if rate is None else f" {rate[0].split()[0]}={rate[1]:.2f}"
         self._bar.set_postfix_str(
-            f"fps={fps:,.0f} train={_fmt(train)} eval={_fmt(evaluation)}{won}", refresh=False
+            f"fps={fps:,.0f} train={_fmt(train)} eval={_fmt(evaluation)}{shown}", refresh=False
         )
         self._bar.update(step - self._bar.n)
 
@@ -74,7 +74,7 @@ class _PlainProgress:
         self._emitted = ""
 
     def update(
-        self, step: int, fps: float, train: float | None, evaluation: float | None, win_rate: float | None = None
+        self, step: int, fps: float, train: float | None, evaluation: float | None, rate: tuple[str, float] | None = None
     ) -> None:
         eta = (self._total - step) / fps if fps > 0 else math.inf
         eta_text = tqdm.format_interval(eta) if math.isfinite(eta) else "?"
@@ -82,7 +82,7 @@ class _PlainProgress:
         self._last_line = (
             f"[harl] {step:,}/{self._total:,} steps ({percent:.1f}%) | {fps:,.0f} fps | "
             f"ETA {eta_text} | train return {_fmt(train)} | eval return {_fmt(evaluation)}"
-            + ("" if win_rate is None else f" | eval win rate {win_rate:.2f}")
+            + ("" if rate is None else f" | eval {rate[0]} {rate[1]:.2f}")
         )
         now = time.monotonic()
         if now - self._last_print >= self._interval_s:
@@ -225,7 +225,8 @@ class RunLogger:
         self._window_metrics: dict[str, list[np.ndarray]] = {}
         self._last_train: float | None = None
         self._last_eval: float | None = None
-        self._last_win_rate: float | None = None  # environments with a win_rate metric
+        # (name, value) of the last evaluation's rate, for environments with a win or score rate
+        self._last_rate: tuple[str, float] | None = None
         stream = stream if stream is not None else sys.stderr
         self._progress: _TqdmProgress | _PlainProgress | None = None
         if not disable_progress:
@@ -267,7 +268,7 @@ class RunLogger:
         if self._progress is not None:
             elapsed = time.monotonic() - self._t0
             fps = (env_steps - self._start_step) / elapsed if elapsed > 0 else 0.0
-            self._progress.update(env_steps, fps, self._last_train, self._last_eval, self._last_win_rate)
+            self._progress.update(env_steps, fps, self._last_train, self._last_eval, self._last_rate)
 
     def log_row(
         self,
@@ -316,7 +317,9 @@ class RunLogger:
         )
         self._last_train = values.get("train_episode_return", self._last_train)
         self._last_eval = values.get("eval_episode_return", self._last_eval)
-        self._last_win_rate = values.get("eval_win_rate", self._last_win_rate)
+        for column, name in (("eval_win_rate", "win rate"), ("eval_score_rate", "score rate")):
+            if values.get(column) is not None:
+                self._last_rate = (name, values[column])
         self.advance(env_steps)
 
     def _tag(self, column: str) -> str:

@@ -2,7 +2,8 @@
 and a mean-and-range learning-curve picture.
 
 The headline number is the evaluation return, except for the StarCraft family (``smac``,
-``smacv2``, ``smax``), which the paper reports in win rate (``eval_win_rate``)."""
+``smacv2``, ``smax``), which the paper reports in win rate (``eval_win_rate``), and Football, in
+score rate (``eval_score_rate``)."""
 from __future__ import annotations
 
 import csv
@@ -23,6 +24,8 @@ WIN_RATE_ENVS = frozenset({"smac", "smacv2", "smax"})
 
 def headline_metric(env: str) -> str:
     """The ``progress.csv`` column a run of ``env`` is summarised by."""
+    if env == "football":
+        return "eval_score_rate"
     return "eval_win_rate" if env in WIN_RATE_ENVS else "eval_episode_return"
 
 
