@@ -23,13 +23,19 @@ environment's default is one worker process per CPU core (``default_env_workers`
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import io
 from typing import Any
 
 import numpy as np
-from gfootball.env import config as football_config
-from gfootball.env import football_env, wrappers
 from gymnasium import spaces
+
+# gfootball imports the old gym, which prints a notice that it is unmaintained on import; the
+# adapter uses none of gym's code paths (see the module doc), so the notice is dropped
+with contextlib.redirect_stderr(io.StringIO()):
+    from gfootball.env import config as football_config
+    from gfootball.env import football_env, wrappers
 
 from harl.envs.base import EnvStepResult, MultiAgentEnv, ResetResult
 from harl.envs.football.features import (
