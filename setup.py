@@ -8,7 +8,8 @@ EXTRAS = {
     # StarCraft II itself (4.10) and the maps are separate downloads: see docs/STARCRAFT.md
     "smac": ["smac @ git+https://github.com/oxwhirl/smac.git"],
     "smacv2": ["smacv2 @ git+https://github.com/oxwhirl/smacv2.git"],
-    "football": ["gfootball==2.10.2"],
+    # gfootball imports six without declaring it
+    "football": ["gfootball==2.10.2", "six"],
     # examples/reproduce.py --ray: each run of a sweep as a Ray task
     "ray": ["ray>=2.9"],
     "test": ["pytest>=8", "pytest-timeout>=2.3"],

@@ -38,6 +38,7 @@ if ! python -m pip download --no-index --find-links "$CACHE" --no-deps --only-bi
   python -m pip install -q psutil six wheel setuptools
   python -m pip wheel -q --no-deps --no-build-isolation -w "$CACHE" "gfootball==$VERSION"
 fi
-# The cached wheel is preferred to PyPI's source archive of the same version.
-python -m pip install -q --find-links "$CACHE" "gfootball==$VERSION"
+# The cached wheel is preferred to PyPI's source archive of the same version. gfootball imports
+# six at run time without declaring it, so it is installed alongside.
+python -m pip install -q --find-links "$CACHE" "gfootball==$VERSION" six
 python -c "import gfootball.env.football_env" && echo "[football] gfootball $VERSION installed"
