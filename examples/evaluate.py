@@ -24,13 +24,14 @@ def main() -> None:
     parser.add_argument("--eval_episodes", type=int, default=200, help="episodes per run")
     parser.add_argument("--eval_seed", type=int, default=12345, help="seed of the evaluation environments and policies")
     cli = parser.parse_args()
-    print("| algo | task | train seed | episodes | eval return | eval win rate | run |")
+    print("| algo | task | train seed | episodes | eval return | eval win / score rate | run |")
     print("|---|---|---|---|---|---|---|")
     for run_dir in cli.run_dirs:
         r = evaluate_run(run_dir, cli.eval_episodes, cli.eval_seed)
-        win_rate = f"{r['eval_win_rate']:.3f}" if "eval_win_rate" in r else ""  # StarCraft family
+        # StarCraft family: battles won; Football: episodes ended on a goal; other envs: none
+        rate = next((r[key] for key in ("eval_win_rate", "eval_score_rate") if key in r), None)
         print(f"| {r['algo']} | {r['task']} | {r['train_seed']} | {cli.eval_episodes} | "
-              f"{r['eval_episode_return']:.2f} | {win_rate} | {run_dir} |", flush=True)
+              f"{r['eval_episode_return']:.2f} | {'' if rate is None else f'{rate:.3f}'} | {run_dir} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -152,3 +152,9 @@ def test_training_end_to_end_reports_the_score_rate(tmp_path, algo):
     assert rows[-1]["eval_score_rate"] != "" and 0.0 <= float(rows[-1]["eval_score_rate"]) <= 1.0
     assert "eval_goals" in rows[-1]
     assert type(runner.envs).__name__ == "SubprocVecEnv"
+    if algo == "happo":  # the re-evaluation script reports the score rate too
+        script = os.path.join(os.path.dirname(__file__), "..", "examples", "evaluate.py")
+        out = subprocess.run([sys.executable, script, runner.run_dir, "--eval_episodes", "2"],
+                             capture_output=True, text=True, check=True).stdout
+        rate = out.strip().splitlines()[-1].split("|")[6].strip()
+        assert 0.0 <= float(rate) <= 1.0
