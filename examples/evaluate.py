@@ -13,6 +13,7 @@ import logging
 import sys
 
 from harl.experiments.evaluation import evaluate_run
+from harl.utils.results_tools import RATE_METRICS
 from harl.utils.cli import handle_cli_errors
 
 
@@ -28,10 +29,9 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|")
     for run_dir in cli.run_dirs:
         r = evaluate_run(run_dir, cli.eval_episodes, cli.eval_seed)
-        # StarCraft family: battles won; Football: episodes ended on a goal; other envs: none
-        rate = next((r[key] for key in ("eval_win_rate", "eval_score_rate") if key in r), None)
+        rate = RATE_METRICS.get(r["env"])  # StarCraft family: battles won; Football: goals
         print(f"| {r['algo']} | {r['task']} | {r['train_seed']} | {cli.eval_episodes} | "
-              f"{r['eval_episode_return']:.2f} | {'' if rate is None else f'{rate:.3f}'} | {run_dir} |", flush=True)
+              f"{r['eval_episode_return']:.2f} | {'' if rate is None else f'{r[rate]:.3f}'} | {run_dir} |", flush=True)
 
 
 if __name__ == "__main__":

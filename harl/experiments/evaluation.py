@@ -70,4 +70,5 @@ def evaluate_run(run_dir: str, eval_episodes: int, eval_seed: int, weights_dir: 
             train_seed = json.load(file)["algo_args"]["seed"]["seed"]
         hook = None if before_step is None else (lambda: before_step(runner))
         result = runner.evaluate(hook)
-        return {"algo": runner.args["algo"], "task": runner.task_name, "train_seed": train_seed, **result}
+        return {"algo": runner.args["algo"], "env": runner.args["env"], "task": runner.task_name,
+                "train_seed": train_seed, **result}

@@ -18,15 +18,14 @@ import numpy as np
 from harl.utils.plotting import plt, save_figure
 
 
-# Environments whose runs are compared in evaluation win rate (the paper's unit for them).
-WIN_RATE_ENVS = frozenset({"smac", "smacv2", "smax"})
+# Environments the paper reports in a rate, with its progress.csv column; the others in return.
+RATE_METRICS = {"smac": "eval_win_rate", "smacv2": "eval_win_rate", "smax": "eval_win_rate",
+                "football": "eval_score_rate"}
 
 
 def headline_metric(env: str) -> str:
     """The ``progress.csv`` column a run of ``env`` is summarised by."""
-    if env == "football":
-        return "eval_score_rate"
-    return "eval_win_rate" if env in WIN_RATE_ENVS else "eval_episode_return"
+    return RATE_METRICS.get(env, "eval_episode_return")
 
 
 class RunResult(NamedTuple):
