@@ -274,6 +274,9 @@ def test_a_non_finite_checkpoint_is_not_resumed(tmp_path):
     (["--lr", "1e400"], "'lr' must be > 0, got inf"),
     (["--eval_episodes", "0"], "'eval_episodes' must be >= 1"),
     (["--gamma", "1.5"], "'gamma' must be >= 0 and <= 1"),
+    (["--n_env_workers", "1.5"], "'n_env_workers' must be null or an integer >= -1, got 1.5"),
+    (["--n_env_workers", "True"], "'n_env_workers' must be null or an integer >= -1, got True"),
+    (["--n_env_workers", "-2"], "'n_env_workers' must be integer >= -1, got -2"),
 ])
 def test_out_of_range_values_are_config_errors(overrides, message):
     from harl.utils.cli import parse_train_args

@@ -32,27 +32,29 @@ class Bound(NamedTuple):
 
 
 class Rules(NamedTuple):
-    """The parsed ``ranges.yaml``: per-key bounds (with their text) and key-pair relations."""
+    """The parsed ``ranges.yaml``: per-key bounds (with their text and whether the key takes
+    integers only) and key-pair relations."""
 
-    keys: dict[str, tuple[str, list[Bound]]]
+    keys: dict[str, tuple[str, list[Bound], bool]]
     cross: list[tuple[str, str, str]]
 
 
-def _parse_rule(key: str, text: str) -> list[Bound]:
+def _parse_rule(key: str, text: str) -> tuple[list[Bound], bool]:
+    integer = text.startswith("integer ")
     bounds = []
-    for part in text.split(" and "):
+    for part in text.removeprefix("integer ").split(" and "):
         match = _BOUND.match(part.strip())
         if not match:
             raise ValueError(f"{RANGES_PATH}: the rule of {key!r} ({text!r}) is not like '>= 1' or '> 0 and <= 1'")
         bounds.append(Bound(match.group(1), float(match.group(2))))
-    return bounds
+    return bounds, integer
 
 
 @functools.lru_cache(maxsize=1)
 def load_rules() -> Rules:
     """Parse ``ranges.yaml`` (once per process)."""
     data = yaml.safe_load(RANGES_PATH.read_text(encoding="utf-8"))
-    keys = {key: (str(text), _parse_rule(key, str(text))) for key, text in data["keys"].items()}
+    keys = {key: (str(text), *_parse_rule(key, str(text))) for key, text in data["keys"].items()}
     cross = []
     for text in data["cross"]:
         match = _CROSS.match(text.strip())
@@ -70,13 +72,20 @@ def describe(key: str) -> str:
 
 def range_problems(flat: Mapping[str, Any]) -> list[str]:
     """One sentence per value of ``flat`` (leaf key -> value) outside its range or breaking a
-    relation; empty when all are valid. Non-numeric values are left to the type checks."""
+    relation; empty when all are valid. Non-numeric values are left to the type checks, except
+    for an "integer" rule, whose key has a null default (no type to check against) and takes
+    null or an integer."""
     rules = load_rules()
     problems = []
     for key, value in flat.items():
-        if key not in rules.keys or isinstance(value, bool):
+        if key not in rules.keys:
             continue
-        text, bounds = rules.keys[key]
+        text, bounds, integer = rules.keys[key]
+        if integer and value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+            problems.append(f"Config key '{key}' must be null or an {text}, got {value!r}.")
+            continue
+        if isinstance(value, bool):
+            continue
 
         def valid(number: Any) -> bool:
             return (isinstance(number, (int, float)) and not isinstance(number, bool)
