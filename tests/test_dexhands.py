@@ -155,3 +155,13 @@ def test_training_end_to_end_on_the_fake_task(tmp_path, fake_benchmark, algo):
     assert int(rows[-1]["env_steps"]) == 80 and rows[-1]["eval_episode_return"] != ""
     assert type(runner.envs).__name__ == "DexHandsVecEnv"
     assert all(t.actions_seen for t in fake_benchmark)
+
+
+@pytest.mark.parametrize("missing, wording", [
+    (["NVIDIA Isaac Gym (...)"], "It is not on PyPI"),
+    (["NVIDIA Isaac Gym (...)", "the Bi-DexterousHands package (...)"], "Neither is on PyPI"),
+])
+def test_the_message_counts_what_is_missing(monkeypatch, missing, wording):
+    monkeypatch.setattr(dexhands_env, "missing_requirements", lambda: missing)
+    with pytest.raises(EnvNotInstalledError, match=wording):
+        check_env_args("dexhands", {})

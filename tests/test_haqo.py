@@ -245,6 +245,40 @@ def test_stacked_observation_parts_equal_each_denoisers_own(feature_norm):
             torch.testing.assert_close(sampling.conditions[:, g, 0], d.step_conditions(o), rtol=1e-5, atol=1e-5)
 
 
+def _group_sample(actors, obs, seed):
+    torch.manual_seed(seed)
+    return sample_candidates(actors, obs, 3)[0].x
+
+
+@pytest.mark.parametrize("change", ["train", "load_state_dict", "line_search_write"])
+def test_group_sampling_reuses_stacked_weights_until_a_parameter_changes(change):
+    """The stacked parameter sets are kept between sampling calls, and every way an actor's
+    weights change (its update with the line search, a restore, the line search's writes)
+    makes the next call stack them again: samples equal those of freshly built stacks."""
+    from harl.algorithms.actors.haqo import _write_parameters
+    from torch.nn.utils import parameters_to_vector
+
+    from harl.models.policy_models.diffusion_policy import group_stacks
+
+    actors = [HAQO(make_args(), OBS, BOX) for _ in range(2)]
+    denoisers = [a.actor.denoiser for a in actors]
+    obs = [torch.randn(5, 3) for _ in actors]
+    first = group_stacks(denoisers)
+    assert group_stacks(denoisers) is first  # nothing changed: reused
+    if change == "train":
+        actors[1].train(torch.randn(32, 3), [torch.zeros(32, 2)] * 2, 1, peak_q(torch.ones(4)))
+    elif change == "load_state_dict":
+        actors[1].actor.load_state_dict(HAQO(make_args(), OBS, BOX).actor.state_dict())
+    else:
+        params = list(actors[1].actor.parameters())
+        _write_parameters(parameters_to_vector(params) + 0.1, params)
+    cached = _group_sample(actors, obs, 0)
+    assert group_stacks(denoisers) is not first
+    for d in denoisers:
+        d.group_stacks_cache.clear()
+    torch.testing.assert_close(cached, _group_sample(actors, obs, 0))
+
+
 def test_train_makes_a_fixed_number_of_network_calls():
     """K candidates: T calls; each Adam step: 1; line search: 1 + backtracks."""
     actor = HAQO(make_args(n_timesteps=6, actor_steps=3), OBS, BOX)

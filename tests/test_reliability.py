@@ -319,6 +319,8 @@ def test_every_numeric_key_of_every_yaml_has_a_range():
     ("happo", {"num_env_steps": 10}, "smaller than one rollout"),
     ("hasac", {"num_env_steps": 20, "warmup_steps": 40}, "leaves no training after warmup"),
     ("happo", {"model_dir": "/nonexistent/models"}, "holds no weights"),
+    ("happo", {"use_recurrent_policy": True, "episode_length": 12, "data_chunk_length": 5},
+     r"episode_length \(12\) must be a multiple of data_chunk_length \(5\)"),
 ])
 def test_a_refused_setting_leaves_no_run_directory(tmp_path, algo, overrides, message):
     tiny = TINY_ON_POLICY if algo == "happo" else TINY_OFF_POLICY

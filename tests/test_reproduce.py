@@ -88,6 +88,10 @@ def test_bad_experiment_files_are_config_errors(tmp_path):
     path.write_text(path.read_text() + 'diagnostics:\n  "KL": "median:agent*/kl"\n')
     with pytest.raises(ConfigError, match="diagnostic 'KL' must read '<mean|max>:"):
         load_experiment(path)
+    path = tiny_experiment(tmp_path / "paper")
+    path.write_text(path.read_text().replace("happo: [0.0, 0.5]", "happo: 94.7"))
+    with pytest.raises(ConfigError, match=r"task toy-discrete: paper value of happo must be \[mean, std\] or null, not 94.7"):
+        load_experiment(path)
 
 
 def _finished_weights(run_dirs):

@@ -136,6 +136,18 @@ def _config_algo_and_steps(config: Path) -> tuple[str, int]:
     return str(data["main_args"]["algo"]), int(data["algo_args"]["train"]["num_env_steps"])
 
 
+def _paper_value(path, task, algo, value) -> tuple[float, float] | None:
+    """A ``paper`` entry: ``[mean, std]`` or null."""
+    if value is None:
+        return None
+    try:
+        mean, std = value
+        return float(mean), float(std)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{path}: task {task}: paper value of {algo} must be [mean, std] or null, "
+                          f"not {value!r}") from None
+
+
 def load_experiment(path: str | os.PathLike) -> Experiment:
     """Parse and check an experiment file: every cell's tuned config must exist.
 
@@ -154,7 +166,7 @@ def load_experiment(path: str | os.PathLike) -> Experiment:
         raise ConfigError(f"{path}: metric must be one of {', '.join(METRICS)}, not {data['metric']!r}")
     tasks = []
     for entry in data["tasks"]:
-        paper = {algo: (None if value is None else (float(value[0]), float(value[1])))
+        paper = {algo: _paper_value(path, entry.get("task"), algo, value)
                  for algo, value in (entry.get("paper") or {}).items()}
         tasks.append(TaskSpec(entry["env"], entry["task"], entry.get("label", entry["task"]), paper,
                               entry.get("config_task", entry["task"])))

@@ -37,6 +37,12 @@ class OnPolicyBaseRunner(BaseRunner):
         self.episode_length = int(flat["episode_length"])
         self.use_recurrent = bool(flat["use_recurrent_policy"] or flat["use_naive_recurrent_policy"])
         self.action_aggregation = flat["action_aggregation"]
+        if flat["use_recurrent_policy"] and self.episode_length % int(flat["data_chunk_length"]) != 0:
+            # recurrent mini-batches cut each rollout into whole chunks of data_chunk_length steps
+            raise ConfigError(
+                f"episode_length ({self.episode_length}) must be a multiple of data_chunk_length "
+                f"({flat['data_chunk_length']}) with use_recurrent_policy True; change either"
+            )
         envs = self.envs
         self.actor = self.build_actors(ALGO_REGISTRY[args["algo"]])
         self.actor_buffer = [

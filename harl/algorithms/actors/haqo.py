@@ -39,7 +39,7 @@ import gymnasium
 import numpy as np
 import torch
 from torch import nn
-from torch.nn.utils import parameters_to_vector, vector_to_parameters
+from torch.nn.utils import parameters_to_vector
 
 from harl.algorithms.actors.off_policy_base import OffPolicyComponent
 from harl.models.policy_models.diffusion_policy import (
@@ -416,11 +416,11 @@ class HAQO(OffPolicyComponent):
         # a NaN KL is a violation too (comparisons with NaN are false)
         while not kl <= self.kl_threshold and backtracks < self.ls_steps:
             backtracks += 1
-            vector_to_parameters(theta_old + 0.5**backtracks * step, params)
+            _write_parameters(theta_old + 0.5**backtracks * step, params)
             kl = masked_mean(self.actor.kl_from_record(obs, record), mask).item()
         reverted = not kl <= self.kl_threshold
         if reverted:
-            vector_to_parameters(theta_old, params)
+            _write_parameters(theta_old, params)
             kl = 0.0
         return {"kl_raw": kl_raw, "kl": kl, "ls_backtracks": float(backtracks), "ls_reverted": float(reverted)}
 
@@ -436,3 +436,14 @@ class HAQO(OffPolicyComponent):
     def restore(self, model_dir: str, agent_id: int) -> None:
         """Load weights written by :meth:`save` (HARL's ``model_dir``)."""
         self.load_weights(model_dir, {f"actor_agent{agent_id}.pt": self.actor})
+
+
+def _write_parameters(vector: Tensor, params: Sequence[Tensor]) -> None:
+    """Copy ``vector`` into ``params`` in place (``vector_to_parameters`` rebinds ``.data``):
+    the parameters keep their storage and their version counters move, which is what
+    :func:`~harl.models.policy_models.diffusion_policy.group_stacks` checks."""
+    with torch.no_grad():
+        offset = 0
+        for p in params:
+            p.copy_(vector[offset : offset + p.numel()].view_as(p))
+            offset += p.numel()

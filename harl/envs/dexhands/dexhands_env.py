@@ -152,8 +152,9 @@ class DexHandsEnv(MultiAgentEnv):
         missing = missing_requirements()
         if missing:
             raise EnvNotInstalledError(
-                f"dexhands cannot run {args['task']}: it needs {'; and '.join(missing)}. Neither is on "
-                "PyPI and Isaac Gym runs only on Linux with an NVIDIA GPU; the environments that run "
+                f"dexhands cannot run {args['task']}: it needs {'; and '.join(missing)}. "
+                f"{'Neither is' if len(missing) > 1 else 'It is not'} on PyPI, and Isaac Gym runs only "
+                "on Linux with an NVIDIA GPU; the environments that run "
                 "without them are listed by: python examples/train.py --help."
             )
         load_isaacgym()

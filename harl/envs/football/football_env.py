@@ -12,7 +12,9 @@ adapter drives the package's core ``FootballEnv`` and builds what HARL's wrapper
 * reward: the team's, the first controlled player's ``scoring`` reward (+1 for a goal scored,
   -1 conceded) plus, with ``rewards: scoring,checkpoints``, the checkpoint bonus: 0.1 for each
   of ten distance rings around the opponents' goal that the ball carrier reaches first, and
-  the rings not yet collected when a goal is scored;
+  the rings not yet collected when a goal is scored (gfootball's checkpoint reward is per player and
+  counts only while that player carries the ball; every agent gets player 0's, as HARL's
+  football env does with ``rew[0]``);
 * episode metrics: ``score_rate`` (1 when the episode ended on a goal for the agents' team,
   the paper's "score rate", HARL's ``eval_score_rate``) and ``goals`` (goals scored minus
   conceded). An episode that reaches the scenario's ``game_duration`` is a truncation.

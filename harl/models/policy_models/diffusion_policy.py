@@ -36,6 +36,7 @@ divergence from the actor that drew the candidates.
 from __future__ import annotations
 
 import math
+import weakref
 from typing import Any, Callable, NamedTuple, Protocol, Sequence
 
 import gymnasium
@@ -301,6 +302,11 @@ class Denoiser(nn.Module):
         self.output_layer = init_linear(hidden_sizes[-1], action_dim, method, args["gain"])
         # equal for denoisers whose observation parts one StackedLayers call can batch
         self.context_key = layers_key(self.context_layers())
+        # group_stacks' stacked parameter sets of the groups this denoiser leads, and the
+        # parameters it watches (the Parameter objects stay for the module's life: .to(),
+        # optimizers and load_state_dict write into them)
+        self.group_stacks_cache: dict = {}
+        self.watched_parameters = tuple(self.parameters())
 
     def obs_projection(self) -> LinearParams:
         """The first layer's observation part ``W_o``, with the layer's bias."""
@@ -442,6 +448,43 @@ class _DiffusionPass:
         return CandidateSample(x, self.policy.codec.target(x, available), record)
 
 
+class GroupStacks(NamedTuple):
+    """A group's denoisers stacked for :func:`start_group_sampling`: the head, the observation
+    part (``None`` when the observation bases differ) and the step biases ``(T, G, hidden)``."""
+
+    head: StackedHead
+    context: StackedLayers | None
+    time_bias: Tensor
+
+
+def _parameter_versions(denoisers: Sequence[Denoiser]) -> tuple:
+    # every in-place write (optimizer steps, load_state_dict, the line search's copies) bumps
+    # _version; a replaced tensor has another address
+    return tuple((p.data_ptr(), p._version) for d in denoisers for p in d.watched_parameters)
+
+
+@torch.no_grad()
+def group_stacks(denoisers: Sequence[Denoiser]) -> GroupStacks:
+    """The stacked parameter sets of ``denoisers``, rebuilt only when one of their parameters
+    changed: between two updates of the actors, every sampling call (one per environment step,
+    one per critic update) reuses them instead of stacking and folding the weights again.
+    Kept on the first denoiser, checked against weak references to all of them."""
+    cache: dict = denoisers[0].group_stacks_cache
+    key = tuple(id(d) for d in denoisers)
+    versions = _parameter_versions(denoisers)
+    entry = cache.get(key)
+    if entry is not None and entry[1] == versions and all(ref() is d for ref, d in zip(entry[0], denoisers)):
+        return entry[2]
+    same_context = len({d.context_key for d in denoisers}) == 1
+    stacks = GroupStacks(
+        StackedHead(denoisers),
+        StackedLayers([d.context_layers() for d in denoisers]) if same_context else None,
+        torch.stack([d.time_bias() for d in denoisers], 1),
+    )
+    cache[key] = ([weakref.ref(d) for d in denoisers], versions, stacks)
+    return stacks
+
+
 @torch.no_grad()
 def start_group_sampling(
     policies: Sequence[CandidatePolicy], obs: Sequence[Tensor], n: int, record: bool = False
@@ -461,15 +504,16 @@ def start_group_sampling(
     if key is None or any(p.stack_key() != key for p in policies):
         raise ValueError("start_group_sampling needs one policy, or diffusion policies with equal stack_key()")
     denoisers = [p.denoiser for p in policies]
-    if len({d.context_key for d in denoisers}) == 1:  # same observation size and base: one call
+    stacks = group_stacks(denoisers)
+    if stacks.context is not None:  # same observation size and base: one call
         lead = obs[0].shape[:-1]
         stacked_obs = torch.stack(list(obs)).reshape(len(obs), -1, obs[0].shape[-1])
-        context = StackedLayers([d.context_layers() for d in denoisers])(stacked_obs).view(len(obs), *lead, -1)
-        time_bias = torch.stack([d.time_bias() for d in denoisers], 1)  # (T, G, hidden)
+        context = stacks.context(stacked_obs).view(len(obs), *lead, -1)
+        time_bias = stacks.time_bias  # (T, G, hidden)
         conditions = time_bias.view(*time_bias.shape[:2], *([1] * len(lead)), -1) + context
     else:
         conditions = torch.stack([d.step_conditions(o) for d, o in zip(denoisers, obs)], 1)
-    head = StackedHead(denoisers)
+    head = stacks.head
     x = torch.randn(len(policies), n, *obs[0].shape[:-1], first.codec.dim, device=obs[0].device)
     # (T, G, 1, *lead, hidden): broadcast over the candidates, which come second in x
     return _DiffusionPass(first, conditions.unsqueeze(2), x, head, candidate_dim=1, record=record)
