@@ -243,6 +243,12 @@ def test_stacked_observation_parts_equal_each_denoisers_own(feature_norm):
         for g, (d, o) in enumerate(zip(denoisers, obs)):
             # (T, G, 1 candidate broadcast, *lead, hidden)
             torch.testing.assert_close(sampling.conditions[:, g, 0], d.step_conditions(o), rtol=1e-5, atol=1e-5)
+        # different observation sizes: each agent's own observation part, the same conditioning
+        mixed = [actors[0], HAQO(make_args(use_feature_normalization=feature_norm), gym.spaces.Box(-1, 1, (5,)), BOX)]
+        mixed_obs = [torch.randn(6, 7, 3), torch.randn(6, 7, 5)]
+        sampling = start_group_sampling([a.actor for a in mixed], mixed_obs, n=2)
+        for g, (a, o) in enumerate(zip(mixed, mixed_obs)):
+            torch.testing.assert_close(sampling.conditions[:, g, 0], a.actor.denoiser.step_conditions(o), rtol=1e-5, atol=1e-5)
 
 
 def _group_sample(actors, obs, seed):
@@ -255,9 +261,9 @@ def test_group_sampling_reuses_stacked_weights_until_a_parameter_changes(change)
     """The stacked parameter sets are kept between sampling calls, and every way an actor's
     weights change (its update with the line search, a restore, the line search's writes)
     makes the next call stack them again: samples equal those of freshly built stacks."""
-    from harl.algorithms.actors.haqo import _write_parameters
     from torch.nn.utils import parameters_to_vector
 
+    from harl.algorithms.actors.haqo import _write_parameters
     from harl.models.policy_models.diffusion_policy import group_stacks
 
     actors = [HAQO(make_args(), OBS, BOX) for _ in range(2)]

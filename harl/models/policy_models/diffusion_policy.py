@@ -505,14 +505,14 @@ def start_group_sampling(
         raise ValueError("start_group_sampling needs one policy, or diffusion policies with equal stack_key()")
     denoisers = [p.denoiser for p in policies]
     stacks = group_stacks(denoisers)
+    lead = obs[0].shape[:-1]
     if stacks.context is not None:  # same observation size and base: one call
-        lead = obs[0].shape[:-1]
         stacked_obs = torch.stack(list(obs)).reshape(len(obs), -1, obs[0].shape[-1])
         context = stacks.context(stacked_obs).view(len(obs), *lead, -1)
-        time_bias = stacks.time_bias  # (T, G, hidden)
-        conditions = time_bias.view(*time_bias.shape[:2], *([1] * len(lead)), -1) + context
     else:
-        conditions = torch.stack([d.step_conditions(o) for d, o in zip(denoisers, obs)], 1)
+        context = torch.stack([d.context(o) for d, o in zip(denoisers, obs)])
+    time_bias = stacks.time_bias  # (T, G, hidden)
+    conditions = time_bias.view(*time_bias.shape[:2], *([1] * len(lead)), -1) + context
     head = stacks.head
     x = torch.randn(len(policies), n, *obs[0].shape[:-1], first.codec.dim, device=obs[0].device)
     # (T, G, 1, *lead, hidden): broadcast over the candidates, which come second in x
