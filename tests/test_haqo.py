@@ -169,6 +169,25 @@ def test_select_joint_actions_picks_the_best_by_q_and_respects_bounds():
         select_joint_actions(actors, obs, [None, None], 2)
 
 
+def test_select_joint_actions_computes_only_the_format_read(monkeypatch):
+    """Behaviour reads only the env format and the TD target only the critic format: the other
+    is never computed (for Discrete each is an arg-max over the available actions per agent)."""
+    actors = [HAQO(make_args(), OBS, gym.spaces.Discrete(4)) for _ in range(2)]
+    obs = [torch.randn(10, 3), torch.randn(10, 3)]
+    calls = []
+    for actor in actors:
+        for name in ("to_env", "to_critic"):
+            original = getattr(actor.actor.codec, name)
+            monkeypatch.setattr(actor.actor.codec, name, lambda *a, _f=original, _n=name: calls.append(_n) or _f(*a))
+    chosen = select_joint_actions(actors, obs, [None, None], 1)
+    assert [a.shape for a in chosen.env] == [(10, 1), (10, 1)]
+    assert calls == ["to_env", "to_env"]
+    chosen.env  # cached: not recomputed
+    assert calls == ["to_env", "to_env"]
+    assert torch.equal(torch.cat(chosen.critic).argmax(-1, keepdim=True), torch.cat(chosen.env))
+    assert calls == ["to_env", "to_env", "to_critic", "to_critic"]
+
+
 def _count_network_calls(monkeypatch, actors):
     """Record the leading shape of every network call of every actor's denoiser, its own
     (``output_layer``) or batched with other actors' (:class:`StackedHead`)."""

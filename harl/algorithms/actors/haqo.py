@@ -31,9 +31,10 @@ where ``l`` is the denoising loss (diffusion) or the negative log-likelihood (Ga
 """
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 import gymnasium
 import numpy as np
@@ -131,12 +132,22 @@ def best_candidates(candidates: Sequence[Tensor], q_fn: QFunction) -> Tensor:
     return q_fn(joint).squeeze(-1).argmax(1)
 
 
-class JointActions(NamedTuple):
-    """One action per agent and state: ``env`` (env format ``(B, a_i)``, Discrete ``(B, 1)``
-    int64) and ``critic`` (critic format ``(B, c_i)``), lists over agents."""
+class JointActions:
+    """One action per agent and state, in the format a caller asks for: ``env`` (env format
+    ``(B, a_i)``, Discrete ``(B, 1)`` int64) and ``critic`` (critic format ``(B, c_i)``), lists
+    over agents. Each is computed when first read (behaviour needs only ``env``, the TD target
+    only ``critic``)."""
 
-    env: list[Tensor]
-    critic: list[Tensor]
+    def __init__(self, codecs: Sequence[Any], xs: Sequence[Tensor], avails: Sequence[Tensor | None]) -> None:
+        self._parts = list(zip(codecs, xs, avails))
+
+    @functools.cached_property
+    def env(self) -> list[Tensor]:
+        return [c.to_env(x, a) for c, x, a in self._parts]
+
+    @functools.cached_property
+    def critic(self) -> list[Tensor]:
+        return [c.to_critic(x, a) for c, x, a in self._parts]
 
 
 @torch.no_grad()
@@ -146,6 +157,7 @@ def sample_candidates(
     n: int | Sequence[int],
     available_actions: Sequence[ArrayLike | None] | None = None,
     record: bool = False,
+    targets: bool = True,
 ) -> list[CandidateSample]:
     """Candidates of every agent at every state, sampled in one pass: each denoising step makes
     one network call for all agents whose actors can be batched together
@@ -160,6 +172,7 @@ def sample_candidates(
         available_actions: per agent ``(B, n_i)`` or ``None``, for the Discrete targets.
         record: keep what :meth:`CandidatePolicy.kl_from_record` needs (the first candidate's
             chain).
+        targets: compute the candidates' training targets (``False``: ``target`` is ``None``).
 
     Returns:
         per agent a :class:`CandidateSample` with ``x`` and ``target`` ``(n_i, B, dim_i)``;
@@ -182,12 +195,13 @@ def sample_candidates(
     for members, sampling in zip(groups.values(), passes):
         member_avails = [avails[i] for i in members]
         stacked_avail = None
-        if any(a is not None for a in member_avails):
+        if targets and any(a is not None for a in member_avails):  # only the Discrete targets use them
             ones = torch.ones_like(next(a for a in member_avails if a is not None))
             stacked_avail = torch.stack([ones if a is None else a for a in member_avails])
-        group = sampling.finish(stacked_avail)  # x, target (n, G, B, dim)
+        group = sampling.finish(stacked_avail, targets)  # x, target (n, G, B, dim)
         for g, i in enumerate(members):
-            samples[i] = CandidateSample(group.x[:, g], group.target[:, g], record_member(group.record, g))
+            target = None if group.target is None else group.target[:, g]
+            samples[i] = CandidateSample(group.x[:, g], target, record_member(group.record, g))
     return samples
 
 
@@ -206,7 +220,7 @@ def select_joint_actions(
     current states. TD target (spec 2): ``target_candidates``, the target critics at the next
     states.
     """
-    candidates = [c.x for c in sample_candidates(actors, obs, n_candidates)]
+    candidates = [c.x for c in sample_candidates(actors, obs, n_candidates, targets=False)]
     avails = [actor.as_tensor(a) for actor, a in zip(actors, available_actions)]
     codecs = [actor.actor.codec for actor in actors]
     xs = [x[0] for x in candidates]
@@ -215,10 +229,7 @@ def select_joint_actions(
             raise ValueError("choosing among several candidates needs q_fn")
         best = best_candidates([c.to_critic(x, a) for c, x, a in zip(codecs, candidates, avails)], q_fn)
         xs = [x[k, torch.arange(k.shape[0], device=k.device)] for x, k in zip(candidates, best)]
-    return JointActions(
-        [c.to_env(x, a) for c, x, a in zip(codecs, xs, avails)],
-        [c.to_critic(x, a) for c, x, a in zip(codecs, xs, avails)],
-    )
+    return JointActions(codecs, xs, avails)
 
 
 # --- the actor ------------------------------------------------------------------------------
@@ -296,7 +307,7 @@ class HAQO(OffPolicyComponent):
         samples without the last step's noise, and takes the mode of ``eval_samples`` samples for
         Discrete actions; the Gaussian takes its mean)."""
         obs, avail = self.as_tensor(obs), self.as_tensor(available_actions)
-        x = self.actor.sample(obs).x[0] if explore else self.actor.eval_actions(obs, avail)
+        x = self.actor.sample(obs, targets=False).x[0] if explore else self.actor.eval_actions(obs, avail)
         return self.actor.codec.to_env(x, avail)
 
     @torch.no_grad()
@@ -304,7 +315,7 @@ class HAQO(OffPolicyComponent):
         """One fresh action per state from the current policy, critic format ``(B, c_i)``: the
         runner's ``a^i`` for the agents updated after this one."""
         avail = self.as_tensor(available_actions)
-        return self.actor.codec.to_critic(self.actor.sample(self.as_tensor(obs), avail).x[0], avail)
+        return self.actor.codec.to_critic(self.actor.sample(self.as_tensor(obs), avail, targets=False).x[0], avail)
 
     # --- update -----------------------------------------------------------------------------
 

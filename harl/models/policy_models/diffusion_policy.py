@@ -174,13 +174,14 @@ class CandidateSample(NamedTuple):
     """``n`` candidate actions per state.
 
     ``x``: normalised actions ``(n, *lead, dim)`` in ``[-1, 1]``; ``target``: what the surrogate
-    losses train on to make this candidate more likely, ``(n, *lead, dim)``; ``record``: what
+    losses train on to make this candidate more likely, ``(n, *lead, dim)`` (``None`` when the
+    caller asked for the actions only); ``record``: what
     :meth:`CandidatePolicy.kl_from_record` needs to measure the drift from the sampling actor
     (``None`` unless requested).
     """
 
     x: Tensor
-    target: Tensor
+    target: Tensor | None
     record: Any
 
 
@@ -192,8 +193,8 @@ class SamplingPass(Protocol):
     def step(self) -> None:
         """One denoising step: one network call for all candidates of all states of the pass."""
 
-    def finish(self, available: Tensor | None) -> CandidateSample:
-        """The candidates once ``steps_left == 0``."""
+    def finish(self, available: Tensor | None, targets: bool = True) -> CandidateSample:
+        """The candidates once ``steps_left == 0`` (their training targets only if ``targets``)."""
 
 
 def run_passes(passes: Sequence[SamplingPass]) -> None:
@@ -257,11 +258,14 @@ class CandidatePolicy(nn.Module):
         raise NotImplementedError
 
     @torch.no_grad()
-    def sample(self, obs: Tensor, available: Tensor | None = None, n: int = 1, record: bool = False) -> CandidateSample:
-        """``n`` candidates for every observation ``(*lead, d)``: ``x`` is ``(n, *lead, dim)``."""
+    def sample(
+        self, obs: Tensor, available: Tensor | None = None, n: int = 1, record: bool = False, targets: bool = True
+    ) -> CandidateSample:
+        """``n`` candidates for every observation ``(*lead, d)``: ``x`` is ``(n, *lead, dim)``;
+        ``targets=False`` leaves ``target`` ``None`` (acting needs the actions only)."""
         sampling = self.start_sampling(obs, n, record)
         run_passes([sampling])
-        return sampling.finish(available)
+        return sampling.finish(available, targets)
 
 
 # --- the diffusion actor --------------------------------------------------------------------
@@ -439,13 +443,13 @@ class _DiffusionPass:
             mu = torch.add(mu, torch.randn_like(mu), alpha=self.policy.sigma_values[k])
         self.x = mu
 
-    def finish(self, available: Tensor | None) -> CandidateSample:
+    def finish(self, available: Tensor | None, targets: bool = True) -> CandidateSample:
         x = self.x.clamp(-1.0, 1.0).movedim(self.candidate_dim, 0)
         record = None
         if self.chain is not None:
             xs, mus = zip(*reversed(self.chain))  # index k = t - 1
             record = DiffusionRecord(torch.stack(xs, -2), torch.stack(mus, -2))
-        return CandidateSample(x, self.policy.codec.target(x, available), record)
+        return CandidateSample(x, self.policy.codec.target(x, available) if targets else None, record)
 
 
 class GroupStacks(NamedTuple):
@@ -621,7 +625,7 @@ class DiffusionPolicy(CandidatePolicy):
         n = self.eval_samples if self.codec.discrete else 1
         sampling = self.start_sampling(obs, n, final_noise=False)
         run_passes([sampling])
-        x = sampling.finish(None).x
+        x = sampling.finish(None, targets=False).x
         if not self.codec.discrete:
             return x[0]
         counts = F.one_hot(self.codec.index(x, available), self.codec.dim).sum(0)

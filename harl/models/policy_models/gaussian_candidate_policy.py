@@ -57,8 +57,8 @@ class _GaussianPass:
     def step(self) -> None:
         raise RuntimeError("a Gaussian sampling pass has no denoising steps")
 
-    def finish(self, available: Tensor | None) -> CandidateSample:
-        return CandidateSample(torch.tanh(self.u), self.u, self.record)
+    def finish(self, available: Tensor | None, targets: bool = True) -> CandidateSample:
+        return CandidateSample(torch.tanh(self.u), self.u if targets else None, self.record)
 
 
 class GaussianCandidatePolicy(CandidatePolicy):
