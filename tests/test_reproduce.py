@@ -135,6 +135,22 @@ def test_a_killed_sweep_and_a_killed_run_finish_without_repeating_finished_runs(
     assert third.stderr.count("already finished") == len(runs)
 
 
+def test_runs_finished_earlier_are_counted_before_any_run_starts(tmp_path, monkeypatch, capfd):
+    """A sweep whose finished runs come late in its order still reports them (and an ETA over
+    the runs left) before it starts the first new one."""
+    import harl.experiments.sweep as sweep
+
+    runs = load_experiment(tiny_experiment(tmp_path, seeds=(1, 2))).runs(num_env_steps=200)
+    finished = {runs[-1].key, runs[-2].key}
+    monkeypatch.setattr(sweep, "run_state", lambda spec, log_dir: ("finished" if spec.key in finished else "new", None))
+    monkeypatch.setattr(sweep, "execute_run", lambda fields, *rest: {"status": "done", "seconds": 1.0, "run_dir": None, "log": ""})
+    results = run_sweep("tiny", runs, str(tmp_path / "results"), workers=1, torch_threads=1)
+    assert [r["status"] for r in results] == ["done"] * (len(runs) - 2) + ["skipped"] * 2
+    lines = capfd.readouterr().err.splitlines()
+    assert [line.split(" | ")[1].split(":")[0] for line in lines[:3]] == ["already finished", "already finished", "starting"]
+    assert f"2/{len(runs)} finished (2 earlier)" in lines[2]
+
+
 def _seed_dirs_with_progress(spec, log_dir):
     parent = Path(spec.run_parent(str(log_dir)))
     return [str(d) for d in parent.glob(f"seed-{spec.seed:0>5}-*") if (d / "progress.csv").is_file()]

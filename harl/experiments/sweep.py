@@ -85,7 +85,7 @@ def execute_run(spec_fields: dict[str, Any], log_dir: str, torch_threads: int, n
 class SweepProgress:
     """One line per event: runs done, running, failed and the ETA of the sweep."""
 
-    def __init__(self, name: str, total: int, workers: int, stream=sys.stderr) -> None:
+    def __init__(self, name: str, total: int, workers: int, stream=None) -> None:
         self.name, self.total, self.workers, self.stream = name, total, workers, stream
         self.done = self.skipped = self.failed = self.running = 0
         self.durations: list[float] = []
@@ -98,7 +98,7 @@ class SweepProgress:
             seconds = sum(self.durations) / len(self.durations) * remaining / max(1, min(self.workers, remaining))
             eta = f", ETA {int(seconds // 3600):02d}:{int(seconds % 3600 // 60):02d}:{int(seconds % 60):02d}"
         print(f"[sweep {self.name}] {self.done + self.skipped}/{self.total} finished ({self.skipped} earlier), "
-              f"{self.running} running, {self.failed} failed{eta} | {message}", file=self.stream, flush=True)
+              f"{self.running} running, {self.failed} failed{eta} | {message}", file=self.stream or sys.stderr, flush=True)
 
 
 def run_sweep(
@@ -129,12 +129,21 @@ def run_sweep(
             progress.failed += 1
             progress.event(f"FAILED (exit {result.get('returncode')}): {spec.key}; log: {result['log']}")
 
-    if ray_address is not None:
-        _run_on_ray(runs, log_dir, torch_threads, name, ray_address, use_gpu, progress, record)
-    else:
+    # runs finished by an earlier sweep are counted before anything starts, so that the first
+    # line's count and the ETA are the sweep's, not a partial view
+    to_run = []
+    for index, spec in enumerate(runs):
+        if run_state(spec, log_dir)[0] == "finished":
+            record(index, {"status": "skipped", "run_dir": None, "seconds": 0.0, "log": ""})
+        else:
+            to_run.append(index)
+
+    if to_run and ray_address is not None:
+        _run_on_ray(runs, to_run, log_dir, torch_threads, name, ray_address, use_gpu, progress, record)
+    elif to_run:
         with ThreadPoolExecutor(max_workers=workers) as pool:
             pending: dict[Future, int] = {}
-            queue = list(range(len(runs)))
+            queue = list(to_run)
 
             def submit_next() -> None:
                 index = queue.pop(0)
@@ -156,9 +165,10 @@ def run_sweep(
     return [r for r in results if r is not None]
 
 
-def _run_on_ray(runs: list[RunSpec], log_dir: str, torch_threads: int, name: str, address: str,
+def _run_on_ray(runs: list[RunSpec], indices: list[int], log_dir: str, torch_threads: int, name: str, address: str,
                 use_gpu: bool, progress: SweepProgress, record: Callable[[int, dict[str, Any]], None]) -> None:
-    """Each run as a Ray task asking for its CPUs (and a GPU when the configs use CUDA)."""
+    """``runs[i]`` for ``i`` in ``indices``, each as a Ray task asking for its CPUs (and a GPU
+    when the configs use CUDA)."""
     try:
         import ray
     except ImportError:
@@ -172,10 +182,10 @@ def _run_on_ray(runs: list[RunSpec], log_dir: str, torch_threads: int, name: str
             ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
     remote = ray.remote(num_cpus=torch_threads, num_gpus=1 if use_gpu else 0)(execute_run)
     pending = {}
-    for index, spec in enumerate(runs):
-        pending[remote.remote(asdict(spec), os.path.abspath(log_dir), torch_threads, name)] = index
+    for index in indices:
+        pending[remote.remote(asdict(runs[index]), os.path.abspath(log_dir), torch_threads, name)] = index
         progress.running += 1
-    progress.event(f"{len(runs)} runs submitted to Ray at {address}")
+    progress.event(f"{len(indices)} runs submitted to Ray at {address}")
     while pending:
         ready, _ = ray.wait(list(pending), num_returns=1)
         for ref in ready:
