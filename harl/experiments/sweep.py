@@ -59,6 +59,11 @@ def log_path(spec: RunSpec, log_dir: str, name: str) -> str:
     return os.path.join(log_dir, "sweep_logs", name, f"{spec.env}__{spec.task}__{spec.label}__seed{spec.seed}.log")
 
 
+def skipped_result(run_dir: str | None) -> dict[str, Any]:
+    """What :func:`execute_run` and the sweep record for a run an earlier sweep finished."""
+    return {"status": "skipped", "run_dir": run_dir, "seconds": 0.0, "log": ""}
+
+
 def execute_run(spec_fields: dict[str, Any], log_dir: str, torch_threads: int, name: str) -> dict[str, Any]:
     """Bring one run to its end: skip it if finished, resume it if stopped, else start it.
 
@@ -67,7 +72,7 @@ def execute_run(spec_fields: dict[str, Any], log_dir: str, torch_threads: int, n
     spec = RunSpec(**spec_fields)
     state, run_dir = run_state(spec, log_dir)
     if state == "finished":
-        return {"status": "skipped", "run_dir": run_dir, "seconds": 0.0, "log": ""}
+        return skipped_result(run_dir)
     log = log_path(spec, log_dir, name)
     os.makedirs(os.path.dirname(log), exist_ok=True)
     command = train_command(spec, log_dir, torch_threads, run_dir if state == "resume" else None)
@@ -134,7 +139,7 @@ def run_sweep(
     to_run = []
     for index, spec in enumerate(runs):
         if run_state(spec, log_dir)[0] == "finished":
-            record(index, {"status": "skipped", "run_dir": None, "seconds": 0.0, "log": ""})
+            record(index, skipped_result(None))
         else:
             to_run.append(index)
 
@@ -149,7 +154,7 @@ def run_sweep(
                 index = queue.pop(0)
                 state, _ = run_state(runs[index], log_dir)
                 if state == "finished":
-                    record(index, {"status": "skipped", "run_dir": None, "seconds": 0.0, "log": ""})
+                    record(index, skipped_result(None))
                     return
                 progress.running += 1
                 progress.event(f"{'resuming' if state == 'resume' else 'starting'}: {runs[index].key}")
