@@ -10,6 +10,7 @@ from onpolicy_helpers import make_args
 from harl.common.buffers.on_policy_actor_buffer import OnPolicyActorBuffer
 from harl.common.buffers.on_policy_critic_buffer_ep import OnPolicyCriticBufferEP
 from harl.common.buffers.on_policy_critic_buffer_fp import OnPolicyCriticBufferFP
+from harl.common.buffers.storage import as_stored
 from harl.common.valuenorm import ValueNorm
 
 SHARE_OBS = gym.spaces.Box(-1.0, 1.0, (4,), np.float32)
@@ -104,12 +105,12 @@ def test_fp_buffer_computes_returns_per_agent():
     assert chunks[0].share_obs.shape == (3 * 3, 4) and chunks[0].rnn_states_critic.shape == (3, 1, 16)
 
 
-def _labelled_actor_buffer(act_space=gym.spaces.Discrete(3), **overrides):
+def _labelled_actor_buffer(act_space=gym.spaces.Discrete(3), obs_device=None, **overrides):
     """Buffer whose entries encode (step, env): obs = [env, step], rnn state = 100 * env + step."""
     args = make_args(episode_length=8, n_rollout_threads=3, **overrides)
-    buf = OnPolicyActorBuffer(args, OBS, act_space)
+    buf = OnPolicyActorBuffer(args, OBS, act_space, obs_device)
     steps, envs = np.meshgrid(np.arange(9), np.arange(3), indexing="ij")
-    buf.obs[:] = np.stack([envs, steps], axis=-1)
+    buf.obs[:] = as_stored(np.stack([envs, steps], axis=-1), buf.obs)
     buf.rnn_states[:] = (100 * envs + steps)[..., None, None]
     buf.actions[:] = steps[:-1, :, None] % 3
     advantages = (10 * envs + steps)[:-1, :, None].astype(np.float32)
@@ -172,3 +173,26 @@ def test_insert_after_update_and_concatenate():
     merged = OnPolicyActorBuffer.concatenate([buf, buf, buf])
     assert merged.obs.shape == (3, 6, 2) and merged.available_actions.shape == (3, 6, 3)
     assert merged.n_rollout_threads == 6 and buf.obs.shape == (3, 2, 2)
+
+
+@pytest.mark.parametrize("generator", ["feed_forward", "chunked", "naive"])
+def test_observations_kept_as_tensors_give_the_same_batches(generator):
+    """Observations stored as tensors (an environment that hands them out as tensors) come out of
+    every generator, and out of concatenate, as tensors holding what numpy storage gives."""
+    host, advantages = _labelled_actor_buffer()
+    kept, _ = _labelled_actor_buffer(obs_device=torch.device("cpu"))
+    assert isinstance(kept.obs, torch.Tensor)
+    calls = {
+        "feed_forward": lambda buf: buf.feed_forward_generator_actor(advantages, 4),
+        "chunked": lambda buf: buf.recurrent_generator_actor(advantages, 2, data_chunk_length=4),
+        "naive": lambda buf: buf.naive_recurrent_generator_actor(advantages, 3),
+    }
+    torch.manual_seed(3)
+    expected = list(calls[generator](host))
+    torch.manual_seed(3)
+    for want, got in zip(expected, calls[generator](kept), strict=True):
+        assert isinstance(got.obs, torch.Tensor)
+        np.testing.assert_array_equal(got.obs.numpy(), want.obs)
+        np.testing.assert_array_equal(got.advantages, want.advantages)
+    merged = OnPolicyActorBuffer.concatenate([kept, kept])
+    assert isinstance(merged.obs, torch.Tensor) and merged.obs.shape == (9, 6, 2)

@@ -129,8 +129,11 @@ def test_vector_passes_the_batch_through_and_marks_truncations(fake_benchmark):
         assert float(task.actions_seen[-1][:, :3].max()) == 1.0  # clipped to the action space
     # after 3 steps of +1 every point is at 3.x: ended by the time limit -> truncation
     assert result.dones.all() and all(info["bad_transition"] and info["episode_done"] for info in result.infos)
-    np.testing.assert_array_equal(np.stack(result.infos[0]["final_obs"]), np.stack([o[0] for o in result.obs]))
-    assert result.rewards.shape == (4, 2) and result.obs[0].dtype == np.float32
+    np.testing.assert_array_equal(torch.stack(result.infos[0]["final_obs"]), torch.stack([o[0] for o in result.obs]))
+    # observations stay tensors where the simulator put them; rewards and ends come to the host
+    assert envs.observation_device == torch.device(task.rl_device)
+    assert all(isinstance(o, torch.Tensor) and o.dtype == torch.float32 for o in [*result.obs, result.share_obs])
+    assert isinstance(result.rewards, np.ndarray) and result.rewards.shape == (4, 2)
     result = envs.step([np.zeros((4, 3), np.float32), np.full((4, 4), -5.0, np.float32)])
     assert not result.dones.any()  # the new episodes started
     envs.close()
@@ -155,6 +158,33 @@ def test_training_end_to_end_on_the_fake_task(tmp_path, fake_benchmark, algo):
     assert int(rows[-1]["env_steps"]) == 80 and rows[-1]["eval_episode_return"] != ""
     assert type(runner.envs).__name__ == "DexHandsVecEnv"
     assert all(t.actions_seen for t in fake_benchmark)
+    # the buffers keep the observations as tensors on the training device
+    stored = [runner.actor_buffer[0].obs, runner.critic_buffer.share_obs] if algo == "happo" else [
+        runner.buffer.obs[0], runner.buffer.share_obs]
+    assert all(isinstance(x, torch.Tensor) and x.device == runner.device for x in stored)
+
+
+@pytest.mark.parametrize("algo", ["happo", "haqo"])
+def test_observations_kept_on_the_device_train_as_host_copies_would(tmp_path, monkeypatch, fake_benchmark, algo):
+    """The same run with the observations copied to numpy on the host (what every other
+    environment hands out) ends with the same weights: keeping them as tensors changes where they
+    live, not what is computed."""
+    tiny = {**(TINY_ON_POLICY if algo == "happo" else TINY_OFF_POLICY), **TINY_PER_ALGO.get(algo, {})}
+    settings = {**tiny, "num_env_steps": 80, "hands_episode_length": 10, "task": "ShadowHandPen", "use_eval": False}
+    kept = train(algo, "dexhands", str(tmp_path / "kept"), settings)
+    build = dexhands_env.DexHandsVecEnv.__init__
+
+    def host_copies(self, *args):
+        build(self, *args)
+        self.observation_device = None  # the buffers store numpy arrays
+
+    monkeypatch.setattr(dexhands_env.DexHandsVecEnv, "__init__", host_copies)
+    monkeypatch.setattr(dexhands_env.DexHandsVecEnv, "_observations", lambda self, x: self._host(x))
+    host = train(algo, "dexhands", str(tmp_path / "host"), settings)
+    assert isinstance(host.envs.reset()[0][0], np.ndarray)
+    for a, b in zip(kept.unique_actors(), host.unique_actors(), strict=True):
+        for p, q in zip(a.actor.parameters(), b.actor.parameters(), strict=True):
+            torch.testing.assert_close(p, q, rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("missing, wording", [

@@ -19,9 +19,13 @@ ACTS = [gym.spaces.Box(-1.0, 1.0, (2,), np.float32), gym.spaces.Discrete(3)]
 GAMMA = 0.5
 
 
-def make_buffer(cls=OffPolicyBufferEP, n_envs=1, buffer_size=100, n_step=3, batch_size=256):
+def make_buffer(cls=OffPolicyBufferEP, n_envs=1, buffer_size=100, n_step=3, batch_size=256, obs_device=None):
     args = dict(buffer_size=buffer_size, batch_size=batch_size, n_step=n_step, gamma=GAMMA, n_rollout_threads=n_envs)
-    return cls(args, SHARE_OBS, N_AGENTS, OBS, ACTS)
+    return cls(args, SHARE_OBS, N_AGENTS, OBS, ACTS, obs_device)
+
+
+# observations kept as numpy arrays, or as tensors (environments that hand out tensors)
+OBS_STORAGE = pytest.mark.parametrize("obs_device", [None, torch.device("cpu")], ids=["numpy", "tensor"])
 
 
 class Recorder:
@@ -211,9 +215,10 @@ def test_batch_to_tensors():
     assert isinstance(batch.obs[1], torch.Tensor) and batch.valid_transitions.shape == (4, N_AGENTS, 1)
 
 
+@OBS_STORAGE
 @pytest.mark.parametrize("cls", [OffPolicyBufferEP, OffPolicyBufferFP])
-def test_state_dict_round_trip_saves_only_filled_rows(cls):
-    buffer = make_buffer(cls, buffer_size=20000, n_envs=2)
+def test_state_dict_round_trip_saves_only_filled_rows(cls, obs_device):
+    buffer = make_buffer(cls, buffer_size=20000, n_envs=2, obs_device=obs_device)
     rec = Recorder(buffer, n_envs=2)
     for k in range(6):
         rec.step([[float(k)], [float(-k)]], episode_done=[k == 3, False])
@@ -221,7 +226,7 @@ def test_state_dict_round_trip_saves_only_filled_rows(cls):
     torch.save(buffer.state_dict(), blob)
     assert blob.tell() < buffer.nbytes / 50  # 6 of 10000 rows, plus the file format overhead
 
-    restored = make_buffer(cls, buffer_size=20000, n_envs=2)
+    restored = make_buffer(cls, buffer_size=20000, n_envs=2, obs_device=obs_device)
     restored.load_state_dict(torch.load(io.BytesIO(blob.getvalue()), weights_only=True))
     assert (restored.row, restored.filled, len(restored)) == (buffer.row, buffer.filled, 12)
     # the episodes open at save time are closed as truncations: the newest row ends them
@@ -233,7 +238,7 @@ def test_state_dict_round_trip_saves_only_filled_rows(cls):
     for x, y in zip(a, b):
         for u, v in zip(x if isinstance(x, list) else [x], y if isinstance(y, list) else [y]):
             np.testing.assert_array_equal(u, v)
-    newest = np.flatnonzero(b.obs[0][:, 0] % 100 == 5)
+    newest = np.flatnonzero(np.asarray(b.obs[0][:, 0]) % 100 == 5)
     assert newest.size and np.all(b.dones[newest] == 1) and np.all(b.terms[newest] == 0)
 
 
@@ -256,13 +261,14 @@ def test_capacity_is_rounded_to_whole_rows_and_memory_is_preallocated():
         buffer.sample()
 
 
+@OBS_STORAGE
 @pytest.mark.parametrize("cls", [OffPolicyBufferEP, OffPolicyBufferFP])
-def test_successor_states_match_the_trajectory_through_wrap_around_resets_and_resume(cls):
+def test_successor_states_match_the_trajectory_through_wrap_around_resets_and_resume(cls, obs_device):
     """Against a log of what the environments returned: with one-step windows, every sampled
     transition's next state is the step's result (the final state where the env reset), through
     several wrap-arounds, episodes as short as one step, and a save/restore in the middle."""
     rng = np.random.default_rng(0)
-    E, buffer = 3, make_buffer(cls, n_envs=3, buffer_size=3 * 17, n_step=1, batch_size=512)
+    E, buffer = 3, make_buffer(cls, n_envs=3, buffer_size=3 * 17, n_step=1, batch_size=512, obs_device=obs_device)
     expected: dict[float, tuple[float, float, float]] = {}  # obs of agent 1 -> next obs, share, avail
     obs = rng.normal(size=E).astype(np.float32)
     for step in range(200):
@@ -286,16 +292,17 @@ def test_successor_states_match_the_trajectory_through_wrap_around_resets_and_re
             expected[float(obs[e])] = (final[e], 0.0) if reset[e] else (result_obs[e], 2.0)
         obs = result_obs
         if step == 120:  # checkpoint and restore mid-episode: the open episodes end there
-            restored = make_buffer(cls, n_envs=3, buffer_size=3 * 17, n_step=1, batch_size=512)
+            restored = make_buffer(cls, n_envs=3, buffer_size=3 * 17, n_step=1, batch_size=512, obs_device=obs_device)
             restored.load_state_dict(torch.load(io.BytesIO(_saved(buffer)), weights_only=True))
             buffer = restored
             obs = rng.normal(size=E).astype(np.float32)  # the environments were reset on resume
         batch = buffer.sample()
+        assert isinstance(batch.obs[1], torch.Tensor) == (obs_device is not None)
         for b in range(len(batch.obs[1])):
             want_obs, want_avail_index = expected[float(batch.obs[1][b, 0])]
             assert batch.next_obs[1][b, 0] == want_obs and batch.next_obs[0][b, 1] == want_obs
             share = batch.next_share_obs[b] if cls is OffPolicyBufferEP else batch.next_share_obs[b, 1]
-            assert np.all(share == want_obs)
+            assert np.all(np.asarray(share) == want_obs)
             assert batch.next_available_actions[1][b, int(want_avail_index)] == 1.0
     assert buffer.finals.capacity >= 4  # grew past its initial 3 entries
 

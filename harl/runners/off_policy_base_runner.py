@@ -18,6 +18,7 @@ from harl.algorithms.actors import ALGO_REGISTRY
 from harl.algorithms.critics import CRITIC_REGISTRY
 from harl.common.buffers.off_policy_buffer_ep import OffPolicyBufferEP
 from harl.common.buffers.off_policy_buffer_fp import OffPolicyBufferFP
+from harl.common.buffers.storage import observation_storage_device
 from harl.runners.base_runner import BaseRunner, check_model_dir
 from harl.utils.configs_tools import ConfigError
 from harl.utils.finite import blame
@@ -78,8 +79,10 @@ class OffPolicyBaseRunner(BaseRunner):
             flat, envs.share_observation_spaces[0], envs.action_spaces, self.num_agents, self.state_type, self.device
         )
         buffer_cls = OffPolicyBufferEP if self.state_type == "EP" else OffPolicyBufferFP
+        # observations handed out as tensors stay tensors, on the training device
         self.buffer = buffer_cls(flat, envs.share_observation_spaces[0], self.num_agents,
-                                 envs.observation_spaces, envs.action_spaces)
+                                 envs.observation_spaces, envs.action_spaces,
+                                 observation_storage_device(envs, self.device))
         logger.info("Replay buffer: %d transitions, %.2f GB allocated", flat["buffer_size"], self.buffer.nbytes / 1e9)
         check_buffer_fits(self.buffer.nbytes, int(flat["buffer_size"]), self.num_env_steps)
 

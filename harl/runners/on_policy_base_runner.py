@@ -17,6 +17,7 @@ from harl.algorithms.critics.v_critic import VCritic
 from harl.common.buffers.on_policy_actor_buffer import OnPolicyActorBuffer
 from harl.common.buffers.on_policy_critic_buffer_ep import OnPolicyCriticBufferEP
 from harl.common.buffers.on_policy_critic_buffer_fp import OnPolicyCriticBufferFP
+from harl.common.buffers.storage import as_stored, observation_storage_device
 from harl.common.valuenorm import ValueNorm
 from harl.models.policy_models.stacked_stochastic_policy import StackedStochasticPolicy
 from harl.runners.base_runner import BaseRunner, check_model_dir
@@ -45,16 +46,18 @@ class OnPolicyBaseRunner(BaseRunner):
             )
         envs = self.envs
         self.actor = self.build_actors(ALGO_REGISTRY[args["algo"]])
+        # observations handed out as tensors stay tensors, on the training device
+        obs_device = observation_storage_device(envs, self.device)
         self.actor_buffer = [
-            OnPolicyActorBuffer(flat, envs.observation_spaces[i], envs.action_spaces[i])
+            OnPolicyActorBuffer(flat, envs.observation_spaces[i], envs.action_spaces[i], obs_device)
             for i in range(self.num_agents)
         ]
         share_space = envs.share_observation_spaces[0]
         self.critic = VCritic(flat, share_space, device=self.device)
         if self.state_type == "EP":
-            self.critic_buffer = OnPolicyCriticBufferEP(flat, share_space)
+            self.critic_buffer = OnPolicyCriticBufferEP(flat, share_space, obs_device)
         else:
-            self.critic_buffer = OnPolicyCriticBufferFP(flat, share_space, self.num_agents)
+            self.critic_buffer = OnPolicyCriticBufferFP(flat, share_space, self.num_agents, obs_device)
         self.value_normalizer = ValueNorm(1, device=self.device) if flat["use_valuenorm"] else None
         # agents whose policies have the same structure act in one batched call per step
         groups: dict[tuple, list[int]] = {}
@@ -123,15 +126,16 @@ class OnPolicyBaseRunner(BaseRunner):
         obs, share_obs, available_actions = self.envs.reset()
         for agent_id in range(self.num_agents):
             buffer = self.actor_buffer[agent_id]
-            buffer.obs[0] = obs[agent_id]
+            buffer.obs[0] = as_stored(obs[agent_id], buffer.obs)
             buffer.rnn_states[0] = 0.0
             buffer.masks[0] = 1.0
             if available_actions[agent_id] is not None:
                 buffer.available_actions[0] = available_actions[agent_id]
-        self.critic_buffer.share_obs[0] = share_obs[:, 0] if self.state_type == "EP" else share_obs
-        self.critic_buffer.rnn_states_critic[0] = 0.0
-        self.critic_buffer.masks[0] = 1.0
-        self.critic_buffer.bad_masks[0] = 1.0
+        cb = self.critic_buffer
+        cb.share_obs[0] = as_stored(share_obs[:, 0] if self.state_type == "EP" else share_obs, cb.share_obs)
+        cb.rnn_states_critic[0] = 0.0
+        cb.masks[0] = 1.0
+        cb.bad_masks[0] = 1.0
 
     def stack_actors(self) -> None:
         """Stacked copies of the current policies for acting; call after they change."""
@@ -144,8 +148,9 @@ class OnPolicyBaseRunner(BaseRunner):
         """Every agent's actions, log-probs and next rnn states (numpy, one entry per agent):
         each group of same-structure policies in one batched call.
 
-        Args: per agent ``obs (E, d_i)``, ``rnn_states (E, R, H)``, ``masks (E, 1)`` and
-        ``available_actions (E, n_i)`` or None.
+        Args: per agent ``obs (E, d_i)`` (numpy, or tensors from an environment that hands them
+        out as tensors), ``rnn_states (E, R, H)``, ``masks (E, 1)`` and ``available_actions (E, n_i)``
+        or None.
         """
         actions, log_probs, next_states = [None] * self.num_agents, [None] * self.num_agents, [None] * self.num_agents
         for ids, stacked in zip(self.acting_groups, self.stacked_actors):
@@ -155,6 +160,8 @@ class OnPolicyBaseRunner(BaseRunner):
                 out = [x.unsqueeze(0) for x in out]
             else:
                 def stack(xs):
+                    if isinstance(xs[ids[0]], torch.Tensor):
+                        return torch.stack([xs[i] for i in ids]).to(self.device, torch.float32)
                     return torch.as_tensor(np.stack([xs[i] for i in ids]), dtype=torch.float32, device=self.device)
 
                 avail = None if available_actions[ids[0]] is None else stack(available_actions)

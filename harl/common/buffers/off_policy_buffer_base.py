@@ -20,6 +20,10 @@ Next states are not stored twice: the successor of row ``r`` is row ``r + 1`` (t
 each step's result back as the next step's input), except where the environment auto-reset
 after row ``r`` (its final state is kept in a small first-in-first-out store, ``_FinalStates``)
 and for the newest row (whose successor is kept until the next row arrives).
+
+Observations and shared observations are numpy arrays, or tensors on the training device when
+the environment hands them out as tensors (:mod:`harl.common.buffers.storage`); a batch then holds
+them as tensors there, and the rest as numpy arrays until :meth:`OffPolicyBatch.to`.
 """
 from __future__ import annotations
 
@@ -30,6 +34,7 @@ import gymnasium
 import numpy as np
 import torch
 
+from harl.common.buffers import storage
 from harl.envs.base import StepResult
 from harl.utils.models_tools import get_shape_from_act_space
 
@@ -77,6 +82,8 @@ class OffPolicyBufferBase:
         num_agents: ``N``.
         obs_spaces: per agent Box ``(d_i,)``.
         act_spaces: per agent Box or Discrete.
+        obs_device: keep observations and shared observations as tensors there (environments
+            that hand them out as tensors); ``None``: numpy arrays.
     """
 
     def __init__(
@@ -86,6 +93,7 @@ class OffPolicyBufferBase:
         num_agents: int,
         obs_spaces: Sequence[gymnasium.spaces.Box],
         act_spaces: Sequence[gymnasium.Space],
+        obs_device: torch.device | None = None,
     ) -> None:
         self.n_envs: int = args["n_rollout_threads"]
         self.capacity: int = args["buffer_size"] // self.n_envs  # rows
@@ -102,12 +110,12 @@ class OffPolicyBufferBase:
         self.alive = np.ones((self.n_envs, num_agents), dtype=bool)
 
         R, E, K, s = self.capacity, self.n_envs, self.n_streams, share_obs_space.shape[0]
-        self.share_obs = np.zeros((R, E, K, s), dtype=np.float32)
+        self.share_obs = storage.zeros((R, E, K, s), obs_device)
         self.rewards = np.zeros((R, E, K, 1), dtype=np.float32)
         self.ends = np.zeros((R, E, K, 1), dtype=bool)
         self.terms = np.zeros((R, E, K, 1), dtype=bool)
         self.valid_transitions = np.ones((R, E, num_agents), dtype=bool)
-        self.obs = [np.zeros((R, E, sp.shape[0]), dtype=np.float32) for sp in obs_spaces]
+        self.obs = [storage.zeros((R, E, sp.shape[0]), obs_device) for sp in obs_spaces]
         self.actions = [np.zeros((R, E, get_shape_from_act_space(sp)), dtype=np.float32) for sp in act_spaces]
         self.available_actions = [
             np.ones((R, E, sp.n), dtype=bool) if isinstance(sp, gymnasium.spaces.Discrete) else None
@@ -119,12 +127,12 @@ class OffPolicyBufferBase:
         self.final_slot = np.full((R, E), -1, dtype=np.int64)
         self.finals = _FinalStates(self._state_template(max(E, R * E // 25)))
 
-    def _state_template(self, rows: int) -> dict[str, np.ndarray]:
+    def _state_template(self, rows: int) -> dict[str, storage.Storage]:
         """Zeroed arrays for ``rows`` successor states: the shared state per stream and, per
         agent, the observation and (Discrete) the available actions."""
-        template = {"share_obs": np.zeros((rows, *self.share_obs.shape[2:]), dtype=np.float32)}
+        template = {"share_obs": storage.zeros_like(self.share_obs, (rows, *self.share_obs.shape[2:]))}
         for i in range(self.num_agents):
-            template[f"obs{i}"] = np.zeros((rows, self.obs[i].shape[2]), dtype=np.float32)
+            template[f"obs{i}"] = storage.zeros_like(self.obs[i], (rows, self.obs[i].shape[2]))
             if self.available_actions[i] is not None:
                 template[f"available_actions{i}"] = np.ones((rows, self.available_actions[i].shape[2]), dtype=bool)
         return template
@@ -208,25 +216,25 @@ class OffPolicyBufferBase:
         if self.filled == self.capacity:  # row r's old transitions, and their final states, go
             self.finals.pop(int((self.final_slot[r] >= 0).sum()))
         self.final_slot[r] = -1
-        self.share_obs[r] = self._share_to_streams(np.asarray(share_obs))
+        self.share_obs[r] = self._share_to_streams(storage.as_stored(share_obs, self.share_obs))
         self.rewards[r], self.ends[r], self.terms[r] = self._td_to_streams(
             np.asarray(result.rewards), dones, episode_done, bad
         )
         # the step's successor states: the next row's inputs, kept apart until that row arrives
-        self.pending["share_obs"][:] = self._share_to_streams(np.asarray(result.share_obs, dtype=np.float32))
+        self.pending["share_obs"][:] = self._share_to_streams(storage.as_stored(result.share_obs, self.share_obs))
         for i in range(self.num_agents):
-            self.obs[i][r] = obs[i]
+            self.obs[i][r] = storage.as_stored(obs[i], self.obs[i])
             self.actions[i][r] = np.asarray(actions[i]).reshape(self.n_envs, -1)
-            self.pending[f"obs{i}"][:] = result.obs[i]
+            self.pending[f"obs{i}"][:] = storage.as_stored(result.obs[i], self.obs[i])
             if self.available_actions[i] is not None:
                 self.available_actions[i][r] = 1 if available_actions[i] is None else available_actions[i]
                 nxt = result.available_actions[i]
                 self.pending[f"available_actions{i}"][:] = 1 if nxt is None else nxt
         if finished.size:  # envs that auto-reset: their true final states
             final = {"share_obs": self._share_to_streams(
-                np.stack([np.asarray(infos[e]["final_share_obs"], dtype=np.float32) for e in finished]))}
+                storage.stack([infos[e]["final_share_obs"] for e in finished], like=self.share_obs))}
             for i in range(self.num_agents):
-                final[f"obs{i}"] = np.stack([infos[e]["final_obs"][i] for e in finished])
+                final[f"obs{i}"] = storage.stack([infos[e]["final_obs"][i] for e in finished], like=self.obs[i])
                 if self.available_actions[i] is not None:
                     avail = [infos[e]["final_available_actions"][i] for e in finished]
                     final[f"available_actions{i}"] = np.stack([1 if a is None else a for a in avail])
@@ -260,7 +268,8 @@ class OffPolicyBufferBase:
         """Draw ``batch_size`` transitions uniformly (with replacement) with n-step targets.
 
         Returns:
-            an :class:`OffPolicyBatch` of numpy arrays (``.to(device)`` for tensors).
+            an :class:`OffPolicyBatch` of numpy arrays (observations: of the storage's kind;
+            ``.to(device)`` for tensors).
         """
         if self.filled == 0:
             raise ValueError("cannot sample from an empty replay buffer")
@@ -288,7 +297,7 @@ class OffPolicyBufferBase:
         # successor of each stream's last step (FP: agent i's own window for its next obs)
         last_rows = (t[:, None] + last[..., 0]) % R  # (B, K)
         K = self.n_streams
-        next_share_obs = np.empty((B, *self.share_obs.shape[2:]), dtype=np.float32)
+        next_share_obs = storage.zeros_like(self.share_obs, (B, *self.share_obs.shape[2:]))
         agent_next: dict[str, np.ndarray] = {}
         for k in range(K):  # EP: one stream for every agent; FP: agent k's own window
             agents = range(N) if K == 1 else [k]
@@ -358,8 +367,8 @@ class OffPolicyBufferBase:
             "row": self.row,
             "filled": self.filled,
             "alive": torch.from_numpy(self.alive.copy()),
-            "arrays": {name: torch.from_numpy(a[: self.filled]) for name, a in self._arrays().items()},
-            "pending": {name: torch.from_numpy(a.copy()) for name, a in self.pending.items()},
+            "arrays": {name: storage.to_saved(a[: self.filled]) for name, a in self._arrays().items()},
+            "pending": {name: storage.to_saved(a, copy=True) for name, a in self.pending.items()},
             "finals": self.finals.state_dict(),
         }
 
@@ -381,13 +390,13 @@ class OffPolicyBufferBase:
             )
         filled = int(state["filled"])
         for name, array in self._arrays().items():
-            saved = np.asarray(state["arrays"][name])
+            saved = storage.as_stored(state["arrays"][name], array)
             if saved.shape[1:] != array.shape[1:] or saved.shape[0] != filled:
                 raise ValueError(f"checkpointed buffer array {name} has shape {saved.shape}, expected {array.shape}")
             array[:filled] = saved
         self.row, self.filled = int(state["row"]), filled
         for name, array in self.pending.items():
-            array[:] = np.asarray(state["pending"][name])
+            array[:] = storage.as_stored(state["pending"][name], array)
         self.finals.load_state_dict(state["finals"])
         self.alive = np.asarray(state["alive"]).copy()
         self.end_open_episodes()
@@ -403,7 +412,7 @@ class _FinalStates:
         arrays: zeroed storage, name -> ``(capacity, ...)`` (see ``_state_template``).
     """
 
-    def __init__(self, arrays: dict[str, np.ndarray]) -> None:
+    def __init__(self, arrays: dict[str, storage.Storage]) -> None:
         self.arrays = arrays
         self.first = 0  # id of the oldest live entry
         self.next = 0  # id the next entry gets
@@ -438,14 +447,14 @@ class _FinalStates:
         live = np.arange(self.first, self.next)
         resized = {}
         for name, array in self.arrays.items():
-            resized[name] = np.zeros((capacity, *array.shape[1:]), dtype=array.dtype)
+            resized[name] = storage.zeros_like(array, (capacity, *array.shape[1:]))
             resized[name][live % capacity] = array[live % self.capacity]
         self.arrays = resized
 
     def state_dict(self) -> dict[str, Any]:
         live = np.arange(self.first, self.next) % self.capacity
         return {"first": self.first, "next": self.next,
-                "arrays": {name: torch.from_numpy(a[live]) for name, a in self.arrays.items()}}
+                "arrays": {name: storage.to_saved(a[live]) for name, a in self.arrays.items()}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.first, self.next = int(state["first"]), int(state["next"])
@@ -453,4 +462,4 @@ class _FinalStates:
             self._resize(2 * self.capacity)
         live = np.arange(self.first, self.next) % self.capacity
         for name, array in self.arrays.items():
-            array[live] = np.asarray(state["arrays"][name])
+            array[live] = storage.as_stored(state["arrays"][name], array)

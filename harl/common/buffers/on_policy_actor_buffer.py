@@ -6,7 +6,9 @@ from typing import Iterator, NamedTuple, Sequence
 
 import gymnasium
 import numpy as np
+import torch
 
+from harl.common.buffers import storage
 from harl.common.buffers.on_policy_buffer_utils import (
     StepArrays,
     chunked_recurrent_batches,
@@ -22,7 +24,7 @@ class ActorBatch(NamedTuple):
     ``available_actions`` is None for Box actions, ``factor`` is None until ``update_factor``.
     """
 
-    obs: np.ndarray
+    obs: storage.Storage
     rnn_states: np.ndarray
     actions: np.ndarray
     masks: np.ndarray
@@ -41,15 +43,20 @@ class OnPolicyActorBuffer:
             ``hidden_sizes``, ``recurrent_n``).
         obs_space: the agent's observation space.
         act_space: the agent's action space; ``available_actions`` exists only for Discrete.
+        obs_device: keep ``obs`` as a tensor on this device (environments that hand out
+            observations as tensors, :mod:`~harl.common.buffers.storage`); ``None``: numpy.
     """
 
-    def __init__(self, args: dict, obs_space: gymnasium.Space, act_space: gymnasium.Space) -> None:
+    def __init__(
+        self, args: dict, obs_space: gymnasium.Space, act_space: gymnasium.Space,
+        obs_device: torch.device | None = None,
+    ) -> None:
         self.episode_length = args["episode_length"]
         self.n_rollout_threads = args["n_rollout_threads"]
         steps, envs = self.episode_length + 1, self.n_rollout_threads
         act_dim = get_shape_from_act_space(act_space)
 
-        self.obs = np.zeros((steps, envs, *get_shape_from_obs_space(obs_space)), np.float32)
+        self.obs = storage.zeros((steps, envs, *get_shape_from_obs_space(obs_space)), obs_device)
         self.rnn_states = np.zeros((steps, envs, args["recurrent_n"], args["hidden_sizes"][-1]), np.float32)
         self.available_actions = (
             np.ones((steps, envs, act_space.n), np.float32)
@@ -72,7 +79,7 @@ class OnPolicyActorBuffer:
 
     def insert(
         self,
-        obs: np.ndarray,
+        obs: storage.Storage,
         rnn_states: np.ndarray,
         actions: np.ndarray,
         action_log_probs: np.ndarray,
@@ -81,7 +88,7 @@ class OnPolicyActorBuffer:
         available_actions: np.ndarray | None = None,
     ) -> None:
         """Store one step: ``actions``/``action_log_probs`` belong to the current step, the rest to the next."""
-        self.obs[self.step + 1] = obs
+        self.obs[self.step + 1] = storage.as_stored(obs, self.obs)
         self.rnn_states[self.step + 1] = rnn_states
         self.actions[self.step] = actions
         self.action_log_probs[self.step] = action_log_probs
@@ -111,7 +118,7 @@ class OnPolicyActorBuffer:
         """
         merged = copy.copy(buffers[0])
         for name in ("obs", "rnn_states", "actions", "action_log_probs", "masks", "active_masks"):
-            setattr(merged, name, np.concatenate([getattr(b, name) for b in buffers], axis=1))
+            setattr(merged, name, storage.concatenate([getattr(b, name) for b in buffers], axis=1))
         if merged.available_actions is not None:
             merged.available_actions = np.concatenate([b.available_actions for b in buffers], axis=1)
         merged.n_rollout_threads = sum(b.n_rollout_threads for b in buffers)

@@ -15,10 +15,13 @@ import gymnasium
 import numpy as np
 import torch
 
+from harl.common.buffers import storage
 from harl.common.valuenorm import ValueNorm
 from harl.utils.models_tools import get_shape_from_obs_space
 
-StepArrays = dict[str, np.ndarray | None]
+# numpy arrays, and observations as tensors where the environment hands them out as tensors
+# (harl.common.buffers.storage): the generators index both the same way
+StepArrays = dict[str, storage.Storage | None]
 
 
 def compute_returns(
@@ -130,7 +133,7 @@ def chunked_recurrent_batches(
 class CriticBatch(NamedTuple):
     """One critic mini-batch (fields in HARL's order, so it also unpacks like HARL's tuple)."""
 
-    share_obs: np.ndarray
+    share_obs: storage.Storage
     rnn_states_critic: np.ndarray
     value_preds: np.ndarray
     returns: np.ndarray
@@ -142,10 +145,14 @@ class OnPolicyCriticBufferBase:
 
     ``lead`` is ``(E,)`` for an environment-provided state (one value per environment) and
     ``(E, N)`` for feature-pruned states (one value per agent); the subclasses only choose it.
-    For training, the ``lead`` axes are merged into one trajectory axis.
+    For training, the ``lead`` axes are merged into one trajectory axis. ``obs_device``: keep
+    ``share_obs`` as a tensor there (:mod:`~harl.common.buffers.storage`); ``None``: numpy.
     """
 
-    def __init__(self, args: dict, share_obs_space: gymnasium.Space, lead_shape: tuple[int, ...]) -> None:
+    def __init__(
+        self, args: dict, share_obs_space: gymnasium.Space, lead_shape: tuple[int, ...],
+        obs_device: torch.device | None = None,
+    ) -> None:
         self.episode_length = args["episode_length"]
         self.n_rollout_threads = args["n_rollout_threads"]
         self.gamma = args["gamma"]
@@ -156,7 +163,7 @@ class OnPolicyCriticBufferBase:
         rnn_shape = (args["recurrent_n"], args["hidden_sizes"][-1])
         steps = self.episode_length + 1
 
-        self.share_obs = np.zeros((steps, *lead_shape, *get_shape_from_obs_space(share_obs_space)), np.float32)
+        self.share_obs = storage.zeros((steps, *lead_shape, *get_shape_from_obs_space(share_obs_space)), obs_device)
         self.rnn_states_critic = np.zeros((steps, *lead_shape, *rnn_shape), np.float32)
         self.value_preds = np.zeros((steps, *lead_shape, 1), np.float32)
         self.returns = np.zeros_like(self.value_preds)
@@ -168,7 +175,7 @@ class OnPolicyCriticBufferBase:
 
     def insert(
         self,
-        share_obs: np.ndarray,
+        share_obs: storage.Storage,
         rnn_states_critic: np.ndarray,
         value_preds: np.ndarray,
         rewards: np.ndarray,
@@ -176,7 +183,7 @@ class OnPolicyCriticBufferBase:
         bad_masks: np.ndarray,
     ) -> None:
         """Store one step: ``value_preds``/``rewards`` belong to the current step, the rest to the next."""
-        self.share_obs[self.step + 1] = share_obs
+        self.share_obs[self.step + 1] = storage.as_stored(share_obs, self.share_obs)
         self.rnn_states_critic[self.step + 1] = rnn_states_critic
         self.value_preds[self.step] = value_preds
         self.rewards[self.step] = rewards

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import gymnasium
+import torch
 
 from harl.common.buffers.on_policy_buffer_utils import OnPolicyCriticBufferBase
 
@@ -14,7 +15,8 @@ class OnPolicyCriticBufferEP(OnPolicyCriticBufferBase):
             ``hidden_sizes``, ``recurrent_n``, ``gamma``, ``gae_lambda``, ``use_gae``,
             ``use_proper_time_limits``).
         share_obs_space: the centralised observation space.
+        obs_device: keep ``share_obs`` as a tensor there; ``None``: numpy.
     """
 
-    def __init__(self, args: dict, share_obs_space: gymnasium.Space) -> None:
-        super().__init__(args, share_obs_space, lead_shape=(args["n_rollout_threads"],))
+    def __init__(self, args: dict, share_obs_space: gymnasium.Space, obs_device: torch.device | None = None) -> None:
+        super().__init__(args, share_obs_space, lead_shape=(args["n_rollout_threads"],), obs_device=obs_device)

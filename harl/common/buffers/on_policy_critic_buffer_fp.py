@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import gymnasium
+import torch
 
 from harl.common.buffers.on_policy_buffer_utils import OnPolicyCriticBufferBase
 
@@ -16,7 +17,12 @@ class OnPolicyCriticBufferFP(OnPolicyCriticBufferBase):
         args: as for ``OnPolicyCriticBufferEP``.
         share_obs_space: one agent's centralised observation space.
         num_agents: ``N``.
+        obs_device: keep ``share_obs`` as a tensor there; ``None``: numpy.
     """
 
-    def __init__(self, args: dict, share_obs_space: gymnasium.Space, num_agents: int) -> None:
-        super().__init__(args, share_obs_space, lead_shape=(args["n_rollout_threads"], num_agents))
+    def __init__(
+        self, args: dict, share_obs_space: gymnasium.Space, num_agents: int, obs_device: torch.device | None = None
+    ) -> None:
+        super().__init__(
+            args, share_obs_space, lead_shape=(args["n_rollout_threads"], num_agents), obs_device=obs_device
+        )

@@ -3,8 +3,11 @@ benchmark's multi-agent vectorised task (``bidexhands``' ``MultiVecTaskPython``)
 
 Isaac Gym simulates every environment of a run in one GPU call, so this adapter is a batched
 vector env (:meth:`DexHandsEnv.make_batched_vec_env`): one ``task.step`` per vector step for all
-``n_rollout_threads`` environments, one host copy of each batched quantity, never a loop over
-environments. What an agent sees and does is the benchmark's: per hand its observation, the
+``n_rollout_threads`` environments, never a loop over environments. Observations and states stay
+torch tensors on the simulator's device (``observation_device``): the runners' buffers keep them
+there and the networks read them there, with no round trip through host memory; only the
+rewards and episode ends, a few numbers per environment, are copied to the host for the
+bookkeeping, and the actions come from the host. What an agent sees and does is the benchmark's: per hand its observation, the
 global state for every agent, continuous actions in [-1, 1], the team reward. Isaac Gym resets
 a finished environment at the start of its next step (the task's ``reset_buf``), so the
 observation returned when an episode ends is its last one; the vector reports it as the final
@@ -94,6 +97,7 @@ class DexHandsVecEnv:
         ]
         self.action_spaces = [spaces.Box(-1.0, 1.0, (s.shape[0],), np.float32) for s in self._task.action_space]
         self._device = getattr(self._task, "rl_device", "cpu")
+        self.observation_device = torch.device(self._device)
         self._steps = np.zeros(self.n_envs, dtype=np.int64)
         self._avail: list[None] = [None] * self.n_agents
 
@@ -101,22 +105,28 @@ class DexHandsVecEnv:
         # one copy of the whole batch per quantity
         return x.detach().to("cpu", copy=True).numpy().astype(np.float32, copy=False)
 
-    def reset(self) -> tuple[list[np.ndarray], np.ndarray, list[None]]:
-        """Every environment's first observation: obs per agent (E, d_i), share_obs (E, N, s)."""
+    def _observations(self, x: Any) -> Any:
+        # the task's fresh tensors, where they are (float32 already: no copy)
+        return x.detach().to(dtype=self._torch.float32)
+
+    def reset(self) -> tuple[list[Any], Any, list[None]]:
+        """Every environment's first observation, tensors on ``observation_device``: obs per agent
+        ``(E, d_i)``, share_obs ``(E, N, s)``."""
         obs, share_obs, _ = self._task.reset()
         self._steps[:] = 0
-        obs = self._host(obs)
-        return [obs[:, i] for i in range(self.n_agents)], self._host(share_obs), self._avail
+        obs = self._observations(obs)
+        return [obs[:, i] for i in range(self.n_agents)], self._observations(share_obs), self._avail
 
     def step(self, actions: list[np.ndarray]) -> StepResult:
-        """Step every environment with one ``(E, a_i)`` action array per agent."""
+        """Step every environment with one ``(E, a_i)`` action array per agent; observations as
+        in :meth:`reset`, rewards and dones as numpy arrays."""
         if len(actions) != self.n_agents:
             raise ValueError(f"step() got actions for {len(actions)} agents but the task has {self.n_agents}")
         torch = self._torch
         # the task concatenates the hands' actions itself; a list lets their sizes differ
         per_agent = [torch.as_tensor(np.clip(a, -1.0, 1.0), dtype=torch.float32, device=self._device) for a in actions]
         obs, share_obs, rewards, dones, _, _ = self._task.step(per_agent)  # (E, N, d), (E, N, s), (E, N, 1), (E, N)
-        obs, share_obs = self._host(obs), self._host(share_obs)
+        obs, share_obs = self._observations(obs), self._observations(share_obs)
         rewards = self._host(rewards).reshape(self.n_envs, self.n_agents)
         dones = self._host(dones).reshape(self.n_envs, self.n_agents) > 0
         self._steps += 1
