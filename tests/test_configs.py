@@ -461,6 +461,33 @@ def test_haqo_tuned_configs_share_happo_settings():
         assert haqo["algo_args"]["train"]["eval_interval"] == happo_train["eval_interval"] * happo_train["episode_length"]
 
 
+def test_vector_step_files_do_not_checkpoint_every_step():
+    """The off-policy and value-decomposition runners count checkpoint_interval in env steps (the
+    on-policy ones in rollouts): a file copying HAPPO's 10 would write the replay buffer every
+    vectorised step, which slowed a Football run tenfold."""
+    files = TUNED_FILES + sorted((REPO / "experiments").rglob("config.json"))
+    on_policy = {"happo", "hatrpo", "haa2c", "mappo"}
+    checked = 0
+    for path in files:
+        content = json.loads(path.read_text())
+        if content["main_args"]["algo"] in on_policy:
+            continue
+        train = content["algo_args"]["train"]
+        if "checkpoint_interval" in train:  # else the YAML default, 100,000
+            assert train["checkpoint_interval"] >= train["train_interval"] * train["n_rollout_threads"], path
+        checked += 1
+    assert checked > 100
+
+
+def test_per_step_checkpoints_are_warned_about(tmp_path, caplog):
+    from e2e_helpers import TINY_OFF_POLICY, train
+
+    with caplog.at_level(logging.WARNING, logger="harl.runners.base_runner"):
+        train("hasac", "toy", str(tmp_path), {**TINY_OFF_POLICY, "checkpoint_interval": 4, "num_env_steps": 60})
+    assert "checkpoint_interval 4 counts env steps for hasac" in caplog.text
+    assert "the hasac defaults checkpoint every 100,000 env steps" in caplog.text
+
+
 @pytest.mark.parametrize("path", TUNED_FILES, ids=lambda p: "/".join(p.parts[-4:-1]))
 def test_tuned_config_loads(path):
     """Checks every file whose algorithm and environment YAMLs exist (the rest are skipped)."""

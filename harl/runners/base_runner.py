@@ -25,7 +25,14 @@ from harl.utils.checkpoint import (
     load_checkpoint,
     restore_rng_state,
 )
-from harl.utils.configs_tools import ConfigError, check_run_env_args, check_writable, init_dir, save_config
+from harl.utils.configs_tools import (
+    ConfigError,
+    check_run_env_args,
+    check_writable,
+    get_defaults_yaml_args,
+    init_dir,
+    save_config,
+)
 from harl.utils.envs_tools import get_device, set_seed
 from harl.utils.finite import NonFiniteError, check_actions, non_finite_entries, torch_refusals_as_non_finite
 from harl.utils.logger import EpisodeTracker, RunLogger
@@ -231,6 +238,15 @@ class BaseRunner(abc.ABC):
         self.updates_per_train = max(1, int(float(train_cfg["update_per_train"]) * self.train_interval))
         self.eval_interval = int(train_cfg["eval_interval"])
         self.checkpoint_vec_interval = max(1, int(train_cfg["checkpoint_interval"]) // self.n_rollout_threads)
+        if self.checkpoint_vec_interval < self.train_interval:
+            # on-policy files count checkpoint_interval in rollouts (HARL: 10); here 10 is every step
+            logger.warning(
+                "checkpoint_interval %s counts env steps for %s (the on-policy algorithms count rollouts): "
+                "a checkpoint, replay buffer included, every %d vectorised steps will slow training down "
+                "several times; the %s defaults checkpoint every %s env steps",
+                train_cfg["checkpoint_interval"], self.args["algo"], self.checkpoint_vec_interval, self.args["algo"],
+                f"{get_defaults_yaml_args(self.args['algo'], self.args['env'])[0]['train']['checkpoint_interval']:,}",
+            )
 
     def finish_vector_step(self, vec_step: int, progress: dict[str, Any], extra: dict[str, float] | None = None) -> None:
         """After vectorised step ``vec_step`` of such a loop: evaluate and log the diagnostics
