@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -201,3 +203,40 @@ def test_hung_worker_raises_after_the_reply_timeout():
         vec.step([np.array([[np.flatnonzero(m)[0]] for m in a]) for a in avail])
     assert time.monotonic() - start < 10
     assert not any(p.is_alive() for p in vec._procs)
+
+
+_STEP_AFTER_A_LINE = """
+import sys
+import numpy as np
+from harl.envs import make_train_env
+vec = make_train_env("toy", 1, 4, {}, 2, reply_timeout_s=2.0)
+_, _, avail = vec.reset()
+print(vec.worker_pids[1], flush=True)
+sys.stdin.readline()
+vec.step([np.array([[np.flatnonzero(m)[0]] for m in a]) for a in avail])
+print("stepped", flush=True)
+vec.close()
+"""
+
+
+def test_time_the_trainer_spends_stopped_is_not_a_workers_silence():
+    """A run stopped (SIGSTOP, Ctrl-Z) for longer than env_reply_timeout while it waits for a
+    worker, then continued, goes on: only the time it waited counts (it was 0.5 s + 0.5 s of 2 s
+    here; the stop lasted 3.5 s). Before, it stopped with a 'hung environment' error."""
+    proc = subprocess.Popen([sys.executable, "-c", _STEP_AFTER_A_LINE], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        worker = int(proc.stdout.readline())
+        os.kill(worker, signal.SIGSTOP)  # the step will wait for this worker
+        proc.stdin.write("\n")
+        proc.stdin.flush()
+        time.sleep(0.5)
+        os.kill(proc.pid, signal.SIGSTOP)
+        time.sleep(3.5)
+        os.kill(proc.pid, signal.SIGCONT)
+        time.sleep(0.5)
+        os.kill(worker, signal.SIGCONT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0 and "stepped" in out, err

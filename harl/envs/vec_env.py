@@ -28,6 +28,9 @@ VecResetResult = tuple[list[np.ndarray], np.ndarray, list[np.ndarray | None]]
 # SIGTERM), and then for the kill; a healthy worker exits within milliseconds.
 _JOIN_TIMEOUT_S = 2.0
 _KILL_TIMEOUT_S = 1.0
+# Replies are awaited in slices of at most this long, so that time this process spends stopped
+# (SIGSTOP, Ctrl-Z then fg) is not counted against env_reply_timeout as the workers' silence.
+_WAIT_SLICE_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -383,20 +386,27 @@ class SubprocVecEnv(_VecEnvBase):
         """Receive one reply per worker, failing fast if any worker errors or dies."""
         results: list[Any] = [None] * self.n_workers
         pending = set(range(self.n_workers))
-        deadline = None if self.reply_timeout_s is None else time.monotonic() + self.reply_timeout_s
+        budget = self.reply_timeout_s  # seconds of silence left before a worker counts as hung
         while pending:
             # Waiting on the process sentinels too means a killed worker wakes us at once.
-            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            wait_s = None if budget is None else min(_WAIT_SLICE_S, max(0.0, budget))
+            started = time.monotonic()
             ready = mp_connection.wait(
                 [self._conns[w] for w in pending] + [self._procs[w].sentinel for w in pending],
-                timeout=remaining,
+                timeout=wait_s,
             )
+            if budget is not None:
+                waited = time.monotonic() - started
+                # a slice that overran by far was spent stopped (SIGSTOP, Ctrl-Z), not waiting
+                budget -= waited if waited <= wait_s + _WAIT_SLICE_S else wait_s
+                if not ready and budget <= 0:
+                    raise self._fail(
+                        min(pending), command,
+                        f"it sent no reply within env_reply_timeout={self.reply_timeout_s} s (a hung "
+                        "environment?); raise --env_reply_timeout if its steps are legitimately this slow",
+                    )
             if not ready:
-                raise self._fail(
-                    min(pending), command,
-                    f"it sent no reply within env_reply_timeout={self.reply_timeout_s} s (a hung "
-                    "environment?); raise --env_reply_timeout if its steps are legitimately this slow",
-                )
+                continue
             for w in sorted(pending):
                 conn = self._conns[w]
                 if conn.poll():  # read a reply first even if the worker exited right after
