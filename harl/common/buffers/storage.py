@@ -31,9 +31,9 @@ def zeros(shape: Sequence[int], device: torch.device | None) -> Storage:
     return torch.zeros(tuple(shape), dtype=torch.float32, device=device)
 
 
-def zeros_like(array: Storage, shape: Sequence[int] | None = None) -> Storage:
-    """Zeros of ``array``'s kind, dtype and device, of ``shape`` (default: ``array``'s)."""
-    shape = tuple(array.shape if shape is None else shape)
+def zeros_like(array: Storage, shape: Sequence[int]) -> Storage:
+    """Zeros of ``array``'s kind, dtype and device, of ``shape``."""
+    shape = tuple(shape)
     if isinstance(array, torch.Tensor):
         return torch.zeros(shape, dtype=array.dtype, device=array.device)
     return np.zeros(shape, array.dtype)
