@@ -3,11 +3,13 @@ a killed run without repeating finished runs, Ray tasks equal to the local pool,
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -211,6 +213,10 @@ def test_the_report_puts_the_paper_beside_ours_with_intervals(tmp_path):
     single = reevaluated[("toy-discrete", "happo")]
     expected = evaluate_run(run_state(runs[0], log_dir)[1], 4, 7)["eval_episode_return"]
     assert single.finals.tolist() == [expected] and cache.is_file()
+    moved = str(tmp_path / "results_elsewhere")  # a results folder copied to another machine
+    shutil.copytree(log_dir, moved)
+    with mock.patch("harl.experiments.report.evaluate_run", side_effect=AssertionError("cached run re-evaluated")):
+        assert gather(experiment, runs[:1], moved, 4, 7, str(cache))[("toy-discrete", "happo")].finals.tolist() == [expected]
     out = tmp_path / "report"
     experiment.diagnostics.update({"mean fps": ("mean", "f*s"), "peak fps": ("max", "fps")})
     cells = gather(experiment, runs, log_dir)
@@ -232,3 +238,34 @@ def test_the_report_puts_the_paper_beside_ours_with_intervals(tmp_path):
     assert np.isclose(float(rows[1].split(",")[3]), finals.mean())
     assert (out / "table.tex").read_text().startswith("\\begin{tabular}")
     assert (out / "curves" / "toy__toy-discrete.png").is_file()
+
+
+def test_finished_runs_are_kept_for_a_commit_without_checkpoints(tmp_path):
+    """scripts/keep_finished_runs.sh stages a finished run's config, curve and final weights
+    (results/ is git-ignored), not its checkpoint or TensorBoard logs, and no unfinished run."""
+    repo = tmp_path / "repo"
+    finished = repo / "results" / "football" / "t" / "happo" / "x" / "seed-00001-a"
+    unfinished = repo / "results" / "football" / "t" / "happo" / "x" / "seed-00002-b"
+    for run_dir in (finished, unfinished):
+        (run_dir / "models").mkdir(parents=True)
+        (run_dir / "logs").mkdir()
+        for name in ("config.json", "progress.csv", "models/checkpoint.pt", "logs/events.out.tfevents.1"):
+            (run_dir / name).write_text("x")
+    for name in ("learning_curve.png", "models/actor_agent0.pt", "models/actor_agent1.pt", "models/critic_agent.pt"):
+        (finished / name).write_text("x")
+    (repo / "results" / "reports" / "sweep").mkdir(parents=True)
+    (repo / "results" / "reports" / "sweep" / "reevaluations.json").write_text("{}")
+    (repo / ".gitignore").write_text("results/*\n")
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    script = Path(__file__).resolve().parents[1] / "scripts" / "keep_finished_runs.sh"
+    out = subprocess.run(["bash", str(script), "results/football", "results/reports/sweep"], cwd=repo,
+                         capture_output=True, text=True, check=True).stdout
+    staged = subprocess.run(["git", "diff", "--cached", "--name-only"], cwd=repo, capture_output=True, text=True,
+                            check=True).stdout.split()
+    base = "results/football/t/happo/x/seed-00001-a/"
+    assert sorted(staged) == sorted([base + name for name in (
+        "config.json", "progress.csv", "learning_curve.png", "models/actor_agent0.pt", "models/actor_agent1.pt",
+        "models/critic_agent.pt")] + ["results/reports/sweep/reevaluations.json"])
+    assert "1 finished run(s) staged" in out
+    missing = subprocess.run(["bash", str(script), "results/nothing"], cwd=repo, capture_output=True, text=True)
+    assert missing.returncode == 2 and "no such folder" in missing.stderr

@@ -44,7 +44,8 @@ def gather(experiment: Experiment, runs: list[RunSpec], log_dir: str, eval_episo
            eval_seed: int = 12345, cache_path: str = "") -> dict[tuple[str, str], Cell]:
     """``(task name, algo) -> Cell`` with every finished run of the sweep; with
     ``eval_episodes``, each run's saved policy is evaluated again for that many episodes (from
-    ``eval_seed``, the same start states for every run), cached in ``cache_path``."""
+    ``eval_seed``, the same start states for every run), cached in ``cache_path`` under the
+    run's path relative to ``log_dir``."""
     cells = {(t.task, a): Cell(t, a, [], experiment.paper_scale) for t, a in experiment.cells()}
     cache: dict[str, float] = {}
     if eval_episodes and cache_path and os.path.isfile(cache_path):
@@ -63,7 +64,8 @@ def gather(experiment: Experiment, runs: list[RunSpec], log_dir: str, eval_episo
             for label, value in diagnostics(run_dir, experiment.diagnostics).items():
                 cell.diagnostics.setdefault(label, []).append(value)
         if eval_episodes:
-            key = f"{run_dir}|{eval_episodes}|{eval_seed}"
+            # relative to log_dir: a results folder copied to another machine keeps its re-evaluations
+            key = f"{os.path.relpath(run_dir, log_dir)}|{eval_episodes}|{eval_seed}"
             if key not in cache:
                 cache[key] = float(evaluate_run(run_dir, eval_episodes, eval_seed)[experiment.metric])
                 if cache_path:  # after every run: an interrupted report keeps what it computed
