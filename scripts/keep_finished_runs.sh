@@ -5,7 +5,8 @@
 # what a finished run needs to be reported on and re-evaluated: config.json, progress.csv,
 # learning_curve.png and the final weights in models/ (not the resumable checkpoint, which holds
 # the optimiser state and, off-policy, the replay buffer). A run is finished when its final
-# weights exist (models/actor_agent0.pt). Reports' re-evaluation caches come along.
+# weights exist (models/actor_agent0.pt: the test harl/experiments/sweep.py run_state makes;
+# keep the two alike). Reports' re-evaluation caches come along.
 #
 #     bash scripts/keep_finished_runs.sh results/football [more folders ...]
 #     git commit -m "..."
