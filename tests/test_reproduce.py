@@ -240,32 +240,58 @@ def test_the_report_puts_the_paper_beside_ours_with_intervals(tmp_path):
     assert (out / "curves" / "toy__toy-discrete.png").is_file()
 
 
-def test_finished_runs_are_kept_for_a_commit_without_checkpoints(tmp_path):
-    """scripts/keep_finished_runs.sh stages a finished run's config, curve and final weights
-    (results/ is git-ignored), not its checkpoint or TensorBoard logs, and no unfinished run."""
+def _staged(repo: Path) -> list[str]:
+    return sorted(subprocess.run(["git", "diff", "--cached", "--name-only"], cwd=repo, capture_output=True,
+                                 text=True, check=True).stdout.split())
+
+
+def test_runs_are_kept_for_a_commit_finished_without_checkpoints_stopped_with_one(tmp_path):
+    """scripts/keep_runs.sh stages a finished run's config, curve and final weights (results/ is
+    git-ignored), not its checkpoint or TensorBoard logs; a stopped run only with --stopped, then
+    with its checkpoint when that is small; once the stopped run finishes, its checkpoint leaves."""
     repo = tmp_path / "repo"
     finished = repo / "results" / "football" / "t" / "happo" / "x" / "seed-00001-a"
-    unfinished = repo / "results" / "football" / "t" / "happo" / "x" / "seed-00002-b"
-    for run_dir in (finished, unfinished):
+    stopped = repo / "results" / "football" / "t" / "happo" / "x" / "seed-00002-b"
+    for run_dir in (finished, stopped):
         (run_dir / "models").mkdir(parents=True)
         (run_dir / "logs").mkdir()
-        for name in ("config.json", "progress.csv", "models/checkpoint.pt", "logs/events.out.tfevents.1"):
+        for name in ("config.json", "progress.csv", "learning_curve.png", "models/checkpoint.pt",
+                     "logs/events.out.tfevents.1"):
             (run_dir / name).write_text("x")
-    for name in ("learning_curve.png", "models/actor_agent0.pt", "models/actor_agent1.pt", "models/critic_agent.pt"):
+    for name in ("models/actor_agent0.pt", "models/actor_agent1.pt", "models/critic_agent.pt"):
         (finished / name).write_text("x")
     (repo / "results" / "reports" / "sweep").mkdir(parents=True)
     (repo / "results" / "reports" / "sweep" / "reevaluations.json").write_text("{}")
     (repo / ".gitignore").write_text("results/*\n")
     subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
-    script = Path(__file__).resolve().parents[1] / "scripts" / "keep_finished_runs.sh"
+    script = Path(__file__).resolve().parents[1] / "scripts" / "keep_runs.sh"
     out = subprocess.run(["bash", str(script), "results/football", "results/reports/sweep"], cwd=repo,
                          capture_output=True, text=True, check=True).stdout
-    staged = subprocess.run(["git", "diff", "--cached", "--name-only"], cwd=repo, capture_output=True, text=True,
-                            check=True).stdout.split()
-    base = "results/football/t/happo/x/seed-00001-a/"
-    assert sorted(staged) == sorted([base + name for name in (
-        "config.json", "progress.csv", "learning_curve.png", "models/actor_agent0.pt", "models/actor_agent1.pt",
-        "models/critic_agent.pt")] + ["results/reports/sweep/reevaluations.json"])
-    assert "1 finished run(s) staged" in out
-    missing = subprocess.run(["bash", str(script), "results/nothing"], cwd=repo, capture_output=True, text=True)
-    assert missing.returncode == 2 and "no such folder" in missing.stderr
+    base, other = "results/football/t/happo/x/seed-00001-a/", "results/football/t/happo/x/seed-00002-b/"
+    light = ["config.json", "progress.csv", "learning_curve.png"]
+    finals = [base + name for name in light + ["models/actor_agent0.pt", "models/actor_agent1.pt",
+                                               "models/critic_agent.pt"]]
+    assert _staged(repo) == sorted(finals + ["results/reports/sweep/reevaluations.json"])
+    assert "1 finished and 0 stopped run(s) staged" in out
+
+    too_big = subprocess.run(["bash", str(script), "--stopped", "results/football"], cwd=repo, capture_output=True,
+                             text=True, env={**os.environ, "KEEP_RUNS_MAX_MB": "0"})
+    assert too_big.returncode == 0 and "left out stopped" in too_big.stderr and "1 MB (> 0 MB" in too_big.stderr
+    assert not [name for name in _staged(repo) if name.startswith(other)]
+    out = subprocess.run(["bash", str(script), "--stopped", "results/football"], cwd=repo, capture_output=True,
+                         text=True, check=True).stdout
+    assert "1 finished and 1 stopped run(s) staged" in out
+    assert [name for name in _staged(repo) if name.startswith(other)] == sorted(
+        other + name for name in light + ["models/checkpoint.pt"])
+
+    # the stopped run is resumed on another machine and finishes: its checkpoint is dropped
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "kept"], cwd=repo, check=True)
+    (stopped / "models" / "actor_agent0.pt").write_text("y")
+    subprocess.run(["bash", str(script), "results/football"], cwd=repo, capture_output=True, text=True, check=True)
+    status = subprocess.run(["git", "status", "--porcelain"], cwd=repo, capture_output=True, text=True,
+                            check=True).stdout.splitlines()
+    assert f"D  {other}models/checkpoint.pt" in status and f"A  {other}models/actor_agent0.pt" in status
+
+    for bad in (["results/nothing"], [], ["--stopped"]):
+        refused = subprocess.run(["bash", str(script), *bad], cwd=repo, capture_output=True, text=True)
+        assert refused.returncode == 2 and ("no such folder" in refused.stderr or "usage" in refused.stderr)
