@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from e2e_helpers import TINY_OFF_POLICY, TINY_ON_POLICY, train
+from e2e_helpers import TINY_OFF_POLICY, TINY_ON_POLICY, TINY_QMIX, train
 from harl.utils.configs_tools import ConfigError
 
 SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "evaluate.py"
@@ -30,6 +30,24 @@ def test_evaluates_the_saved_policy_with_the_runs_settings(tmp_path, algo, overr
     assert first["eval_episode_return"] == again["eval_episode_return"] < 0  # same seed, same episodes
     other_seed = evaluate_script.evaluate_run(runner.run_dir, 4, 8)
     assert other_seed["eval_episode_return"] != first["eval_episode_return"]
+
+
+@pytest.mark.parametrize("algo, overrides", [
+    ("happo", {**TINY_ON_POLICY, "num_env_steps": 80}),
+    ("haqo", {**TINY_OFF_POLICY, "n_timesteps": 4, "num_env_steps": 120}),
+    # the schedule's end at 1.0: a uniformly random behaviour policy, far from the greedy one
+    ("qmix", {**TINY_QMIX, "num_env_steps": 120, "continuous_actions": False, "epsilon_finish": 1.0}),
+])
+def test_stochastic_evaluation_acts_as_in_training_reproducibly(tmp_path, algo, overrides):
+    runner = train(algo, "pettingzoo_mpe", str(tmp_path / "runs"), {**overrides, "max_cycles": 10})
+    deterministic = evaluate_script.evaluate_run(runner.run_dir, 4, 7)
+    sampled = evaluate_script.evaluate_run(runner.run_dir, 4, 7, explore=True)
+    assert sampled == evaluate_script.evaluate_run(runner.run_dir, 4, 7, explore=True)
+    assert sampled["eval_episode_return"] != deterministic["eval_episode_return"]
+    result = subprocess.run([sys.executable, str(SCRIPT), runner.run_dir, "--eval_episodes", "4", "--eval_seed", "7",
+                             "--stochastic"], capture_output=True, text=True, check=True)
+    row = result.stdout.splitlines()[-1].split(" | ")
+    assert row[3] == "sampled" and float(row[5]) == pytest.approx(sampled["eval_episode_return"], abs=0.006)
 
 
 def test_a_directory_without_a_run_is_a_config_error(tmp_path):

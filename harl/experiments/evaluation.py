@@ -17,11 +17,12 @@ from harl.utils.configs_tools import ConfigError
 
 @contextmanager
 def rebuilt_runner(run_dir: str, eval_episodes: int, eval_seed: int, weights_dir: str = "",
-                   overrides: tuple[str, ...] = ()) -> Iterator[Any]:
+                   overrides: tuple[str, ...] = (), explore: bool = False) -> Iterator[Any]:
     """The runner of ``run_dir`` rebuilt from its config with saved weights: ``weights_dir``
     (HARL's ``model_dir``, e.g. a snapshot), else the final weights in ``models/``, else
     ``models/checkpoint.pt`` for a run stopped before its end; ``overrides`` are further
-    ``--key value`` arguments. Nothing is written."""
+    ``--key value`` arguments; ``explore``: its evaluation acts as in training (sampled
+    actions) instead of deterministically. Nothing is written."""
     config = os.path.join(run_dir, "config.json")
     models = os.path.join(run_dir, "models")
     if not (os.path.isfile(config) and os.path.isdir(models)):
@@ -49,6 +50,7 @@ def rebuilt_runner(run_dir: str, eval_episodes: int, eval_seed: int, weights_dir
     from harl.utils.checkpoint import load_checkpoint
 
     runner = RUNNER_REGISTRY[args["algo"]](args, algo_args, env_args)
+    runner.eval_explore = explore
     try:
         if from_checkpoint:
             state = load_checkpoint(checkpoint, runner.device)
@@ -61,11 +63,12 @@ def rebuilt_runner(run_dir: str, eval_episodes: int, eval_seed: int, weights_dir
 
 
 def evaluate_run(run_dir: str, eval_episodes: int, eval_seed: int, weights_dir: str = "",
-                 before_step: Callable[[Any], None] | None = None, overrides: tuple[str, ...] = ()) -> dict:
+                 before_step: Callable[[Any], None] | None = None, overrides: tuple[str, ...] = (),
+                 explore: bool = False) -> dict:
     """Rebuild the run of ``run_dir`` (:func:`rebuilt_runner`) and return ``evaluate()``'s result
     with the run's algorithm, task and training seed; ``before_step(runner)`` is called before
     every vectorised evaluation step."""
-    with rebuilt_runner(run_dir, eval_episodes, eval_seed, weights_dir, overrides) as runner:
+    with rebuilt_runner(run_dir, eval_episodes, eval_seed, weights_dir, overrides, explore) as runner:
         with open(os.path.join(run_dir, "config.json"), encoding="utf-8") as file:
             train_seed = json.load(file)["algo_args"]["seed"]["seed"]
         hook = None if before_step is None else (lambda: before_step(runner))

@@ -127,6 +127,9 @@ class BaseRunner(abc.ABC):
         self.run_logger: RunLogger | None = None
         self.last_checkpoint_step: int | None = None
         self.stop_signal: int | None = None  # set by SIGTERM/SIGINT while run() trains
+        # evaluate the behaviour policy (sampled actions, exploration as at the end of training)
+        # instead of the deterministic one: examples/evaluate.py --stochastic
+        self.eval_explore = False
 
     @property
     def models_dir(self) -> str:
@@ -307,7 +310,8 @@ class BaseRunner(abc.ABC):
         self, obs: list[np.ndarray], available_actions: list[np.ndarray | None],
         policy_state: Any, episode_starts: np.ndarray,
     ) -> tuple[list[np.ndarray], Any]:
-        """Deterministic decentralised actions of every agent for evaluation."""
+        """Decentralised actions of every agent for evaluation: deterministic, or as in training
+        when ``eval_explore`` is set."""
 
     # ----------------------------------------------------------------- logging
     def start_logger(self) -> RunLogger:

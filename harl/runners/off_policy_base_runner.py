@@ -153,7 +153,7 @@ class OffPolicyBaseRunner(BaseRunner):
     @torch.no_grad()
     def eval_actions(self, obs, available_actions, policy_state, episode_starts):
         actions = [
-            to_numpy(self.actor[i].get_actions(obs[i], available_actions[i], explore=False))
+            to_numpy(self.actor[i].get_actions(obs[i], available_actions[i], explore=self.eval_explore))
             for i in range(self.num_agents)
         ]
         return actions, None

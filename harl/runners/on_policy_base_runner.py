@@ -310,7 +310,7 @@ class OnPolicyBaseRunner(BaseRunner):
     def eval_actions(self, obs, available_actions, policy_state, episode_starts):
         masks = np.where(episode_starts, 0.0, 1.0).astype(np.float32)[:, None]
         actions, _, next_state = self.act_all(
-            obs, policy_state, [masks] * self.num_agents, available_actions, deterministic=True
+            obs, policy_state, [masks] * self.num_agents, available_actions, deterministic=not self.eval_explore
         )
         return actions, next_state
 

@@ -180,7 +180,8 @@ class QMIXRunner(BaseRunner):
         hidden, last = policy_state
         hidden = self._reset_where(np.asarray(episode_starts, dtype=bool), last, hidden)
         padded_obs, padded_avail = self._padded(obs, available_actions)
-        actions, hidden = self._act(padded_obs, padded_avail, last, hidden, 0.0)
+        epsilon = self.epsilon_args[1] if self.eval_explore else 0.0  # [1]: the schedule's end
+        actions, hidden = self._act(padded_obs, padded_avail, last, hidden, epsilon)
         return [actions[:, i : i + 1] for i in range(self.num_agents)], (hidden, actions.copy())
 
     # ----------------------------------------------------------------- persistence
