@@ -6,8 +6,9 @@ write the paper-format report.
 Each run is an ``examples/train.py`` process from its tuned config. Re-running the command
 skips finished runs and resumes stopped ones, so a killed sweep is finished by running it again.
 ``--ray auto`` runs each as a Ray task (on the cluster this machine belongs to, or a local one);
-``--eval_episodes N`` re-evaluates every finished policy for the table; ``--report`` only writes
-the report from the runs there are.
+``--eval_episodes N`` re-evaluates every finished policy for the table (deterministic actions, as
+HARL evaluates; with ``--stochastic``, acting as in training, into ``reports/<name>-sampled``);
+``--report`` only writes the report from the runs there are.
 """
 import argparse
 import logging
@@ -37,11 +38,17 @@ def main() -> None:
     parser.add_argument("--eval_episodes", type=int, default=0,
                         help="re-evaluate every finished run's policy for this many episodes (default: the runs' own last evaluation)")
     parser.add_argument("--eval_seed", type=int, default=12345, help="seed of the re-evaluations (the same for every run)")
+    parser.add_argument("--stochastic", action="store_true",
+                        help="with --eval_episodes: re-evaluate acting as in training (sampled actions); report "
+                             "in <log_dir>/reports/<name>-sampled by default")
     parser.add_argument("--report", action="store_true", help="write the report only, run nothing")
     parser.add_argument("--dry_run", action="store_true", help="list the runs and what would happen to each")
     cli = parser.parse_args()
     if cli.eval_episodes < 0:
         raise ConfigError(f"--eval_episodes must be >= 0, got {cli.eval_episodes}")
+    if cli.stochastic and not cli.eval_episodes:
+        raise ConfigError("--stochastic re-evaluates the final policies: give --eval_episodes N as well "
+                          "(the runs' own evaluations are deterministic)")
     for name in ("seeds", "num_env_steps", "workers", "torch_threads"):
         value = getattr(cli, name)
         if value is not None and value < 1:
@@ -73,14 +80,15 @@ def main() -> None:
     steps = sorted({spec.num_env_steps for spec in runs})
     budget_note = (f"Budget: {steps[0]:,} env steps per run." if len(steps) == 1
                    else f"Budgets: {steps[0]:,} to {steps[-1]:,} env steps (each tuned config's own).")
-    out_dir = cli.out or os.path.join(log_dir, "reports", experiment.name)
+    out_dir = cli.out or os.path.join(log_dir, "reports", experiment.name + ("-sampled" if cli.stochastic else ""))
     if cli.eval_episodes:
-        budget_note += (f" Final evaluation: each run's saved policy re-evaluated for {cli.eval_episodes} episodes "
-                        f"(examples/evaluate.py, seed {cli.eval_seed}).")
+        actions = "actions sampled as in training" if cli.stochastic else "deterministic actions"
+        budget_note += (f" Final evaluation: each run's saved policy re-evaluated for {cli.eval_episodes} episodes, "
+                        f"{actions} (examples/evaluate.py{' --stochastic' if cli.stochastic else ''}, seed {cli.eval_seed}).")
     else:
         budget_note += " Final evaluation: each run's last training-time evaluation."
     cells = gather(experiment, runs, log_dir, cli.eval_episodes, cli.eval_seed,
-                   os.path.join(out_dir, "reevaluations.json"))
+                   os.path.join(out_dir, "reevaluations.json"), cli.stochastic)
     print(build_report(experiment, cells, out_dir, budget_note))
     print(f"wrote {out_dir}/table.md, table.csv, table.tex and curves/", file=sys.stderr)
     if not cli.report and failed:

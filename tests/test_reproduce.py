@@ -2,6 +2,7 @@
 a killed run without repeating finished runs, Ray tasks equal to the local pool, and the report."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -74,6 +75,17 @@ def test_table1_skips_the_cells_the_paper_leaves_empty():
 def test_table_decimals_follow_the_size_of_the_numbers():
     assert [decimals_for(np.array(v)) for v in ([-62.3, -30.0], [0.39, 0.66], [1.29, 0.3], [0.0], [], [1234.0])] == [
         1, 3, 2, 1, 1, 1]
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--stochastic", "--report"], "--stochastic re-evaluates the final policies: give --eval_episodes N"),
+    (["--eval_episodes", "-1"], "--eval_episodes must be >= 0, got -1"),
+    (["--budget_scale", "0"], "--budget_scale must be > 0, got 0"),
+])
+def test_bad_reproduce_options_stop_before_anything_runs(tmp_path, arguments, message):
+    result = subprocess.run([sys.executable, REPRODUCE, "experiments/paper/table3.yaml", "--log_dir", str(tmp_path),
+                             *arguments], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 2 and message in result.stderr and not os.listdir(tmp_path)
 
 
 def test_bad_experiment_files_are_config_errors(tmp_path):
@@ -217,6 +229,9 @@ def test_the_report_puts_the_paper_beside_ours_with_intervals(tmp_path):
     shutil.copytree(log_dir, moved)
     with mock.patch("harl.experiments.report.evaluate_run", side_effect=AssertionError("cached run re-evaluated")):
         assert gather(experiment, runs[:1], moved, 4, 7, str(cache))[("toy-discrete", "happo")].finals.tolist() == [expected]
+    sampled = gather(experiment, runs[:1], log_dir, 4, 7, str(cache), explore=True)[("toy-discrete", "happo")]
+    assert sampled.finals.tolist() == [evaluate_run(run_state(runs[0], log_dir)[1], 4, 7, explore=True)["eval_episode_return"]]
+    assert len(json.loads(cache.read_text())) == 2  # a key of its own beside the deterministic one
     out = tmp_path / "report"
     experiment.diagnostics.update({"mean fps": ("mean", "f*s"), "peak fps": ("max", "fps")})
     cells = gather(experiment, runs, log_dir)

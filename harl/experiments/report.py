@@ -41,11 +41,12 @@ class Cell:
 
 
 def gather(experiment: Experiment, runs: list[RunSpec], log_dir: str, eval_episodes: int = 0,
-           eval_seed: int = 12345, cache_path: str = "") -> dict[tuple[str, str], Cell]:
+           eval_seed: int = 12345, cache_path: str = "", explore: bool = False) -> dict[tuple[str, str], Cell]:
     """``(task name, algo) -> Cell`` with every finished run of the sweep; with
     ``eval_episodes``, each run's saved policy is evaluated again for that many episodes (from
-    ``eval_seed``, the same start states for every run), cached in ``cache_path`` under the
-    run's path relative to ``log_dir``."""
+    ``eval_seed``, the same start states for every run; ``explore``: acting as in training,
+    sampled actions, instead of deterministically), cached in ``cache_path`` under the run's path
+    relative to ``log_dir``."""
     cells = {(t.task, a): Cell(t, a, [], experiment.paper_scale) for t, a in experiment.cells()}
     cache: dict[str, float] = {}
     if eval_episodes and cache_path and os.path.isfile(cache_path):
@@ -65,9 +66,9 @@ def gather(experiment: Experiment, runs: list[RunSpec], log_dir: str, eval_episo
                 cell.diagnostics.setdefault(label, []).append(value)
         if eval_episodes:
             # relative to log_dir: a results folder copied to another machine keeps its re-evaluations
-            key = f"{os.path.relpath(run_dir, log_dir)}|{eval_episodes}|{eval_seed}"
+            key = f"{os.path.relpath(run_dir, log_dir)}|{eval_episodes}|{eval_seed}" + ("|sampled" if explore else "")
             if key not in cache:
-                cache[key] = float(evaluate_run(run_dir, eval_episodes, eval_seed)[experiment.metric])
+                cache[key] = float(evaluate_run(run_dir, eval_episodes, eval_seed, explore=explore)[experiment.metric])
                 if cache_path:  # after every run: an interrupted report keeps what it computed
                     os.makedirs(os.path.dirname(cache_path), exist_ok=True)
                     atomic_write(cache_path, lambda file: file.write(json.dumps(cache, indent=1).encode()))
