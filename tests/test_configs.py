@@ -392,7 +392,8 @@ TUNED_FILES = sorted(TUNED.glob("*/*/*/config.json"))
 
 
 def test_tuned_configs_present():
-    published = [p for p in TUNED_FILES if p.parts[-2] not in ("haqo", "qmix", "vdn")]
+    published = [p for p in TUNED_FILES if p.parts[-2] not in ("haqo", "qmix", "vdn")
+                 and p.parts[-4:-1:2] != ("football", "mappo")]  # ours: HARL published HAPPO's only
     per_env = {env: len([p for p in published if p.parts[-4] == env]) for env in {p.parts[-4] for p in published}}
     # HARL's files (MPE, MaMuJoCo, SMAC, SMACv2), and the StarCraft ones again on SMAX but
     # corridor (terrain SMAX cannot play)
@@ -413,7 +414,7 @@ def test_smax_tuned_configs_are_the_starcraft_ones():
 
 
 def test_value_decomposition_tuned_configs_are_pymarl2_settings_beside_happo():
-    """QMIX and VDN files: one per discrete HAPPO file (SMAC family, discrete MPE), the YAML
+    """QMIX and VDN files: one per discrete HAPPO file (SMAC family, Football, discrete MPE), the YAML
     defaults (pymarl2's) with its two per-map departures, HAPPO's budget and evaluation, the
     global state."""
     from harl.utils.configs_tools import get_defaults_yaml_args
@@ -421,10 +422,10 @@ def test_value_decomposition_tuned_configs_are_pymarl2_settings_beside_happo():
     per_map = {"6h_vs_8z": {"epsilon_anneal_steps": 500000, "td_lambda": 0.3},
                "3s5z_vs_3s6z": {"n_rollout_threads": 4, "batch_episodes": 64}}
     happo_files = [p for p in TUNED.glob("*/*/happo/config.json")
-                   if p.parts[-4] in ("smac", "smacv2", "smax") or p.parts[-3].endswith("-discrete")]
+                   if p.parts[-4] in ("smac", "smacv2", "smax", "football") or p.parts[-3].endswith("-discrete")]
     for algo in ("qmix", "vdn"):
         files = sorted(TUNED.glob(f"*/*/{algo}/config.json"))
-        assert len(files) == len(happo_files) == 32  # 3 discrete MPE, 10 SMAC, 5 SMACv2, 14 SMAX
+        assert len(files) == len(happo_files) == 37  # 3 discrete MPE, 10 SMAC, 5 SMACv2, 14 SMAX, 5 Football
         for path in files:
             config = json.loads(path.read_text())
             happo = json.loads((path.parent.parent / "happo" / "config.json").read_text())
@@ -436,6 +437,28 @@ def test_value_decomposition_tuned_configs_are_pymarl2_settings_beside_happo():
             defaults["train"]["num_env_steps"] = happo["algo_args"]["train"]["num_env_steps"]
             assert config["algo_args"] == defaults, path
             assert config["env_args"] == {**happo["env_args"], **({"state_type": "EP"} if "state_type" in happo["env_args"] else {})}
+
+
+def test_football_mappo_files_are_happos_as_harls_mappo_files_differ_from_its_happo_ones():
+    """HARL published Football settings for HAPPO only; MAPPO's files (Table 5 has a MAPPO column)
+    take HAPPO's, changed where HARL's own MAPPO files differ from its HAPPO ones (MaMuJoCo):
+    parameter sharing (and fixed_order, which MAPPO does not read), in every one of them."""
+    def differences(mappo_path: Path) -> frozenset:
+        mappo = json.loads(mappo_path.read_text())
+        happo = json.loads((mappo_path.parent.parent / "happo" / "config.json").read_text())
+        return frozenset(((section, key), value) for section in mappo["algo_args"]
+                         for key, value in mappo["algo_args"][section].items()
+                         if happo["algo_args"][section].get(key) != value)
+
+    sharing = frozenset({(("algo", "share_param"), True), (("algo", "fixed_order"), True)})
+    harl = [differences(path) for path in TUNED.glob("mamujoco/*/mappo/config.json")]
+    assert len(harl) == 6 and all(sharing <= d for d in harl)  # one of them also a task's episode_length
+    files = sorted(TUNED.glob("football/*/mappo/config.json"))
+    assert len(files) == 5
+    for path in files:
+        assert differences(path) == sharing, path
+        mappo, happo = json.loads(path.read_text()), json.loads((path.parent.parent / "happo" / "config.json").read_text())
+        assert mappo["main_args"] == {**happo["main_args"], "algo": "mappo"} and mappo["env_args"] == happo["env_args"]
 
 
 def test_haqo_tuned_configs_share_happo_settings():
