@@ -13,6 +13,7 @@ HARL evaluates; with ``--stochastic``, acting as in training, into ``reports/<na
 import argparse
 import logging
 import os
+import signal
 import sys
 
 from harl.utils.cli import handle_cli_errors
@@ -59,7 +60,7 @@ def main() -> None:
 
     from harl.experiments.report import build_report, gather
     from harl.experiments.spec import load_experiment, parse_only
-    from harl.experiments.sweep import run_state, run_sweep
+    from harl.experiments.sweep import run_state, run_sweep, stopped_by_signal
 
     experiment = load_experiment(cli.experiment)
     runs = experiment.runs(cli.seeds, cli.num_env_steps, cli.budget_scale, parse_only(cli.only) if cli.only else None)
@@ -74,6 +75,10 @@ def main() -> None:
     if not cli.report:
         workers = cli.workers or max(1, available_cpu_count() // cli.torch_threads)
         results = run_sweep(experiment.name, runs, log_dir, workers, cli.torch_threads, cli.ray, cli.gpu)
+        signum = stopped_by_signal()
+        if signum:  # no report from a sweep stopped half-way; the runs keep their checkpoints
+            print(f"stopped by {signal.Signals(signum).name}; run the same command to resume", file=sys.stderr)
+            raise SystemExit(128 + signum)
         failed = [(spec, r) for spec, r in zip(runs, results) if r["status"] == "failed"]
         for spec, result in failed:
             print(f"failed: {spec.key} (exit {result.get('returncode')}); log: {result['log']}", file=sys.stderr)

@@ -149,6 +149,37 @@ def test_a_killed_sweep_and_a_killed_run_finish_without_repeating_finished_runs(
     assert third.stderr.count("already finished") == len(runs)
 
 
+@pytest.mark.parametrize("signum, to_group", [(signal.SIGTERM, False), (signal.SIGINT, True)])
+def test_a_signalled_sweep_checkpoints_its_running_runs_and_starts_no_other(tmp_path, signum, to_group):
+    """The sweep alone is signalled (a scheduler, `kill`), or its whole group (Ctrl+C in a
+    terminal): every running run saves a final checkpoint, no further run starts, and the sweep
+    exits 128 + the signal with no process left."""
+    path = tiny_experiment(tmp_path)
+    log_dir = tmp_path / "results"
+    runs = load_experiment(path).runs(num_env_steps=400000)
+    sweep = subprocess.Popen([sys.executable, REPRODUCE, str(path), "--num_env_steps", "400000", "--workers", "2",
+                              "--log_dir", str(log_dir)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                             start_new_session=True)
+    deadline = time.time() + 180
+    while time.time() < deadline and sweep.poll() is None:
+        running = [next(iter(_seed_dirs_with_progress(r, log_dir)), None) for r in runs[:2]]
+        if all(d and len(read_progress(d)) >= 2 for d in running):
+            break
+        time.sleep(0.2)
+    assert sweep.poll() is None, sweep.stderr.read()[-2000:]
+    if to_group:
+        os.killpg(sweep.pid, signum)
+    else:
+        sweep.send_signal(signum)
+    _, err = sweep.communicate(timeout=120)
+    assert sweep.returncode == 128 + signum, err[-3000:]
+    assert f"{signal.Signals(signum).name} received" in err and "run the same command to resume" in err
+    assert err.count("stopped with a checkpoint") == 2
+    assert [run_state(r, str(log_dir))[0] for r in runs] == ["resume", "resume", "new", "new"]
+    left = subprocess.run(["pgrep", "-f", str(log_dir)], capture_output=True, text=True).stdout.split()
+    assert not left  # every train.py exited after its checkpoint
+
+
 def test_runs_finished_earlier_are_counted_before_any_run_starts(tmp_path, monkeypatch, capfd):
     """A sweep whose finished runs come late in its order still reports them (and an ETA over
     the runs left) before it starts the first new one."""

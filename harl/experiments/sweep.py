@@ -6,8 +6,10 @@ from __future__ import annotations
 import glob
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict
@@ -18,6 +20,15 @@ from harl.utils.checkpoint import checkpoint_path
 from harl.utils.configs_tools import ConfigError
 
 TRAIN_PY = str(REPO_ROOT / "examples" / "train.py")
+
+# The train.py processes this process is running, so that a signal to the sweep alone (a
+# scheduler, `kill`) reaches them. They stay in the sweep's process group, so that a terminal's
+# Ctrl+C reaches them too; the SIGTERM passed on after it is harmless (only a second SIGINT stops
+# a run without its final checkpoint), and killing the group kills them all.
+_children: set[subprocess.Popen] = set()
+_children_lock = threading.Lock()
+_stopping = threading.Event()
+_stop_signal = [0]  # the signal that stopped the last local sweep, 0 for none
 
 
 def _seed_dirs(spec: RunSpec, log_dir: str) -> list[str]:
@@ -80,11 +91,36 @@ def execute_run(spec_fields: dict[str, Any], log_dir: str, torch_threads: int, n
     with open(log, "a", encoding="utf-8") as out:
         out.write(f"$ {' '.join(command)}\n")
         out.flush()
-        returncode = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, cwd=REPO_ROOT).returncode
+        with _children_lock:
+            if _stopping.is_set():  # the sweep was stopped while this run was being set up
+                return {"status": "stopped", "run_dir": run_dir, "seconds": 0.0, "log": log}
+            child = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
+            _children.add(child)
+        try:
+            returncode = child.wait()
+        finally:
+            with _children_lock:
+                _children.discard(child)
     state, run_dir = run_state(spec, log_dir)
     finished = returncode == 0 and state == "finished"
-    return {"status": "done" if finished else "failed", "returncode": returncode, "run_dir": run_dir,
+    status = "done" if finished else "stopped" if _stopping.is_set() else "failed"
+    return {"status": status, "returncode": returncode, "run_dir": run_dir,
             "seconds": time.perf_counter() - start, "log": log, "resumed": state == "resume"}
+
+
+def _stop_children(signum: int, _frame: Any) -> None:
+    """SIGTERM/SIGINT to a local sweep: start no further run, pass SIGTERM to the running ones
+    (each saves a final checkpoint and exits) and let the sweep return."""
+    if _stopping.is_set():
+        return
+    _stop_signal[0] = signum
+    _stopping.set()
+    print(f"[sweep] {signal.Signals(signum).name} received: the running runs save a checkpoint and stop; "
+          "the same command resumes them", file=sys.stderr, flush=True)
+    with _children_lock:
+        for child in _children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
 
 
 class SweepProgress:
@@ -130,6 +166,9 @@ def run_sweep(
             progress.done += 1
             progress.durations.append(result["seconds"])
             progress.event(f"done in {result['seconds']:.0f} s: {spec.key}")
+        elif result["status"] == "stopped":
+            saved = "with a checkpoint" if result.get("resumed") else "before its first checkpoint"
+            progress.event(f"stopped {saved}: {spec.key}")
         else:
             progress.failed += 1
             progress.event(f"FAILED (exit {result.get('returncode')}): {spec.key}; log: {result['log']}")
@@ -146,28 +185,49 @@ def run_sweep(
     if to_run and ray_address is not None:
         _run_on_ray(runs, to_run, log_dir, torch_threads, name, ray_address, use_gpu, progress, record)
     elif to_run:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            pending: dict[Future, int] = {}
-            queue = list(to_run)
-
-            def submit_next() -> None:
-                index = queue.pop(0)
-                state, _ = run_state(runs[index], log_dir)
-                if state == "finished":
-                    record(index, skipped_result(None))
-                    return
-                progress.running += 1
-                progress.event(f"{'resuming' if state == 'resume' else 'starting'}: {runs[index].key}")
-                pending[pool.submit(execute_run, asdict(runs[index]), log_dir, torch_threads, name)] = index
-
-            while queue or pending:
-                while queue and len(pending) < workers:
-                    submit_next()
-                if pending:
-                    finished, _ = wait(list(pending), return_when=FIRST_COMPLETED)
-                    for future in finished:
-                        record(pending.pop(future), future.result())
+        _stopping.clear()
+        _stop_signal[0] = 0
+        handlers = {}
+        if threading.current_thread() is threading.main_thread():
+            handlers = {sig: signal.signal(sig, _stop_children) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            _run_locally(runs, to_run, log_dir, workers, torch_threads, name, progress, record)
+        finally:
+            for sig, handler in handlers.items():
+                signal.signal(sig, handler)
     return [r for r in results if r is not None]
+
+
+def stopped_by_signal() -> int:
+    """The signal (SIGTERM or SIGINT) that stopped the last local :func:`run_sweep`, else 0."""
+    return _stop_signal[0]
+
+
+def _run_locally(runs: list[RunSpec], to_run: list[int], log_dir: str, workers: int, torch_threads: int, name: str,
+                 progress: SweepProgress, record: Callable[[int, dict[str, Any]], None]) -> None:
+    """``runs[i]`` for ``i`` in ``to_run``, ``workers`` at a time in threads, each an
+    ``examples/train.py`` process; after a stop signal no further run starts."""
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        pending: dict[Future, int] = {}
+        queue = list(to_run)
+
+        def submit_next() -> None:
+            index = queue.pop(0)
+            state, _ = run_state(runs[index], log_dir)
+            if state == "finished":
+                record(index, skipped_result(None))
+                return
+            progress.running += 1
+            progress.event(f"{'resuming' if state == 'resume' else 'starting'}: {runs[index].key}")
+            pending[pool.submit(execute_run, asdict(runs[index]), log_dir, torch_threads, name)] = index
+
+        while (queue and not _stopping.is_set()) or pending:
+            while queue and len(pending) < workers and not _stopping.is_set():
+                submit_next()
+            if pending:
+                finished, _ = wait(list(pending), return_when=FIRST_COMPLETED)
+                for future in finished:
+                    record(pending.pop(future), future.result())
 
 
 def _run_on_ray(runs: list[RunSpec], indices: list[int], log_dir: str, torch_threads: int, name: str, address: str,
