@@ -13,7 +13,7 @@ import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict
-from typing import Any, Callable
+from typing import IO, Any, Callable
 
 from harl.experiments.spec import REPO_ROOT, RunSpec
 from harl.utils.checkpoint import checkpoint_path
@@ -21,14 +21,52 @@ from harl.utils.configs_tools import ConfigError
 
 TRAIN_PY = str(REPO_ROOT / "examples" / "train.py")
 
-# The train.py processes this process is running, so that a signal to the sweep alone (a
-# scheduler, `kill`) reaches them. They stay in the sweep's process group, so that a terminal's
-# Ctrl+C reaches them too; the SIGTERM passed on after it is harmless (only a second SIGINT stops
-# a run without its final checkpoint), and killing the group kills them all.
-_children: set[subprocess.Popen] = set()
-_children_lock = threading.Lock()
-_stopping = threading.Event()
-_stop_signal = [0]  # the signal that stopped the last local sweep, 0 for none
+
+class _LocalRuns:
+    """The train.py processes a local sweep is running, so that a signal to the sweep alone (a
+    scheduler, `kill`) reaches them, and the signal that stopped the sweep (0: none).
+
+    The processes stay in the sweep's process group, so that a terminal's Ctrl+C reaches them
+    too; the SIGTERM passed on after it is harmless (only a second SIGINT stops a run without its
+    final checkpoint), and killing the group kills them all.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()  # taken by the pool's threads; the handler runs in the main one
+        self.processes: set[subprocess.Popen] = set()
+        self.stop_signal = 0
+
+    def start(self, command: list[str], out: IO[str]) -> subprocess.Popen | None:
+        """Start ``command`` unless the sweep was stopped while this run was being set up."""
+        with self.lock:
+            if self.stop_signal:
+                return None
+            process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
+            self.processes.add(process)
+            return process
+
+    def wait(self, process: subprocess.Popen) -> int:
+        try:
+            return process.wait()
+        finally:
+            with self.lock:
+                self.processes.discard(process)
+
+    def stop(self, signum: int, _frame: Any) -> None:
+        """SIGTERM/SIGINT handler: start no further run, pass SIGTERM to the running ones (each
+        saves a final checkpoint and exits) and let the sweep return."""
+        if self.stop_signal:
+            return
+        self.stop_signal = signum
+        print(f"[sweep] {signal.Signals(signum).name} received: the running runs save a checkpoint and stop; "
+              "the same command resumes them", file=sys.stderr, flush=True)
+        with self.lock:
+            for process in self.processes:
+                if process.poll() is None:
+                    process.send_signal(signal.SIGTERM)
+
+
+_LOCAL_RUNS = _LocalRuns()
 
 
 def _seed_dirs(spec: RunSpec, log_dir: str) -> list[str]:
@@ -91,36 +129,15 @@ def execute_run(spec_fields: dict[str, Any], log_dir: str, torch_threads: int, n
     with open(log, "a", encoding="utf-8") as out:
         out.write(f"$ {' '.join(command)}\n")
         out.flush()
-        with _children_lock:
-            if _stopping.is_set():  # the sweep was stopped while this run was being set up
-                return {"status": "stopped", "run_dir": run_dir, "seconds": 0.0, "log": log}
-            child = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
-            _children.add(child)
-        try:
-            returncode = child.wait()
-        finally:
-            with _children_lock:
-                _children.discard(child)
+        process = _LOCAL_RUNS.start(command, out)
+        if process is None:
+            return {"status": "stopped", "run_dir": run_dir, "seconds": 0.0, "log": log}
+        returncode = _LOCAL_RUNS.wait(process)
     state, run_dir = run_state(spec, log_dir)
     finished = returncode == 0 and state == "finished"
-    status = "done" if finished else "stopped" if _stopping.is_set() else "failed"
+    status = "done" if finished else "stopped" if _LOCAL_RUNS.stop_signal else "failed"
     return {"status": status, "returncode": returncode, "run_dir": run_dir,
             "seconds": time.perf_counter() - start, "log": log, "resumed": state == "resume"}
-
-
-def _stop_children(signum: int, _frame: Any) -> None:
-    """SIGTERM/SIGINT to a local sweep: start no further run, pass SIGTERM to the running ones
-    (each saves a final checkpoint and exits) and let the sweep return."""
-    if _stopping.is_set():
-        return
-    _stop_signal[0] = signum
-    _stopping.set()
-    print(f"[sweep] {signal.Signals(signum).name} received: the running runs save a checkpoint and stop; "
-          "the same command resumes them", file=sys.stderr, flush=True)
-    with _children_lock:
-        for child in _children:
-            if child.poll() is None:
-                child.send_signal(signal.SIGTERM)
 
 
 class SweepProgress:
@@ -185,11 +202,10 @@ def run_sweep(
     if to_run and ray_address is not None:
         _run_on_ray(runs, to_run, log_dir, torch_threads, name, ray_address, use_gpu, progress, record)
     elif to_run:
-        _stopping.clear()
-        _stop_signal[0] = 0
+        _LOCAL_RUNS.stop_signal = 0
         handlers = {}
         if threading.current_thread() is threading.main_thread():
-            handlers = {sig: signal.signal(sig, _stop_children) for sig in (signal.SIGTERM, signal.SIGINT)}
+            handlers = {sig: signal.signal(sig, _LOCAL_RUNS.stop) for sig in (signal.SIGTERM, signal.SIGINT)}
         try:
             _run_locally(runs, to_run, log_dir, workers, torch_threads, name, progress, record)
         finally:
@@ -200,7 +216,7 @@ def run_sweep(
 
 def stopped_by_signal() -> int:
     """The signal (SIGTERM or SIGINT) that stopped the last local :func:`run_sweep`, else 0."""
-    return _stop_signal[0]
+    return _LOCAL_RUNS.stop_signal
 
 
 def _run_locally(runs: list[RunSpec], to_run: list[int], log_dir: str, workers: int, torch_threads: int, name: str,
@@ -221,8 +237,8 @@ def _run_locally(runs: list[RunSpec], to_run: list[int], log_dir: str, workers: 
             progress.event(f"{'resuming' if state == 'resume' else 'starting'}: {runs[index].key}")
             pending[pool.submit(execute_run, asdict(runs[index]), log_dir, torch_threads, name)] = index
 
-        while (queue and not _stopping.is_set()) or pending:
-            while queue and len(pending) < workers and not _stopping.is_set():
+        while (queue and not _LOCAL_RUNS.stop_signal) or pending:
+            while queue and len(pending) < workers and not _LOCAL_RUNS.stop_signal:
                 submit_next()
             if pending:
                 finished, _ = wait(list(pending), return_when=FIRST_COMPLETED)
