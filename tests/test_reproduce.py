@@ -22,6 +22,7 @@ from harl.experiments.spec import load_experiment, parse_only
 from harl.experiments.sweep import run_state, run_sweep
 from harl.utils.cli import parse_train_args
 from harl.utils.configs_tools import ConfigError, save_config
+from harl.utils.stats import iqm
 
 ROOT = Path(__file__).resolve().parents[1]
 REPRODUCE = str(ROOT / "examples" / "reproduce.py")
@@ -284,6 +285,20 @@ def test_the_report_puts_the_paper_beside_ours_with_intervals(tmp_path):
     assert np.isclose(float(rows[1].split(",")[3]), finals.mean())
     assert (out / "table.tex").read_text().startswith("\\begin{tabular}")
     assert (out / "curves" / "toy__toy-discrete.png").is_file()
+    assert rows[0].endswith(",per_seed,planned_seeds") and rows[1].endswith(",3")
+
+    # a sweep still under way: HAPPO with one finished seed of one planned, HAA2C with 3 of 4
+    unfinished = [r for r in experiment.runs(seeds=4, num_env_steps=400) if r.algo == "haa2c"]
+    partial = gather(experiment, runs[:1] + unfinished, log_dir)
+    assert [(c.planned, len(c.runs)) for c in partial.values()] == [(1, 1), (4, 3)]
+    text = build_report(experiment, partial, str(tmp_path / "partial"), "Budget: 400 env steps per run.")
+    haa2c = partial[("toy-discrete", "haa2c")].finals
+    assert " (one seed)<br>" in text and f"({haa2c.std():.{digits}f}), 3 of 4 seeds" in text
+    iqm_row = next(line for line in text.split("Interquartile mean")[1].splitlines() if line.startswith("| Toy |"))
+    happo_iqm, haa2c_iqm = (c.strip() for c in iqm_row.strip("|").split("|")[1:])
+    assert happo_iqm == "-" and haa2c_iqm.startswith(f"{iqm(haa2c):.{digits}f} [")  # no interval from one seed
+    happo_row = (tmp_path / "partial" / "table.csv").read_text().splitlines()[1].split(",")
+    assert happo_row[:3] == ["toy-discrete", "happo", "1"] and happo_row[4:8] == ["", "", "", ""]
 
 
 def _staged(repo: Path) -> list[str]:

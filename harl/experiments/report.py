@@ -30,6 +30,7 @@ class Cell:
     algo: str
     runs: list[RunResult]
     scale: float
+    planned: int = 0  # runs the sweep asked for (seeds); fewer finished ones are marked in the table
     reevaluated: list[float] = field(default_factory=list)  # per run, when re-evaluated
     diagnostics: dict[str, list[float]] = field(default_factory=dict)  # label -> per run (experiment.diagnostics)
 
@@ -53,8 +54,11 @@ def gather(experiment: Experiment, runs: list[RunSpec], log_dir: str, eval_episo
         with open(cache_path, encoding="utf-8") as file:
             cache = json.load(file)
     for spec in runs:
+        if (spec.task, spec.label) not in cells:
+            continue
+        cells[(spec.task, spec.label)].planned += 1
         state, run_dir = run_state(spec, log_dir)
-        if state != "finished" or (spec.task, spec.label) not in cells:
+        if state != "finished":
             continue
         result = read_run(run_dir, experiment.metric)
         if result is None:
@@ -83,8 +87,20 @@ def decimals_for(values: np.ndarray) -> int:
     return 1 if largest == 0.0 else int(np.clip(2 - np.floor(np.log10(largest)), 1, 3))
 
 
+MIN_SEEDS_FOR_SPREAD = 2  # below it there is no std, interval or comparison to show, only the value
+
+
 def _mean_std(values: np.ndarray, digits: int = 1) -> str:
-    return f"{values.mean():.{digits}f} ({values.std():.{digits}f})" if len(values) else "-"
+    if not len(values):
+        return "-"
+    if len(values) < MIN_SEEDS_FOR_SPREAD:
+        return f"{values.mean():.{digits}f} (one seed)"
+    return f"{values.mean():.{digits}f} ({values.std():.{digits}f})"
+
+
+def _seeds_note(cell: Cell) -> str:
+    """", 1 of 3 seeds" for a cell the sweep has not finished yet, else nothing."""
+    return f", {len(cell.runs)} of {cell.planned} seeds" if len(cell.runs) < cell.planned else ""
 
 
 def _mean_std_precise(values: np.ndarray) -> str:
@@ -123,7 +139,7 @@ def build_report(experiment: Experiment, cells: dict[tuple[str, str], Cell], out
         row, tex_row = [], []
         for algo in algos:
             cell = cells.get((task.task, algo))
-            ours = _mean_std(cell.finals, digits) if cell else "-"
+            ours = _mean_std(cell.finals, digits) + _seeds_note(cell) if cell and len(cell.runs) else "-"
             paper = task.paper.get(algo)
             paper_text = f"{paper[0]:g} ({paper[1]:g})" if paper else "-"
             ours_md = f"**{ours}**" if algo == best else ours
@@ -131,26 +147,28 @@ def build_report(experiment: Experiment, cells: dict[tuple[str, str], Cell], out
             tex_row.append(("\\textbf{" + ours + "}" if algo == best else ours) + f" [{paper_text}]")
             if cell:
                 finals = cell.finals
-                point, low, high = (bootstrap_ci(finals, iqm, n_boot=n_boot) if len(finals) else (np.nan,) * 3)
+                spread = len(finals) >= MIN_SEEDS_FOR_SPREAD
+                point, low, high = bootstrap_ci(finals, iqm, n_boot=n_boot) if spread else (np.nan,) * 3
                 summaries[(task.task, algo)] = {
                     "task": task.task, "algo": algo, "seeds": len(finals),
-                    "mean": finals.mean() if len(finals) else "", "std": finals.std() if len(finals) else "",
-                    "iqm": point, "iqm_ci_low": low, "iqm_ci_high": high,
+                    "mean": finals.mean() if len(finals) else "", "std": finals.std() if spread else "",
+                    "iqm": point if spread else "", "iqm_ci_low": low if spread else "", "iqm_ci_high": high if spread else "",
                     "paper_mean": paper[0] if paper else "", "paper_std": paper[1] if paper else "",
-                    "per_seed": " ".join(f"{v:.3f}" for v in finals),
+                    "per_seed": " ".join(f"{v:.3f}" for v in finals), "planned_seeds": cell.planned,
                 }
         md.append(f"| {task.label} | " + " | ".join(row) + " |")
         tex.append(task.label.replace("_", "\\_") + " & " + " & ".join(tex_row).replace("_", "\\_") + " \\\\")
     tex.append("\\end{tabular}")
 
-    md += ["", f"Interquartile mean over seeds with a percentile-bootstrap 95% interval ({n_boot} resamples of the seeds):", "",
+    md += ["", f"Interquartile mean over seeds with a percentile-bootstrap 95% interval ({n_boot} resamples of the seeds; "
+           f"- where a cell has fewer than {MIN_SEEDS_FOR_SPREAD} finished seeds):", "",
            "| task | " + " | ".join(algos) + " |", "|---|" + "---|" * len(algos)]
     for task in experiment.tasks:
         cells_row = []
         for algo in algos:
             found = summaries.get((task.task, algo))
             cells_row.append(f"{found['iqm']:.{digits}f} [{found['iqm_ci_low']:.{digits}f}, {found['iqm_ci_high']:.{digits}f}]"
-                             if found and found["seeds"] else "-")
+                             if found and found["seeds"] >= MIN_SEEDS_FOR_SPREAD else "-")
         md.append(f"| {task.label} | " + " | ".join(cells_row) + " |")
 
     baselines = [a for a in algos if a != CANDIDATE]
@@ -164,7 +182,7 @@ def build_report(experiment: Experiment, cells: dict[tuple[str, str], Cell], out
             entries = []
             for base in baselines:
                 other = cells.get((task.task, base))
-                if not candidate or not other or not len(candidate.runs) or not len(other.runs):
+                if not candidate or not other or min(len(candidate.runs), len(other.runs)) < MIN_SEEDS_FOR_SPREAD:
                     entries.append("-")
                     continue
                 p, low, high = probability_of_improvement_ci(candidate.finals, other.finals, n_boot=n_boot)
