@@ -20,6 +20,7 @@ from harl.utils.stats import bootstrap_ci, iqm, probability_of_improvement_ci
 
 CANDIDATE = "haqo"  # the algorithm the probability-of-improvement rows are about
 REFERENCE = "happo"  # whose final evaluation sets the sample-efficiency target
+MIN_SEEDS_FOR_SPREAD = 2  # below it there is no std, interval or comparison to show, only the value
 
 
 @dataclass
@@ -39,6 +40,11 @@ class Cell:
         """Per seed: the re-evaluation when there is one, else the run's last evaluation."""
         values = self.reevaluated if self.reevaluated else [r.final_eval for r in self.runs]
         return np.array(values) * self.scale
+
+    @property
+    def has_spread(self) -> bool:
+        """Enough finished seeds for a std, an interval and a comparison."""
+        return len(self.runs) >= MIN_SEEDS_FOR_SPREAD
 
 
 def gather(experiment: Experiment, runs: list[RunSpec], log_dir: str, eval_episodes: int = 0,
@@ -85,9 +91,6 @@ def decimals_for(values: np.ndarray) -> int:
     the tens, 3 for shares such as coverage (at most 3)."""
     largest = float(np.abs(values).max()) if len(values) else 0.0
     return 1 if largest == 0.0 else int(np.clip(2 - np.floor(np.log10(largest)), 1, 3))
-
-
-MIN_SEEDS_FOR_SPREAD = 2  # below it there is no std, interval or comparison to show, only the value
 
 
 def _mean_std(values: np.ndarray, digits: int = 1) -> str:
@@ -147,12 +150,11 @@ def build_report(experiment: Experiment, cells: dict[tuple[str, str], Cell], out
             tex_row.append(("\\textbf{" + ours + "}" if algo == best else ours) + f" [{paper_text}]")
             if cell:
                 finals = cell.finals
-                spread = len(finals) >= MIN_SEEDS_FOR_SPREAD
-                point, low, high = bootstrap_ci(finals, iqm, n_boot=n_boot) if spread else (np.nan,) * 3
+                point, low, high = bootstrap_ci(finals, iqm, n_boot=n_boot) if cell.has_spread else ("",) * 3
                 summaries[(task.task, algo)] = {
                     "task": task.task, "algo": algo, "seeds": len(finals),
-                    "mean": finals.mean() if len(finals) else "", "std": finals.std() if spread else "",
-                    "iqm": point if spread else "", "iqm_ci_low": low if spread else "", "iqm_ci_high": high if spread else "",
+                    "mean": finals.mean() if len(finals) else "", "std": finals.std() if cell.has_spread else "",
+                    "iqm": point, "iqm_ci_low": low, "iqm_ci_high": high,
                     "paper_mean": paper[0] if paper else "", "paper_std": paper[1] if paper else "",
                     "per_seed": " ".join(f"{v:.3f}" for v in finals), "planned_seeds": cell.planned,
                 }
@@ -168,7 +170,7 @@ def build_report(experiment: Experiment, cells: dict[tuple[str, str], Cell], out
         for algo in algos:
             found = summaries.get((task.task, algo))
             cells_row.append(f"{found['iqm']:.{digits}f} [{found['iqm_ci_low']:.{digits}f}, {found['iqm_ci_high']:.{digits}f}]"
-                             if found and found["seeds"] >= MIN_SEEDS_FOR_SPREAD else "-")
+                             if found and found["iqm"] != "" else "-")
         md.append(f"| {task.label} | " + " | ".join(cells_row) + " |")
 
     baselines = [a for a in algos if a != CANDIDATE]
@@ -182,7 +184,7 @@ def build_report(experiment: Experiment, cells: dict[tuple[str, str], Cell], out
             entries = []
             for base in baselines:
                 other = cells.get((task.task, base))
-                if not candidate or not other or min(len(candidate.runs), len(other.runs)) < MIN_SEEDS_FOR_SPREAD:
+                if not candidate or not other or not (candidate.has_spread and other.has_spread):
                     entries.append("-")
                     continue
                 p, low, high = probability_of_improvement_ci(candidate.finals, other.finals, n_boot=n_boot)
