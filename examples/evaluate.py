@@ -16,9 +16,13 @@ import argparse
 import logging
 import sys
 
-from harl.experiments.evaluation import evaluate_run
-from harl.utils.results_tools import RATE_METRICS
-from harl.utils.cli import handle_cli_errors
+if __name__ == "__main__":  # first, before torch and JAX load: Ctrl+C ends with one line and exit 130
+    from harl.utils.interrupt import install
+
+    install("interrupted (Ctrl+C) before every run was evaluated; nothing was written")
+
+from harl.experiments.evaluation import check_run, evaluate_run  # noqa: E402
+from harl.utils.cli import handle_cli_errors  # noqa: E402
 
 
 def main() -> None:
@@ -31,11 +35,16 @@ def main() -> None:
     parser.add_argument("--stochastic", action="store_true",
                         help="act as in training (sampled actions, exploration) instead of deterministically")
     cli = parser.parse_args()
+    for run_dir in cli.run_dirs:  # every argument is checked before anything is printed
+        check_run(run_dir, cli.eval_episodes, cli.eval_seed)
+    from harl.utils.results_tools import RATE_METRICS  # loads torch and matplotlib: after the checks
+
     actions = "sampled" if cli.stochastic else "deterministic"
-    print("| algo | task | train seed | actions | episodes | eval return | eval win / score rate | run |")
-    print("|---|---|---|---|---|---|---|---|")
-    for run_dir in cli.run_dirs:
+    for i, run_dir in enumerate(cli.run_dirs):
         r = evaluate_run(run_dir, cli.eval_episodes, cli.eval_seed, explore=cli.stochastic)
+        if i == 0:  # with the first row: a run that cannot be loaded (a damaged checkpoint) prints no table
+            print("| algo | task | train seed | actions | episodes | eval return | eval win / score rate | run |")
+            print("|---|---|---|---|---|---|---|---|")
         rate = RATE_METRICS.get(r["env"])  # StarCraft family: battles won; Football: goals
         print(f"| {r['algo']} | {r['task']} | {r['train_seed']} | {actions} | {cli.eval_episodes} | "
               f"{r['eval_episode_return']:.2f} | {'' if rate is None else f'{r[rate]:.3f}'} | {run_dir} |", flush=True)

@@ -17,8 +17,13 @@ import logging
 import os
 import sys
 
-from harl.utils.cli import handle_cli_errors
-from harl.utils.configs_tools import ConfigError
+if __name__ == "__main__":  # first, before torch and JAX load: Ctrl+C ends with one line and exit 130
+    from harl.utils.interrupt import install
+
+    install("interrupted (Ctrl+C) before the figure was written; nothing was written")
+
+from harl.utils.cli import handle_cli_errors  # noqa: E402
+from harl.utils.configs_tools import ConfigError, check_writable  # noqa: E402
 
 
 def column_name(exp_dir: str) -> str:
@@ -53,15 +58,19 @@ def main() -> None:
         raise ConfigError("--episodes must be at least 1 and --points at least 0")
     if not cli.out.endswith(".png"):
         raise ConfigError(f"--out must name a .png file, not {cli.out!r}")
+    if os.path.isdir(cli.out):
+        raise ConfigError(f"--out {cli.out} is a directory; name a .png file")
+    check_writable(os.path.dirname(os.path.abspath(cli.out)), "--out", "the figure")
     groups = dict(group_runs(path) for path in cli.groups)  # checks every argument before evaluating
     if len(groups) < len(cli.groups):
         raise ConfigError("two GROUP arguments have the same row label; pass each group once")
 
-    from harl.experiments.density import group_visitations, held_shares, plot_densities
+    from harl.experiments.density import group_visitations, held_shares, plan_group, plot_densities
 
+    plans = {label: plan_group(runs, cli.episodes, cli.eval_seed, cli.points) for label, runs in groups.items()}
     drawn = {}
     for label, runs in groups.items():
-        drawn[label] = group_visitations(runs, cli.episodes, cli.eval_seed, cli.points)
+        drawn[label] = group_visitations(runs, cli.episodes, cli.eval_seed, cli.points, plans[label])
         for v in drawn[label]:
             shares = " ".join(f"{s:.2f}" for s in held_shares(v))
             print(f"{label} at {v.step:,} steps: share of positions in each target: {shares}", flush=True)

@@ -16,9 +16,14 @@ import os
 import signal
 import sys
 
-from harl.utils.cli import handle_cli_errors
-from harl.utils.configs_tools import ConfigError
-from harl.utils.envs_tools import available_cpu_count
+if __name__ == "__main__":  # first, before torch and JAX load: Ctrl+C ends with one line and exit 130
+    from harl.utils.interrupt import install
+
+    install("interrupted (Ctrl+C) before the sweep started; nothing was written")
+
+from harl.utils.cli import handle_cli_errors  # noqa: E402
+from harl.utils.configs_tools import ConfigError, check_writable  # noqa: E402
+from harl.utils.interrupt import hand_over, take_back  # noqa: E402
 
 
 def main() -> None:
@@ -58,22 +63,34 @@ def main() -> None:
         raise ConfigError(f"--budget_scale must be > 0, got {cli.budget_scale}")
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
 
-    from harl.experiments.report import build_report, gather
-    from harl.experiments.spec import load_experiment, parse_only
-    from harl.experiments.sweep import run_state, run_sweep, stopped_by_signal
+    from harl.experiments.spec import load_experiment  # no torch: a bad file is refused at once
 
     experiment = load_experiment(cli.experiment)
+    from harl.experiments.report import build_report, gather
+    from harl.experiments.spec import parse_only
+    from harl.experiments.sweep import check_runs, run_state, run_sweep, stopped_by_signal
+
     runs = experiment.runs(cli.seeds, cli.num_env_steps, cli.budget_scale, parse_only(cli.only) if cli.only else None)
     if not runs:
-        raise ConfigError(f"--only {cli.only!r} selects no run of {cli.experiment}")
+        raise ConfigError(f"--only {cli.only!r} selects no run of {cli.experiment}" if cli.only
+                          else f"{cli.experiment} has no cell to run (every task's paper value is null)")
     log_dir = os.path.abspath(cli.log_dir)
+    if not cli.dry_run:  # where the runs and the report go, checked before any run starts
+        if not cli.report:
+            check_writable(cli.log_dir)
+        check_writable(cli.out or cli.log_dir, "--out" if cli.out else "--log_dir", "the report")
+    if not cli.report:
+        check_runs(runs, log_dir, cli.torch_threads)
     if cli.dry_run:
         for spec in runs:
             state, run_dir = run_state(spec, log_dir)
             print(f"{state:9s} {spec.key}, {spec.num_env_steps:,} env steps ({run_dir or spec.config})")
         return
     if not cli.report:
+        from harl.utils.envs_tools import available_cpu_count  # loads torch
+
         workers = cli.workers or max(1, available_cpu_count() // cli.torch_threads)
+        hand_over()  # the sweep's own SIGINT handler stops the runs after their checkpoints
         results = run_sweep(experiment.name, runs, log_dir, workers, cli.torch_threads, cli.ray, cli.gpu)
         signum = stopped_by_signal()
         if signum:  # no report from a sweep stopped half-way; the runs keep their checkpoints
@@ -86,6 +103,8 @@ def main() -> None:
     budget_note = (f"Budget: {steps[0]:,} env steps per run." if len(steps) == 1
                    else f"Budgets: {steps[0]:,} to {steps[-1]:,} env steps (each tuned config's own).")
     out_dir = cli.out or os.path.join(log_dir, "reports", experiment.name + ("-sampled" if cli.stochastic else ""))
+    take_back(f"interrupted (Ctrl+C) before the report was complete; the runs are kept: run the same command "
+              f"to write {out_dir}")
     if cli.eval_episodes:
         actions = "actions sampled as in training" if cli.stochastic else "deterministic actions"
         budget_note += (f" Final evaluation: each run's saved policy re-evaluated for {cli.eval_episodes} episodes, "

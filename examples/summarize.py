@@ -8,8 +8,16 @@ overlays the algorithms run under that experiment name.
 """
 import argparse
 import os
+import sys
 
-from harl.utils.results_tools import by_task, collect, markdown_table, plot_comparison, plot_group
+if __name__ == "__main__":  # first, before matplotlib loads: Ctrl+C ends with one line and exit 130
+    from harl.utils.interrupt import install
+
+    install("interrupted (Ctrl+C) before the summary was printed; nothing was written")
+
+from harl.utils.cli import handle_cli_errors  # noqa: E402
+from harl.utils.configs_tools import ConfigError, check_writable  # noqa: E402
+from harl.utils.interrupt import set_message  # noqa: E402
 
 
 def main() -> None:
@@ -17,11 +25,21 @@ def main() -> None:
     parser.add_argument("results_dir", nargs="?", default="results", help="root of the run directories")
     parser.add_argument("--plot_dir", default="", help="write <group>.png learning curves here")
     args = parser.parse_args()
+    if not os.path.isdir(args.results_dir):
+        state = "is a file, not a directory" if os.path.exists(args.results_dir) else "does not exist"
+        raise ConfigError(f"{args.results_dir} {state}; pass the root of the run directories (default: results)")
+    if args.plot_dir:
+        check_writable(args.plot_dir, "--plot_dir", "the plots")
+    # loads torch and matplotlib: after the checks
+    from harl.utils.results_tools import by_task, collect, markdown_table, plot_comparison, plot_group
+
     groups = collect(args.results_dir)
     if not groups:
         raise SystemExit(f"no run with an evaluation under {args.results_dir}")
     print(markdown_table(groups))
     if args.plot_dir:
+        set_message(f"interrupted (Ctrl+C) while writing the plots to {args.plot_dir}; run the command again "
+                    "to write them all")
         os.makedirs(args.plot_dir, exist_ok=True)
         for group, runs in groups.items():
             path = os.path.join(args.plot_dir, group.replace("/", "__") + ".png")
@@ -35,4 +53,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(handle_cli_errors(main))

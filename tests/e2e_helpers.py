@@ -137,3 +137,29 @@ def assert_run_layout(run_dir: str, num_env_steps: int) -> list[dict[str, str]]:
     assert int(rows[-1]["env_steps"]) == num_env_steps
     assert rows[-1]["eval_episode_return"] != ""
     return rows
+
+
+HEAVY_PACKAGES = ("torch", "jax", "tensorboard")
+
+
+def heavy_import_recorder(folder: str, preamble: str = "", env: dict[str, str] | None = None
+                          ) -> tuple[dict[str, str], str]:
+    """A subprocess environment (``env``, default ``os.environ``, with ``folder`` first on
+    PYTHONPATH) whose interpreter runs ``folder/sitecustomize.py`` at start-up: ``preamble``,
+    then, at exit, it writes which of :data:`HEAVY_PACKAGES` were imported to
+    ``folder/imported.txt``. Returns the environment and that file's path.
+
+    "Exits before importing torch" is what makes a missing-requirement error come in a moment
+    on any machine; a wall-clock bound alone tells that apart only on an idle one (importing
+    torch takes ~1 s idle, several on a loaded 2-core machine, as can a cold start of Python)."""
+    os.makedirs(folder, exist_ok=True)
+    record = os.path.join(folder, "imported.txt")
+    with open(os.path.join(folder, "sitecustomize.py"), "w", encoding="utf-8") as file:
+        file.write(preamble + "\nimport atexit as _atexit, sys as _sys\n\n\n"
+                   "def _record_heavy_imports():\n"
+                   f"    with open({record!r}, 'w', encoding='utf-8') as out:\n"
+                   f"        out.write(' '.join(m for m in {HEAVY_PACKAGES!r} if m in _sys.modules))\n\n\n"
+                   "_atexit.register(_record_heavy_imports)\n")
+    env = dict(os.environ if env is None else env)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [folder, env.get("PYTHONPATH")]))
+    return env, record

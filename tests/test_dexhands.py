@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from e2e_helpers import TINY_OFF_POLICY, TINY_ON_POLICY, TINY_PER_ALGO, read_progress, train
+from e2e_helpers import TINY_OFF_POLICY, TINY_ON_POLICY, TINY_PER_ALGO, heavy_import_recorder, read_progress, train
 from harl.envs import EnvNotInstalledError, check_env_args, make_train_env
 from harl.envs.dexhands import dexhands_env
 
@@ -94,16 +94,23 @@ def fake_benchmark(monkeypatch):
 
 
 def test_missing_isaac_gym_stops_train_py_in_seconds(tmp_path):
+    env, imported = heavy_import_recorder(str(tmp_path / "probe"))
+    log_dir = tmp_path / "results"
     start = time.monotonic()
     out = subprocess.run(
-        [sys.executable, "examples/train.py", "--algo", "happo", "--env", "dexhands", "--log_dir", str(tmp_path)],
-        capture_output=True, text=True, cwd=ROOT, timeout=60,
+        [sys.executable, "examples/train.py", "--algo", "happo", "--env", "dexhands", "--log_dir", str(log_dir)],
+        capture_output=True, text=True, cwd=ROOT, timeout=60, env=env,
     )
     elapsed = time.monotonic() - start
     print(f"missing Isaac Gym: examples/train.py exited {out.returncode} after {elapsed:.2f} s")
-    assert out.returncode == 1 and elapsed < 5
+    assert out.returncode == 1
+    # "in seconds" on any machine: it stops before importing torch (well under a second when
+    # idle); the wall-clock bound is only a hang detector, generous for a loaded or cold machine
+    with open(imported, encoding="utf-8") as file:
+        assert file.read() == ""  # the heavy packages imported before the error: none
+    assert elapsed < 30
     assert "Isaac Gym" in out.stderr and "DexterousHands" in out.stderr and "Traceback" not in out.stderr
-    assert not os.listdir(tmp_path)
+    assert not log_dir.exists() or not os.listdir(log_dir)
 
 
 def test_bad_settings_are_named_before_the_requirements():
@@ -168,7 +175,10 @@ def test_training_end_to_end_on_the_fake_task(tmp_path, fake_benchmark, algo):
 def test_observations_kept_on_the_device_train_as_host_copies_would(tmp_path, monkeypatch, fake_benchmark, algo):
     """The same run with the observations copied to numpy on the host (what every other
     environment hands out) ends with the same weights: keeping them as tensors changes where they
-    live, not what is computed."""
+    live, not what is computed. Same up to float32 rounding: the two runs feed the same numbers
+    from differently allocated (and aligned) memory, which BLAS kernels may round differently on
+    other CPUs; a 1-ulp change of the observations moves the final weights by ~1e-7 here, while
+    observations gone wrong (features reversed) move them by ~4e-3."""
     tiny = {**(TINY_ON_POLICY if algo == "happo" else TINY_OFF_POLICY), **TINY_PER_ALGO.get(algo, {})}
     settings = {**tiny, "num_env_steps": 80, "hands_episode_length": 10, "task": "ShadowHandPen", "use_eval": False}
     kept = train(algo, "dexhands", str(tmp_path / "kept"), settings)
@@ -184,7 +194,7 @@ def test_observations_kept_on_the_device_train_as_host_copies_would(tmp_path, mo
     assert isinstance(host.envs.reset()[0][0], np.ndarray)
     for a, b in zip(kept.unique_actors(), host.unique_actors(), strict=True):
         for p, q in zip(a.actor.parameters(), b.actor.parameters(), strict=True):
-            torch.testing.assert_close(p, q, rtol=0, atol=0)
+            torch.testing.assert_close(p, q, rtol=0, atol=1e-5)
 
 
 @pytest.mark.parametrize("missing, wording", [

@@ -289,7 +289,14 @@ def test_path_kl_matches_the_closed_form_of_an_affine_denoiser(schedule):
     obs = torch.randn(32, 3)
     record = old.sample(obs, n=1, record=True).record
     kl = new.kl_from_record(obs, record)
-    assert torch.allclose(kl, torch.full_like(kl, expected), rtol=1e-4)
+    # The chains run in float32, and the two actors' means differ by a small fraction of their
+    # size, so each state's KL carries a rounding error of ~1e-4 relative (~1e-8 absolute where
+    # the KL is tiny, as for "linear"; up to 1.4e-4 and 9e-9 over seeds 0-11 here), which
+    # depends on the CPU's float32 kernels. The mean over the 32 states averages it out (< 2e-5
+    # and 1.4e-9 over those seeds): it must match the closed form to 1e-4; every single state
+    # (the KL does not depend on x_t) to 1e-3.
+    assert kl.double().mean().item() == pytest.approx(expected, rel=1e-4, abs=1e-8)
+    assert torch.allclose(kl, torch.full_like(kl, expected), rtol=1e-3, atol=5e-8)
 
 
 # --- Gaussian ablation ----------------------------------------------------------------------

@@ -520,8 +520,12 @@ def bimodal_toy(actor_kind: str, seed: int) -> dict[str, tuple[float, float]]:
 
 def check_bimodal_toy(seed: int) -> None:
     diffusion, gaussian = bimodal_toy("diffusion", seed), bimodal_toy("gaussian", seed)
-    # the diffusion actor keeps both modes, in its evaluation actions and in its stochastic policy
-    assert min(diffusion["eval"]) > 0.25 and min(diffusion["stochastic"]) > 0.25, diffusion
+    # the diffusion actor keeps both modes, in its evaluation actions and in its stochastic policy:
+    # each peak must hold over 0.15 of the actions (one that collapsed holds ~0 at one of them).
+    # The share varies with the run: 0.28-0.42 over seeds 0-5, and 1e-7 relative changes of the
+    # initial weights, the size of another CPU's float32 rounding, moved seed 0's between 0.24
+    # and 0.31, so 0.25 held on one machine only
+    assert min(diffusion["eval"]) > 0.15 and min(diffusion["stochastic"]) > 0.15, diffusion
     # the Gaussian's evaluation action collapses to one point (here the valley between the
     # peaks); its stochastic policy, kept wide by the entropy bonus, cannot concentrate on them
     assert min(gaussian["eval"]) < 0.25, gaussian

@@ -1,11 +1,12 @@
 """progress.csv, TensorBoard purge on resume, the progress display and episode tracking."""
 import csv
 import io
+import time
 
 import numpy as np
 import pytest
 
-from harl.utils.logger import BASE_COLUMNS, CompletedEpisodes, EpisodeTracker, RunLogger
+from harl.utils.logger import BASE_COLUMNS, CompletedEpisodes, EpisodeTracker, RunLogger, row_grid
 
 
 def read_rows(run_dir):
@@ -87,12 +88,16 @@ def test_non_tty_progress_prints_plain_lines(tmp_path):
     stream = io.StringIO()  # not a terminal, like CI or a redirected log
     with RunLogger(str(tmp_path), (), 1000, stream=stream, plain_interval_s=0.0) as logger:
         logger.advance(250)
+        time.sleep(0.01)
+        logger.advance(500)
         logger.log_row(500, row={"eval_episode_return": 1.5})
     text = stream.getvalue()
     assert "\r" not in text
     lines = text.splitlines()
-    assert len(lines) == 2  # one per update; close does not repeat the last line
-    assert lines[0].startswith("[harl] 250/1,000 steps (25.0%)") and "ETA" in lines[0]
+    assert len(lines) == 3  # one per update; close does not repeat the last line
+    # one mark gives no rate yet: no fps, no ETA
+    assert lines[0] == "[harl] 250/1,000 steps (25.0%) | measuring speed | train return - | eval return -"
+    assert lines[1].startswith("[harl] 500/1,000 steps (50.0%) | ") and " fps | ETA " in lines[1]
     assert "eval return 1.5" in lines[-1]
 
 
@@ -103,13 +108,71 @@ def test_progress_shows_the_win_rate_of_environments_that_have_one(tmp_path):
     assert "eval return 1.5 | eval win rate 0.75" in stream.getvalue()
 
 
+def test_progress_shows_training_return_and_rate_as_episodes_finish(tmp_path):
+    stream = io.StringIO()
+    with RunLogger(str(tmp_path), ("win_rate", "kills"), 1000, stream=stream, plain_interval_s=0.0) as logger:
+        logger.advance(10)
+        logger.add_train_episodes(episodes([2.0, 4.0], win_rate=[1.0, 0.0], kills=[3.0, 1.0]))
+        logger.advance(20)  # no row logged yet: the display still shows the finished episodes
+    lines = stream.getvalue().splitlines()
+    assert "train return - | train win rate - | eval return - | eval win rate -" in lines[0]
+    assert "train return 3 | train win rate 0.50 | eval return -" in lines[1]
+
+
+def test_progress_phases_show_no_eta_and_the_rate_starts_after_them(tmp_path):
+    stream = io.StringIO()
+    with RunLogger(str(tmp_path), (), 1000, stream=stream, plain_interval_s=3600.0) as logger:
+        logger.announce("compiling the batched environment")
+        time.sleep(0.2)  # compiling: slow, must not count in the rate
+        logger.advance(100, "warm-up 100/400 random steps")
+        logger.advance(200, "warm-up 200/400 random steps")  # same phase: rate-limited
+        logger.advance(400)  # training from here: the first mark starts the clock
+        start = time.monotonic()
+        time.sleep(0.05)
+        logger.advance(500, mark=False)
+        logger.advance(600)  # the second mark: a rate, printed at once
+        elapsed = time.monotonic() - start
+    lines = stream.getvalue().splitlines()
+    assert lines[0] == "[harl] 0/1,000 steps (0.0%) | compiling the batched environment | train return - | eval return -"
+    assert lines[1].startswith("[harl] 100/1,000 steps (10.0%) | warm-up 100/400 random steps | train return")
+    assert lines[2].startswith("[harl] 400/1,000 steps (40.0%) | measuring speed |")
+    assert all("ETA" not in line and "fps" not in line for line in lines[:3])
+    assert lines[3].startswith("[harl] 600/1,000 steps (60.0%) | ") and len(lines) == 4
+    fps = float(lines[3].split(" | ")[1].removesuffix(" fps").replace(",", ""))
+    assert 200 / elapsed * 0.99 <= fps <= 200 / 0.05  # from the clock start, not from the beginning
+
+
+def test_progress_bar_shows_the_phase_and_no_eta_until_a_rate(tmp_path):
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    stream = Terminal()
+    with RunLogger(str(tmp_path), ("win_rate",), 1000, stream=stream) as logger:
+        logger.announce("compiling the batched environment")
+        assert "compiling the batched environment" in stream.getvalue()
+        logger.advance(100, "warm-up 100/400 random steps")
+        assert "warm-up 100/400" in stream.getvalue()
+        assert "ETA" not in stream.getvalue() and "<" not in stream.getvalue()  # no tqdm remaining time
+        logger.advance(400)
+        time.sleep(0.15)
+        logger.advance(600)
+        assert "ETA" in stream.getvalue().rsplit("\r", 1)[-1]
+
+
+def test_row_grid_keeps_rows_within_a_few_percent():
+    assert row_grid(10) == 1 and row_grid(50) == 1 and row_grid(51) == 2
+    assert row_grid(1_000_000) * 100 / 1_000_000 <= 2.0
+
+
 def test_non_tty_progress_is_rate_limited(tmp_path):
     stream = io.StringIO()
     with RunLogger(str(tmp_path), (), 1000, stream=stream, plain_interval_s=3600.0) as logger:
         for step in range(10, 1001, 10):
             logger.advance(step)
     lines = stream.getvalue().splitlines()
-    assert len(lines) == 2 and lines[-1].startswith("[harl] 1,000/1,000")
+    # the first line, the one where the speed is first known, and the last at close
+    assert len(lines) == 3 and lines[-1].startswith("[harl] 1,000/1,000") and "ETA" in lines[1]
 
 
 def test_tty_progress_uses_a_bar(tmp_path):

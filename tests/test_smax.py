@@ -172,7 +172,9 @@ def test_batched_stepping_equals_one_by_one_and_compiles_once():
         x, y = batched.step(actions), one_by_one.step(actions)
         np.testing.assert_allclose(np.stack(x.obs), np.stack(y.obs), atol=1e-5)
         np.testing.assert_allclose(x.share_obs, y.share_obs, atol=1e-5)
-        np.testing.assert_array_equal(x.rewards, y.rewards)
+        # float32 health arithmetic compiled for batch 3 and for batch 1: equal up to rounding,
+        # which XLA's vectorisation of the two shapes may order differently on another CPU
+        np.testing.assert_allclose(x.rewards, y.rewards, rtol=1e-5, atol=1e-6)
         np.testing.assert_array_equal(x.dones, y.dones)
         assert [i["episode_done"] for i in x.infos] == [i["episode_done"] for i in y.infos]
         avail = x.available_actions

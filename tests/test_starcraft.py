@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 import pytest
-from e2e_helpers import TINY_OFF_POLICY, TINY_ON_POLICY, TINY_QMIX, assert_run_layout, train
+from e2e_helpers import TINY_OFF_POLICY, TINY_ON_POLICY, TINY_QMIX, assert_run_layout, heavy_import_recorder, train
 from fake_starcraft import FAKE_EPISODE_LIMIT, FakeCapabilityEnvWrapper, install_fakes
 
 from harl.envs import EnvNotInstalledError, check_env_args
@@ -222,15 +222,13 @@ def test_training_end_to_end(tmp_path, monkeypatch, algo, env_name, env_args):
 
 
 def test_missing_starcraft_fails_within_seconds_in_one_paragraph(tmp_path):
-    # sitecustomize runs at interpreter start-up; a None entry hides smac even where it is installed
-    shadow = tmp_path / "shadow"
-    shadow.mkdir()
-    (shadow / "sitecustomize.py").write_text("import sys\nsys.modules['smac'] = None\n")
     sc2 = tmp_path / "no_starcraft"
     sc2.mkdir()
     log_dir = tmp_path / "results"
     env = {key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "SC2PATH")}
-    env.update(PYTHONPATH=str(shadow), SC2PATH=str(sc2))
+    # sitecustomize runs at interpreter start-up; a None entry hides smac even where it is installed
+    env, imported = heavy_import_recorder(str(tmp_path / "shadow"), "import sys\nsys.modules['smac'] = None\n", env)
+    env.update(SC2PATH=str(sc2))
     start = time.perf_counter()
     out = subprocess.run(
         [sys.executable, TRAIN, "--algo", "haqo", "--env", "smac", "--exp_name", "mmm2",
@@ -240,7 +238,11 @@ def test_missing_starcraft_fails_within_seconds_in_one_paragraph(tmp_path):
     elapsed = time.perf_counter() - start
     print(f"missing StarCraft II: examples/train.py exited {out.returncode} after {elapsed:.2f} s")
     assert out.returncode == 1, out.stderr
-    assert elapsed < 5.0  # well under a second on an idle machine (torch is never imported)
+    # "within seconds" on any machine: torch is never imported (well under a second when idle);
+    # the wall-clock bound is only a hang detector, generous for a loaded or cold machine
+    with open(imported, encoding="utf-8") as file:
+        assert file.read() == ""  # the heavy packages imported before the error: none
+    assert elapsed < 30
     message = out.stderr.strip()
     assert "\n" not in message, message
     assert message.startswith("error (EnvNotInstalledError): smac cannot play MMM2: ")
@@ -272,7 +274,8 @@ def test_missing_game_names_the_sc2path_folder(tmp_path, monkeypatch):
     start = time.perf_counter()
     with pytest.raises(EnvNotInstalledError) as err:
         check_env_args("smac", {"map_name": "3m"})
-    assert time.perf_counter() - start < 0.5
+    # a hang detector: the check only looks at files (milliseconds); generous for a loaded machine
+    assert time.perf_counter() - start < 5
     message = str(err.value)
     assert f"StarCraft II was not found in {sc2} (no Versions folder there" in message
     assert "https://github.com/Blizzard/s2client-proto#downloads" in message and "iagreetotheeula" in message

@@ -209,7 +209,7 @@ _STEP_AFTER_A_LINE = """
 import sys
 import numpy as np
 from harl.envs import make_train_env
-vec = make_train_env("toy", 1, 4, {}, 2, reply_timeout_s=2.0)
+vec = make_train_env("toy", 1, 4, {}, 2, reply_timeout_s=3.0)
 _, _, avail = vec.reset()
 print(vec.worker_pids[1], flush=True)
 sys.stdin.readline()
@@ -221,8 +221,11 @@ vec.close()
 
 def test_time_the_trainer_spends_stopped_is_not_a_workers_silence():
     """A run stopped (SIGSTOP, Ctrl-Z) for longer than env_reply_timeout while it waits for a
-    worker, then continued, goes on: only the time it waited counts (it was 0.5 s + 0.5 s of 2 s
-    here; the stop lasted 3.5 s). Before, it stopped with a 'hung environment' error."""
+    worker, then continued, goes on: only the time it waited counts (about 1.5 s of the 3 s
+    timeout here: the wait slice the stop fell in, 1 s, then 0.5 s until the worker continues;
+    the stop itself lasted 4.5 s, longer than the whole timeout). Before, it stopped with a
+    'hung environment' error. The 1.5 s left give the continued worker time to reply on a
+    loaded machine."""
     proc = subprocess.Popen([sys.executable, "-c", _STEP_AFTER_A_LINE], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -232,7 +235,7 @@ def test_time_the_trainer_spends_stopped_is_not_a_workers_silence():
         proc.stdin.flush()
         time.sleep(0.5)
         os.kill(proc.pid, signal.SIGSTOP)
-        time.sleep(3.5)
+        time.sleep(4.5)
         os.kill(proc.pid, signal.SIGCONT)
         time.sleep(0.5)
         os.kill(worker, signal.SIGCONT)

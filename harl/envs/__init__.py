@@ -13,8 +13,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from harl.envs.base import EnvNotInstalledError, EnvWorkerError, MultiAgentEnv, StepResult
 from harl.envs.vec_env import EnvFactory, InProcessVecEnv, SubprocVecEnv
 
@@ -116,8 +114,14 @@ def load_adapter(env_name: str) -> type[MultiAgentEnv]:
 def env_defaults(env_name: str) -> dict[str, Any]:
     """The defaults of ``harl/configs/envs_cfgs/<env_name>.yaml``."""
     _check_name(env_name)
-    with open(_ENV_CFG_DIR / f"{env_name}.yaml", encoding="utf-8") as f:
-        return yaml.safe_load(f) or {}
+    from harl.utils.files import load_yaml
+
+    defaults = load_yaml(_ENV_CFG_DIR / f"{env_name}.yaml", "environment config", allow_empty=True) or {}
+    if not isinstance(defaults, dict):
+        from harl.utils.configs_tools import ConfigError
+
+        raise ConfigError(f"{_ENV_CFG_DIR / f'{env_name}.yaml'} must be a mapping of keys to values.")
+    return defaults
 
 
 def check_env_args(env_name: str, env_args: dict[str, Any]) -> dict[str, Any]:
@@ -190,6 +194,7 @@ def _make_vec_env(
     n_workers = resolve_n_env_workers(n_env_workers, n_threads, env_name)
     if n_workers == 0:
         return InProcessVecEnv(factory, n_threads, base_seed)
+    logger.info("%s: %d environments step in %d worker processes", env_name, n_threads, n_workers)
     return SubprocVecEnv(factory, n_threads, base_seed, n_workers, env_name=env_name, reply_timeout_s=reply_timeout_s)
 
 

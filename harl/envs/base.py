@@ -73,6 +73,9 @@ class MultiAgentEnv(abc.ABC):
     default_env_workers: int = 0
     """Worker processes when the config's ``n_env_workers`` is null: 0 (in-process) suits fast
     simulators; a slow one (Football) says -1, one per CPU core."""
+    compiles_on_first_steps: bool = False
+    """True when the first reset and steps compile the environment (JAX's jit): the progress
+    display then says ``compiling the batched environment`` instead of an fps and ETA."""
 
     @staticmethod
     def check_args(args: dict[str, Any]) -> None:

@@ -8,7 +8,6 @@ hook called before every step), so they are those of the evaluated, decentralise
 from __future__ import annotations
 
 import glob
-import json
 import os
 from dataclasses import dataclass
 
@@ -16,7 +15,7 @@ import numpy as np
 
 from harl.experiments.evaluation import evaluate_run
 from harl.runners.base_runner import SNAPSHOTS_DIR
-from harl.utils.configs_tools import ConfigError
+from harl.utils.configs_tools import ConfigError, load_config_json
 
 
 @dataclass
@@ -38,8 +37,7 @@ def weight_dirs(run_dir: str) -> dict[int, str]:
         if name.removeprefix("step_").isdigit() and os.path.isdir(path):  # skips *.partial
             found[int(name.removeprefix("step_"))] = path
     if os.path.isfile(os.path.join(run_dir, "models", "actor_agent0.pt")):
-        with open(os.path.join(run_dir, "config.json"), encoding="utf-8") as file:
-            steps = int(json.load(file)["algo_args"]["train"]["num_env_steps"])
+        steps = int(load_config_json(os.path.join(run_dir, "config.json"))[1]["train"]["num_env_steps"])
         found[max([steps, *found])] = os.path.join(run_dir, "models")
     return dict(sorted(found.items()))
 
@@ -69,10 +67,17 @@ def run_visitation(run_dir: str, weights_dir: str, step: int, episodes: int, eva
     return Visitation(step, np.concatenate(positions), places[0], radius[0])
 
 
-def group_visitations(run_dirs: list[str], episodes: int, eval_seed: int, max_points: int = 0) -> list[Visitation]:
-    """One :class:`Visitation` per env step that every run of the group has weights for (the
-    seeds of one configuration), their positions pooled; at most ``max_points`` steps, spread
-    evenly and always including the last (0 = all)."""
+def plan_group(run_dirs: list[str], episodes: int, eval_seed: int,
+               max_points: int = 0) -> tuple[list[int], list[dict[int, str]]]:
+    """The env steps :func:`group_visitations` evaluates and every run's weights folders, after
+    every check that needs nothing built (each run's files and config, the environment's
+    package), so that a command refuses bad arguments before evaluating anything.
+
+    Raises:
+        ConfigError: a run that cannot be evaluated, or no weights at a common env step.
+    """
+    from harl.experiments.evaluation import check_run
+
     per_run = [weight_dirs(run_dir) for run_dir in run_dirs]
     common = sorted(set.intersection(*(set(found) for found in per_run))) if per_run else []
     if not common:
@@ -83,6 +88,18 @@ def group_visitations(run_dirs: list[str], episodes: int, eval_seed: int, max_po
     if max_points and len(common) > max_points:
         picks = np.unique(np.linspace(len(common) - 1, 0, max_points).round().astype(int))  # the last first
         common = [common[i] for i in picks]
+    for run_dir, found in zip(run_dirs, per_run):
+        check_run(run_dir, episodes, eval_seed, found[common[0]])
+    return common, per_run
+
+
+def group_visitations(run_dirs: list[str], episodes: int, eval_seed: int, max_points: int = 0,
+                      plan: tuple[list[int], list[dict[int, str]]] | None = None) -> list[Visitation]:
+    """One :class:`Visitation` per env step that every run of the group has weights for (the
+    seeds of one configuration), their positions pooled; at most ``max_points`` steps, spread
+    evenly and always including the last (0 = all). ``plan``: :func:`plan_group`'s result, when
+    the caller checked the group already."""
+    common, per_run = plan or plan_group(run_dirs, episodes, eval_seed, max_points)
     out = []
     for step in common:
         parts = [run_visitation(run_dir, found[step], step, episodes, eval_seed)

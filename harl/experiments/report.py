@@ -15,12 +15,15 @@ from harl.experiments.evaluation import evaluate_run
 from harl.experiments.spec import Experiment, RunSpec, TaskSpec
 from harl.experiments.sweep import run_state
 from harl.utils.checkpoint import atomic_write
+from harl.utils.configs_tools import ConfigError
+from harl.utils.files import load_json
 from harl.utils.results_tools import RunResult, diagnostics, plot_comparison, read_run
 from harl.utils.stats import bootstrap_ci, iqm, probability_of_improvement_ci
 
 CANDIDATE = "haqo"  # the algorithm the probability-of-improvement rows are about
 REFERENCE = "happo"  # whose final evaluation sets the sample-efficiency target
 MIN_SEEDS_FOR_SPREAD = 2  # below it there is no std, interval or comparison to show, only the value
+RETURN = "eval_episode_return"  # the progress.csv column of the evaluation return
 
 
 @dataclass
@@ -34,6 +37,9 @@ class Cell:
     planned: int = 0  # runs the sweep asked for (seeds); fewer finished ones are marked in the table
     reevaluated: list[float] = field(default_factory=list)  # per run, when re-evaluated
     diagnostics: dict[str, list[float]] = field(default_factory=dict)  # label -> per run (experiment.diagnostics)
+    # per run, its evaluation returns, when the experiment's metric is another (win rate, ...):
+    # the curves draw them beside the metric
+    return_runs: list[RunResult] = field(default_factory=list)
 
     @property
     def finals(self) -> np.ndarray:
@@ -57,8 +63,13 @@ def gather(experiment: Experiment, runs: list[RunSpec], log_dir: str, eval_episo
     cells = {(t.task, a): Cell(t, a, [], experiment.paper_scale) for t, a in experiment.cells()}
     cache: dict[str, float] = {}
     if eval_episodes and cache_path and os.path.isfile(cache_path):
-        with open(cache_path, encoding="utf-8") as file:
-            cache = json.load(file)
+        try:
+            cache = load_json(cache_path, "re-evaluation cache")
+        except ConfigError as err:
+            raise ConfigError(f"{err}; delete it to evaluate the runs again") from None
+        if not isinstance(cache, dict) or not all(isinstance(v, (int, float)) for v in cache.values()):
+            raise ConfigError(f"{cache_path}: the re-evaluation cache must map runs to numbers; delete it "
+                              "to evaluate the runs again")
     for spec in runs:
         if (spec.task, spec.label) not in cells:
             continue
@@ -71,6 +82,10 @@ def gather(experiment: Experiment, runs: list[RunSpec], log_dir: str, eval_episo
             continue
         cell = cells[(spec.task, spec.label)]
         cell.runs.append(result)
+        if experiment.metric != RETURN:
+            returns = read_run(run_dir, RETURN)
+            if returns is not None:
+                cell.return_runs.append(returns)
         if experiment.diagnostics:
             for label, value in diagnostics(run_dir, experiment.diagnostics).items():
                 cell.diagnostics.setdefault(label, []).append(value)
@@ -239,7 +254,10 @@ def build_report(experiment: Experiment, cells: dict[tuple[str, str], Cell], out
         curves = {a: cells[(task.task, a)].runs for a in algos if cells.get((task.task, a)) and cells[(task.task, a)].runs}
         if curves:
             path = os.path.join(out_dir, "curves", f"{task.env}__{task.task}.png")
-            plot_comparison(curves, f"{task.label} ({task.env})", path)
+            # a metric other than the return (win rate, coverage) is drawn beside the return
+            returns = {a: cells[(task.task, a)].return_runs for a in curves}
+            plot_comparison(curves, f"{task.label} ({task.env})", path,
+                            returns if any(returns.values()) else None)
     if experiment.notes:
         md += ["", experiment.notes.strip()]
     text = "\n".join(md) + "\n"

@@ -26,13 +26,12 @@ algorithm in ``main_args.algo``; a variant's runs go to ``<algo>/<name>-<variant
 """
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-import yaml
 
 from harl.utils.configs_tools import ConfigError
+from harl.utils.files import load_json, load_yaml
 
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 TUNED_DIR = REPO_ROOT / "tuned_configs"
@@ -131,9 +130,12 @@ class Experiment:
 
 def _config_algo_and_steps(config: Path) -> tuple[str, int]:
     """The algorithm a tuned ``config.json`` runs and its ``num_env_steps``."""
-    with open(config, encoding="utf-8") as file:
-        data = json.load(file)
-    return str(data["main_args"]["algo"]), int(data["algo_args"]["train"]["num_env_steps"])
+    data = load_json(config, "tuned config")
+    try:
+        return str(data["main_args"]["algo"]), int(data["algo_args"]["train"]["num_env_steps"])
+    except (KeyError, TypeError, ValueError):
+        raise ConfigError(f"{config}: not a HARL config.json: it needs main_args.algo and an integer "
+                          "algo_args.train.num_env_steps") from None
 
 
 def _paper_value(path, task, algo, value) -> tuple[float, float] | None:
@@ -148,22 +150,51 @@ def _paper_value(path, task, algo, value) -> tuple[float, float] | None:
                           f"not {value!r}") from None
 
 
+def _check_shape(path, data: dict) -> None:
+    """The types load_experiment relies on, each refused with the key to fix."""
+    def fail(what: str) -> ConfigError:
+        return ConfigError(f"{path}: {what} (see harl/experiments/spec.py for the format)")
+
+    if not isinstance(data["seeds"], list) or not all(isinstance(s, int) and not isinstance(s, bool)
+                                                      for s in data["seeds"]):
+        raise fail(f"seeds must be a list of integers, not {data['seeds']!r}")
+    if not isinstance(data["algorithms"], list) or not all(isinstance(a, str) for a in data["algorithms"]):
+        raise fail(f"algorithms must be a list of names, not {data['algorithms']!r}")
+    if not isinstance(data["tasks"], list) or not data["tasks"]:
+        raise fail("tasks must be a non-empty list of mappings with env and task")
+    for i, entry in enumerate(data["tasks"], 1):
+        if not isinstance(entry, dict) or not isinstance(entry.get("env"), str) or not isinstance(entry.get("task"), str):
+            raise fail(f"task {i} must be a mapping with env and task (strings), not {entry!r}")
+        if not isinstance(entry.get("paper") or {}, dict):
+            raise fail(f"task {i}: paper must map algorithms to [mean, std] or null")
+    if not isinstance(data.get("diagnostics") or {}, dict):
+        raise fail("diagnostics must map labels to '<mean|max>:<progress.csv column pattern>'")
+    if "paper_scale" in data and (isinstance(data["paper_scale"], bool)
+                                  or not isinstance(data["paper_scale"], (int, float))):
+        raise fail(f"paper_scale must be a number, not {data['paper_scale']!r}")
+    if "tuned_dir" in data and not isinstance(data["tuned_dir"], str):
+        raise fail(f"tuned_dir must be a folder name, not {data['tuned_dir']!r}")
+
+
 def load_experiment(path: str | os.PathLike) -> Experiment:
     """Parse and check an experiment file: every cell's tuned config must exist.
 
     Raises:
         ConfigError: a missing or malformed file, an unknown metric, a missing tuned config.
     """
-    if not os.path.isfile(path):
+    if not os.path.exists(path):
         raise ConfigError(f"experiment file {path} not found; the paper's tables are in experiments/paper/")
-    with open(path, encoding="utf-8") as file:
-        data = yaml.safe_load(file)
+    data = load_yaml(path, "experiment file")
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: an experiment file is a mapping of name, title, metric, seeds, algorithms "
+                          f"and tasks, not a {type(data).__name__} (see harl/experiments/spec.py for the format)")
     required = ("name", "title", "metric", "seeds", "algorithms", "tasks")
-    missing = [key for key in required if key not in (data or {})]
+    missing = [key for key in required if key not in data]
     if missing:
         raise ConfigError(f"{path} lacks {', '.join(missing)} (see harl/experiments/spec.py for the format)")
-    if data["metric"] not in METRICS:
+    if not isinstance(data["metric"], str) or data["metric"] not in METRICS:
         raise ConfigError(f"{path}: metric must be one of {', '.join(METRICS)}, not {data['metric']!r}")
+    _check_shape(path, data)
     tasks = []
     for entry in data["tasks"]:
         paper = {algo: _paper_value(path, entry.get("task"), algo, value)

@@ -4,20 +4,22 @@ pool or as Ray tasks, resumably: a finished run is skipped, a stopped one contin
 from __future__ import annotations
 
 import glob
-import json
+import logging
+import multiprocessing
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from dataclasses import asdict
 from typing import IO, Any, Callable
 
 from harl.experiments.spec import REPO_ROOT, RunSpec
 from harl.utils.checkpoint import checkpoint_path
 from harl.utils.configs_tools import ConfigError
+from harl.utils.files import load_json
 
 TRAIN_PY = str(REPO_ROOT / "examples" / "train.py")
 
@@ -76,8 +78,7 @@ def _seed_dirs(spec: RunSpec, log_dir: str) -> list[str]:
 
 
 def _same_run(run_dir: str, spec: RunSpec) -> bool:
-    with open(os.path.join(run_dir, "config.json"), encoding="utf-8") as file:
-        algo_args = json.load(file)["algo_args"]
+    algo_args = load_json(os.path.join(run_dir, "config.json"), "run config")["algo_args"]
     return (int(algo_args["train"]["num_env_steps"]) == spec.num_env_steps
             and int(algo_args["seed"]["seed"]) == spec.seed)
 
@@ -102,6 +103,47 @@ def train_command(spec: RunSpec, log_dir: str, torch_threads: int, resume_dir: s
     return [sys.executable, TRAIN_PY, "--load_config", spec.config, "--exp_name", spec.exp_name,
             "--seed", str(spec.seed), "--seed_specify", "True", "--num_env_steps", str(spec.num_env_steps),
             "--log_dir", log_dir, "--torch_threads", str(torch_threads)]
+
+
+def _refusals(runs: list[RunSpec], log_dir: str, torch_threads: int) -> dict[str, list[str]]:
+    """Each message of :func:`check_runs`, with the keys of the runs it refuses."""
+    from harl.envs.base import EnvNotInstalledError
+    from harl.runners import check_run_config
+    from harl.utils.cli import parse_train_args
+
+    logging.disable(logging.WARNING)  # each run prints its environment's notes when it starts
+    refused: dict[str, list[str]] = {}
+    for spec in runs:
+        if run_state(spec, log_dir)[0] != "new":
+            continue
+        try:
+            args, algo_args, env_args = parse_train_args(train_command(spec, log_dir, torch_threads, None)[2:])
+            check_run_config(args, algo_args, env_args)
+        except (ConfigError, EnvNotInstalledError) as err:
+            refused.setdefault(str(err), []).append(spec.key)
+    return refused
+
+
+def check_runs(runs: list[RunSpec], log_dir: str, torch_threads: int) -> None:
+    """Check every new run's config as ``examples/train.py`` would, before any run starts: one
+    bad setting (e.g. ``--num_env_steps`` below one rollout) refuses the whole sweep with its
+    message once, instead of starting every run to watch each one fail.
+
+    The checks import the environments' packages, JAX among them (SMAX), so they run in a
+    spawned process: a process that has imported JAX must not fork (Ray's local start-up does),
+    and the sweep's own process stays free of it.
+
+    Raises:
+        ConfigError: the messages of the refused runs, each once, with the runs it refuses.
+    """
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        refused = pool.submit(_refusals, runs, log_dir, torch_threads).result()
+    if refused:
+        lines = []
+        for message, keys in refused.items():
+            shown = "; ".join(keys[:3]) + (f"; and {len(keys) - 3} more" if len(keys) > 3 else "")
+            lines.append(f"{len(keys)} of {len(runs)} runs ({shown}): {message}")
+        raise ConfigError("the sweep starts no run, since these would be refused:\n" + "\n".join(lines))
 
 
 def log_path(spec: RunSpec, log_dir: str, name: str) -> str:

@@ -44,3 +44,27 @@ class _LazyRegistry(Mapping):
 
 
 RUNNER_REGISTRY: Mapping = _LazyRegistry(_RUNNERS)
+
+
+def check_run_config(args: dict, algo_args: dict, env_args: dict) -> dict:
+    """Every check of a run's config that needs no environment: the environment's arguments and
+    package, a runner for the algorithm, and the runner's own settings (e.g. a budget below one
+    rollout). ``examples/train.py`` calls it before building anything, and a sweep calls it for
+    every run before starting any.
+
+    Returns:
+        the checked ``env_args`` (aliases resolved).
+
+    Raises:
+        harl.utils.configs_tools.ConfigError: the first problem, with what to change.
+        harl.envs.base.EnvNotInstalledError: the environment's package is missing.
+    """
+    from harl.utils.configs_tools import ConfigError, check_run_env_args
+
+    env_args = check_run_env_args(args["env"], env_args)
+    if args["algo"] not in RUNNER_REGISTRY:
+        raise ConfigError(
+            f"Algorithm '{args['algo']}' has a config but no runner; runnable: {', '.join(sorted(RUNNER_REGISTRY))}."
+        )
+    RUNNER_REGISTRY[args["algo"]].check_config(algo_args, env_args)
+    return env_args

@@ -8,6 +8,7 @@ import logging
 import os
 import shutil
 import signal
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from harl.envs import get_task_name, make_eval_env, make_train_env
+from harl.envs import get_task_name, load_adapter, make_eval_env, make_train_env
 from harl.utils.checkpoint import (
     CheckpointError,
     atomic_torch_save,
@@ -35,7 +36,7 @@ from harl.utils.configs_tools import (
 )
 from harl.utils.envs_tools import get_device, set_seed
 from harl.utils.finite import NonFiniteError, check_actions, non_finite_entries, torch_refusals_as_non_finite
-from harl.utils.logger import EpisodeTracker, RunLogger
+from harl.utils.logger import EpisodeTracker, RunLogger, row_grid
 from harl.utils.plotting import plot_learning_curve
 
 logger = logging.getLogger(__name__)
@@ -76,6 +77,18 @@ class BaseRunner(abc.ABC):
         env_args: the environment config.
     """
 
+    @classmethod
+    def check_config(cls, algo_args: dict[str, Any], env_args: dict[str, Any]) -> None:
+        """Refuse settings that no run can train with, from the config alone (no environment is
+        built): the runner calls it first, and a sweep calls it for every run before starting any.
+
+        Raises:
+            ConfigError: the first such setting, with what to change.
+        """
+        state_type = env_args.get("state_type", "EP")
+        if state_type not in ("EP", "FP"):
+            raise ConfigError(f"state_type must be 'EP' or 'FP', got {state_type!r}")
+
     def __init__(self, args: dict[str, Any], algo_args: dict[str, Any], env_args: dict[str, Any]):
         # before anything is written: a bad env argument leaves no run directory behind
         env_args = check_run_env_args(args["env"], env_args)
@@ -87,8 +100,7 @@ class BaseRunner(abc.ABC):
         self.final_total_steps: int = self.num_env_steps
         self.n_rollout_threads: int = int(train_cfg["n_rollout_threads"])
         self.state_type: str = env_args.get("state_type", "EP")
-        if self.state_type not in ("EP", "FP"):
-            raise ConfigError(f"state_type must be 'EP' or 'FP', got {self.state_type!r}")
+        self.check_config(algo_args, env_args)
 
         if not algo_args["seed"]["seed_specify"]:
             algo_args["seed"]["seed"] = int(np.random.SeedSequence().entropy % 10_000)
@@ -130,6 +142,10 @@ class BaseRunner(abc.ABC):
         # evaluate the behaviour policy (sampled actions, exploration as at the end of training)
         # instead of the deterministic one: examples/evaluate.py --stochastic
         self.eval_explore = False
+        # JAX environments compile their first reset and steps, for each batch size: the training
+        # vector at the start, the evaluation vector at the first evaluation
+        self.compiles = bool(getattr(load_adapter(args["env"]), "compiles_on_first_steps", False))
+        self.eval_compiled = False
 
     @property
     def models_dir(self) -> str:
@@ -232,14 +248,18 @@ class BaseRunner(abc.ABC):
     def read_vector_step_schedule(self) -> None:
         """The schedule of the loops that count vectorised steps (off-policy, QMIX, VDN):
         ``train_interval`` and ``eval_interval`` in vectorised steps, ``update_per_train *
-        train_interval`` updates per training phase, checkpoints every ``checkpoint_interval``
-        env steps; the run ends at ``num_env_steps`` rounded down to whole vectorised steps."""
+        train_interval`` updates per training phase, a ``progress.csv`` row at every evaluation
+        and at least every ``1 / PROGRESS_ROWS`` of the budget, checkpoints every
+        ``checkpoint_interval`` env steps; the run ends at ``num_env_steps`` rounded down to
+        whole vectorised steps."""
         train_cfg = self.algo_args["train"]
         self.total_vec_steps = self.num_env_steps // self.n_rollout_threads
         self.final_total_steps = self.total_vec_steps * self.n_rollout_threads
         self.train_interval = int(train_cfg["train_interval"])
         self.updates_per_train = max(1, int(float(train_cfg["update_per_train"]) * self.train_interval))
         self.eval_interval = int(train_cfg["eval_interval"])
+        # progress.csv rows between evaluations too, so a long eval_interval leaves no gap
+        self.row_vec_interval = row_grid(self.total_vec_steps)
         self.checkpoint_vec_interval = max(1, int(train_cfg["checkpoint_interval"]) // self.n_rollout_threads)
         if self.checkpoint_vec_interval < self.train_interval:
             # on-policy files count checkpoint_interval in rollouts (HARL: 10); here 10 is every step
@@ -252,13 +272,15 @@ class BaseRunner(abc.ABC):
             )
 
     def finish_vector_step(self, vec_step: int, progress: dict[str, Any], extra: dict[str, float] | None = None) -> None:
-        """After vectorised step ``vec_step`` of such a loop: evaluate and log the diagnostics
-        window (``self.diagnostics``, plus ``extra``) every ``eval_interval`` and at the end,
-        checkpoint every ``checkpoint_vec_interval`` and at the end, then honour a stop signal."""
+        """After vectorised step ``vec_step`` of such a loop: evaluate every ``eval_interval``
+        and at the end; log a row (the training episodes and the diagnostics window,
+        ``self.diagnostics`` plus ``extra``) then and every ``row_vec_interval``; checkpoint every
+        ``checkpoint_vec_interval`` and at the end, then honour a stop signal."""
         run_logger = self.run_logger
         is_last = vec_step == self.total_vec_steps
-        if vec_step % self.eval_interval == 0 or is_last:
-            row = self.evaluate() if self.eval_envs is not None else {}
+        evaluate = vec_step % self.eval_interval == 0 or is_last
+        if evaluate or vec_step % self.row_vec_interval == 0:
+            row = self.evaluate() if evaluate and self.eval_envs is not None else {}
             diagnostics = {**self.diagnostics.flush(), **(extra or {})}
             in_csv = set(run_logger.diagnostic_names)
             row.update({k: v for k, v in diagnostics.items() if k in in_csv})
@@ -315,12 +337,15 @@ class BaseRunner(abc.ABC):
 
     # ----------------------------------------------------------------- logging
     def start_logger(self) -> RunLogger:
-        """Open TensorBoard, progress.csv and the progress bar at the current step."""
+        """Open TensorBoard, progress.csv and the progress bar at the current step; for an
+        environment that compiles, the display says so until the first steps are done."""
         self.run_logger = RunLogger(
-            self.run_dir, tuple(self.envs.episode_metric_names), self.num_env_steps,
+            self.run_dir, tuple(self.envs.episode_metric_names), self.final_total_steps,
             start_step=self.total_steps, start_wall=self.elapsed_before_resume,
             diagnostic_names=self.csv_diagnostic_names(),
         )
+        if self.compiles:
+            self.run_logger.announce("compiling the batched environment")
         return self.run_logger
 
     def csv_diagnostic_names(self) -> tuple[str, ...]:
@@ -338,8 +363,18 @@ class BaseRunner(abc.ABC):
         agents' positions from ``eval_envs``).
         """
         assert self.eval_envs is not None
+        compiling = self.compiles and not self.eval_compiled and self.run_logger is not None
+        if compiling:
+            previous = self.run_logger.phase
+            self.run_logger.announce("compiling the evaluation environment")
+            start = time.monotonic()
         with isolated_rng(int(np.random.SeedSequence([self.seed, self.total_steps]).generate_state(1)[0])):
-            return self._evaluate_episodes(before_step)
+            result = self._evaluate_episodes(before_step)
+        if compiling:  # the training rate and ETA leave the compilation out
+            self.run_logger.exclude_from_rate(time.monotonic() - start)
+            self.run_logger.phase = previous
+        self.eval_compiled = True
+        return result
 
     def _evaluate_episodes(self, before_step: Callable[[], None] | None) -> dict[str, float]:
         eval_episodes = int(self.algo_args["eval"]["eval_episodes"])

@@ -70,6 +70,17 @@ class OffPolicyBaseRunner(BaseRunner):
     Subclasses choose how the actors update in a round (:meth:`train_actors`).
     """
 
+    @classmethod
+    def check_config(cls, algo_args: dict[str, Any], env_args: dict[str, Any]) -> None:
+        super().check_config(algo_args, env_args)
+        train_cfg = algo_args["train"]
+        threads = int(train_cfg["n_rollout_threads"])
+        if int(train_cfg["num_env_steps"]) // threads <= int(train_cfg["warmup_steps"]) // threads:
+            raise ConfigError(
+                f"num_env_steps={train_cfg['num_env_steps']} leaves no training after warmup_steps="
+                f"{train_cfg['warmup_steps']}; raise --num_env_steps or lower --warmup_steps"
+            )
+
     def __init__(self, args: dict[str, Any], algo_args: dict[str, Any], env_args: dict[str, Any]):
         super().__init__(args, algo_args, env_args)
         flat = self.flat_args
@@ -89,11 +100,6 @@ class OffPolicyBaseRunner(BaseRunner):
         train_cfg = algo_args["train"]
         self.read_vector_step_schedule()
         self.warmup_vec_steps = int(train_cfg["warmup_steps"]) // self.n_rollout_threads
-        if self.total_vec_steps <= self.warmup_vec_steps:
-            raise ConfigError(
-                f"num_env_steps={self.num_env_steps} leaves no training after warmup_steps="
-                f"{train_cfg['warmup_steps']}; raise --num_env_steps or lower --warmup_steps"
-            )
         self.total_it = 0
         self.diagnostics = ScalarWindow(track_max=self.track_max)
         if flat["model_dir"]:
@@ -103,11 +109,11 @@ class OffPolicyBaseRunner(BaseRunner):
     def train_loop(self, progress: dict[str, Any] | None) -> None:
         """Warm up with random actions, then alternate collection and training."""
         start = 0 if progress is None else int(progress["vec_step"])
-        run_logger = self.start_logger()
-        obs, share_obs, available_actions = self.envs.reset()
-        if start < self.warmup_vec_steps:
+        if start < self.warmup_vec_steps:  # before the progress bar, which a log line would break
             logger.info("Warm-up: %d env steps of uniformly random actions fill the replay buffer "
                         "before training starts", self.warmup_vec_steps * self.n_rollout_threads)
+        run_logger = self.start_logger()
+        obs, share_obs, available_actions = self.envs.reset()
         for vec_step in range(start + 1, self.total_vec_steps + 1):
             warming_up = vec_step <= self.warmup_vec_steps
             if vec_step == self.warmup_vec_steps + 1:
@@ -121,16 +127,21 @@ class OffPolicyBaseRunner(BaseRunner):
             self.buffer.insert(share_obs, obs, actions, available_actions, result)
             obs, share_obs, available_actions = result.obs, result.share_obs, result.available_actions
             self.total_steps = vec_step * self.n_rollout_threads
-            run_logger.advance(self.total_steps)
 
             train_step = vec_step - self.warmup_vec_steps
-            if not warming_up and train_step % self.train_interval == 0:
+            trained = not warming_up and train_step % self.train_interval == 0
+            if trained:
                 if self.flat_args["use_linear_lr_decay"]:
                     self.lr_decay(train_step, self.total_vec_steps - self.warmup_vec_steps)
                 for _ in range(self.updates_per_train):
                     if self.stop_signal is not None:
                         break  # a training phase can take minutes; the scheduler's grace period is shorter
                     self.diagnostics.add(self.train())
+            # the training rate (and ETA) counts whole cycles of collection and updates, from
+            # the end of the first training phase: neither warm-up nor compilation is in it
+            phase = (f"warm-up {self.total_steps:,}/{self.warmup_vec_steps * self.n_rollout_threads:,} random steps"
+                     if warming_up else None)
+            run_logger.advance(self.total_steps, phase, mark=trained)
             self.finish_vector_step(vec_step, {"vec_step": vec_step, "total_it": self.total_it})
         self.save_model_weights(self.models_dir)
 

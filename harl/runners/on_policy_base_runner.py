@@ -20,9 +20,10 @@ from harl.common.buffers.on_policy_critic_buffer_fp import OnPolicyCriticBufferF
 from harl.common.buffers.storage import as_stored, observation_storage_device
 from harl.common.valuenorm import ValueNorm
 from harl.models.policy_models.stacked_stochastic_policy import StackedStochasticPolicy
-from harl.runners.base_runner import BaseRunner, check_model_dir
+from harl.runners.base_runner import BaseRunner, check_model_dir, flatten_sections
 from harl.utils.configs_tools import ConfigError
 from harl.utils.finite import blame
+from harl.utils.logger import row_grid
 from harl.utils.models_tools import to_numpy
 
 
@@ -32,18 +33,30 @@ class OnPolicyBaseRunner(BaseRunner):
     Subclasses implement :meth:`train_actors` (the HA or MA update scheme).
     """
 
+    @classmethod
+    def check_config(cls, algo_args: dict[str, Any], env_args: dict[str, Any]) -> None:
+        super().check_config(algo_args, env_args)
+        flat = flatten_sections(algo_args)
+        episode_length, threads = int(flat["episode_length"]), int(flat["n_rollout_threads"])
+        if flat["use_recurrent_policy"] and episode_length % int(flat["data_chunk_length"]):
+            # recurrent mini-batches cut each rollout into whole chunks of data_chunk_length steps
+            raise ConfigError(
+                f"episode_length ({episode_length}) must be a multiple of data_chunk_length "
+                f"({flat['data_chunk_length']}) with use_recurrent_policy True; change either"
+            )
+        if int(flat["num_env_steps"]) < episode_length * threads:
+            raise ConfigError(
+                f"num_env_steps={flat['num_env_steps']} is smaller than one rollout "
+                f"(episode_length * n_rollout_threads = {episode_length * threads}); "
+                "raise --num_env_steps or lower --episode_length / --n_rollout_threads"
+            )
+
     def __init__(self, args: dict[str, Any], algo_args: dict[str, Any], env_args: dict[str, Any]):
         super().__init__(args, algo_args, env_args)
         flat = self.flat_args
         self.episode_length = int(flat["episode_length"])
         self.use_recurrent = bool(flat["use_recurrent_policy"] or flat["use_naive_recurrent_policy"])
         self.action_aggregation = flat["action_aggregation"]
-        if flat["use_recurrent_policy"] and self.episode_length % int(flat["data_chunk_length"]) != 0:
-            # recurrent mini-batches cut each rollout into whole chunks of data_chunk_length steps
-            raise ConfigError(
-                f"episode_length ({self.episode_length}) must be a multiple of data_chunk_length "
-                f"({flat['data_chunk_length']}) with use_recurrent_policy True; change either"
-            )
         envs = self.envs
         self.actor = self.build_actors(ALGO_REGISTRY[args["algo"]])
         # observations handed out as tensors stay tensors, on the training device
@@ -67,12 +80,6 @@ class OnPolicyBaseRunner(BaseRunner):
         self.stacked_actors: list[StackedStochasticPolicy | None] = []
         self.episodes = self.num_env_steps // self.episode_length // self.n_rollout_threads
         self.final_total_steps = self.episodes * self.episode_length * self.n_rollout_threads
-        if self.episodes < 1:
-            raise ConfigError(
-                f"num_env_steps={self.num_env_steps} is smaller than one rollout "
-                f"(episode_length * n_rollout_threads = {self.episode_length * self.n_rollout_threads}); "
-                "raise --num_env_steps or lower --episode_length / --n_rollout_threads"
-            )
         if flat["model_dir"]:
             self.restore_weights(check_model_dir(flat["model_dir"]))
 
@@ -85,7 +92,11 @@ class OnPolicyBaseRunner(BaseRunner):
         eval_interval = int(train_cfg["eval_interval"])
         checkpoint_interval = int(train_cfg["checkpoint_interval"])
         steps_per_episode = self.episode_length * self.n_rollout_threads
+        # a progress.csv row at least every 1/PROGRESS_ROWS of the budget, whatever log_interval says
+        row_interval = row_grid(self.episodes)
         run_logger = self.start_logger()
+        if run_logger.phase is None:  # nothing to compile
+            run_logger.announce("collecting the first rollout")
         self.warmup()
         for episode in range(start_episode, self.episodes):
             if self.flat_args["use_linear_lr_decay"]:
@@ -101,22 +112,27 @@ class OnPolicyBaseRunner(BaseRunner):
                 run_logger.add_train_episodes(finished)
                 self.insert(result, values, actions, action_log_probs, rnn_states, rnn_states_critic)
             self.total_steps = (episode + 1) * steps_per_episode
+            is_last = episode == self.episodes - 1
+            evaluates = self.eval_envs is not None and (episode % eval_interval == 0 or is_last)
+            if episode == start_episode:  # still no rate: the display says what comes next
+                run_logger.advance(self.total_steps, "first update" + (" and evaluation" if evaluates else ""), mark=False)
             self.compute()
             self.prep_training()
             actor_infos, critic_info = self.train()
             self.after_update()
 
-            run_logger.advance(self.total_steps)
-            is_last = episode == self.episodes - 1
             row: dict[str, float] = {}
-            if self.eval_envs is not None and (episode % eval_interval == 0 or is_last):
+            if evaluates:
                 row.update(self.evaluate())
-            if episode % log_interval == 0 or is_last or row:
+            if episode % log_interval == 0 or is_last or row or (episode + 1) % row_interval == 0:
                 run_logger.log_row(self.total_steps, row=row)
                 run_logger.log_scalars(self.train_scalars(actor_infos, critic_info), self.total_steps)
             saved = (episode + 1) % checkpoint_interval == 0 or is_last
             if saved:
                 self.save_checkpoint({"episode": episode})
+            # one mark per iteration, after its evaluation and checkpoint: the training rate
+            # starts after the first one, which compiles what there is to compile
+            run_logger.advance(self.total_steps)
             self.stop_if_requested({"episode": episode}, saved)
         self.save_model_weights(self.models_dir)
 

@@ -42,6 +42,12 @@ def linear_epsilon(step: int, start: float, finish: float, anneal_steps: int) ->
 class QMIXRunner(BaseRunner):
     """Trains :class:`harl.algorithms.qmix.QMIX` (``--algo qmix`` or ``--algo vdn``)."""
 
+    @classmethod
+    def check_config(cls, algo_args: dict[str, Any], env_args: dict[str, Any]) -> None:
+        super().check_config(algo_args, env_args)
+        if env_args.get("state_type", "EP") != "EP":
+            raise ConfigError("QMIX and VDN mix on the global state: run with --state_type EP")
+
     def __init__(self, args: dict[str, Any], algo_args: dict[str, Any], env_args: dict[str, Any]):
         super().__init__(args, algo_args, env_args)
         envs, flat = self.envs, self.flat_args
@@ -52,8 +58,6 @@ class QMIXRunner(BaseRunner):
                 f"{args['env']} {self.task_name} has {envs.action_spaces[boxes[0]]}; use a discrete task "
                 "(e.g. smax, or pettingzoo_mpe with continuous_actions False) or a continuous-action algorithm"
             )
-        if self.state_type != "EP":
-            raise ConfigError(f"{args['algo']} mixes on the global state: run with --state_type EP")
         self.obs_dims = [int(space.shape[0]) for space in envs.observation_spaces]
         self.action_counts = [int(space.n) for space in envs.action_spaces]
         self.obs_dim, self.n_actions = max(self.obs_dims), max(self.action_counts)
@@ -152,10 +156,11 @@ class QMIXRunner(BaseRunner):
             obs, avail = self._padded(result.obs, result.available_actions)
             share_obs = result.share_obs
             self.total_steps = vec_step * E
-            run_logger.advance(self.total_steps)
 
             updates = self.updates_due(vec_step, int(ended.sum()))
-            if updates and len(self.buffer) >= self.batch_episodes:
+            filling = len(self.buffer) < self.batch_episodes
+            trained = bool(updates) and not filling
+            if trained:
                 if self.flat_args["use_linear_lr_decay"]:
                     self.learner.lr_decay(vec_step, self.total_vec_steps)
                 for _ in range(updates):
@@ -164,6 +169,10 @@ class QMIXRunner(BaseRunner):
                     with blame(self.args["algo"]):
                         info = self.learner.train(self.buffer.sample(self.batch_episodes).to(self.device))
                     self.diagnostics.add({f"train/{k}": v for k, v in info.items()})
+            # until the buffer holds a batch there is no training rate to measure
+            phase = (f"filling the replay buffer {len(self.buffer)}/{self.batch_episodes} episodes"
+                     if filling else None)
+            run_logger.advance(self.total_steps, phase, mark=trained)
             self.finish_vector_step(vec_step, {"vec_step": vec_step, "pending_episodes": self.pending_episodes},
                                     {"train/epsilon": epsilon})
         self.save_model_weights(self.models_dir)

@@ -207,6 +207,33 @@ def load_checkpoint(
         ) from err
 
 
+def check_weights(directory: str | os.PathLike) -> None:
+    """Load every weight file of ``directory`` (``actor_agent0.pt``, ``critic_agent.pt`` ...: its
+    ``*.pt`` files but the checkpoint) once, as the runners load them, so that a damaged one is
+    refused by name before a runner is built instead of failing inside torch.
+
+    Raises:
+        CheckpointError: a file that is unreadable, truncated, empty or not a weights file.
+    """
+    directory = os.fspath(directory)
+    if not os.path.isdir(directory):
+        return  # the runner says what it expected there
+    for name in sorted(os.listdir(directory)):
+        path = os.path.join(directory, name)
+        if not name.endswith(".pt") or name == CHECKPOINT_NAME or not os.path.isfile(path):
+            continue
+        try:
+            torch.load(path, map_location="cpu", weights_only=True)
+        except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as err:
+            if os.path.getsize(path) == 0:
+                what = "is empty"
+            elif isinstance(err, pickle.UnpicklingError):
+                what = "is damaged or not a weights file (it cannot be unpickled)"
+            else:
+                what = f"is damaged or not a weights file ({_summary(err)})"
+            raise CheckpointError(f"{path} {what}; use another run's weights.") from None
+
+
 def _summary(err: BaseException) -> str:
     """First line of an exception; torch's load errors run over many lines."""
     lines = str(err).strip().splitlines()

@@ -119,11 +119,18 @@ def handle_cli_errors(main: Callable[[], None]) -> int:
     Returns:
         0 on success, 2 for a ConfigError, 1 for EnvNotInstalledError, EnvWorkerError,
         CheckpointError and NonFiniteError, 128 + the signal's number for a run stopped by
-        SIGTERM or SIGINT (after its final checkpoint). Other exceptions propagate with their
+        SIGTERM or SIGINT (after its final checkpoint), 130 for a KeyboardInterrupt (a second
+        Ctrl+C during training, which stops at once), with the line of
+        :func:`harl.utils.interrupt.current_message`. Other exceptions propagate with their
         traceback, since they are bugs.
     """
     try:
         main()
+    except KeyboardInterrupt:
+        from harl.utils.interrupt import EXIT_CODE, current_message
+
+        print(current_message(), file=sys.stderr)
+        return EXIT_CODE
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return CONFIG_EXIT_CODE

@@ -64,12 +64,10 @@ def _yaml_path(kind: str, name: str, label: str) -> Path:
     return path
 
 
-def _read_yaml(path: Path) -> Any:
-    try:
-        with open(path, encoding="utf-8") as file:
-            return yaml.safe_load(file)
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path} is not valid YAML ({err}). Fix the file and retry.") from err
+def _read_yaml(path: Path, what: str = "YAML config", allow_empty: bool = False) -> Any:
+    from harl.utils.files import load_yaml  # imports this module (ConfigError)
+
+    return load_yaml(path, what, allow_empty=allow_empty)
 
 
 def get_defaults_yaml_args(algo: str, env: str) -> tuple[dict, dict]:
@@ -88,8 +86,8 @@ def get_defaults_yaml_args(algo: str, env: str) -> tuple[dict, dict]:
     """
     algo_path = _yaml_path("algos_cfgs", algo, "algorithm")
     env_path = _yaml_path("envs_cfgs", env, "environment")
-    algo_args = _read_yaml(algo_path)
-    env_args = _read_yaml(env_path) or {}
+    algo_args = _read_yaml(algo_path, "algorithm config")
+    env_args = _read_yaml(env_path, "environment config", allow_empty=True) or {}
     if not isinstance(algo_args, dict) or not all(isinstance(s, dict) for s in algo_args.values()):
         raise ConfigError(
             f"{algo_path} must map section names (seed, device, train, ...) to mappings of keys."
@@ -305,14 +303,10 @@ def load_config_json(path: str | os.PathLike) -> tuple[dict, dict, dict]:
         ConfigError: missing or unreadable file, missing ``main_args.algo``/``env``, unknown
             keys (with suggestions) or values of the wrong type.
     """
+    from harl.utils.files import load_json  # imports this module (ConfigError)
+
     path = Path(path)
-    try:
-        with open(path, encoding="utf-8") as file:
-            content = json.load(file)
-    except FileNotFoundError as err:
-        raise ConfigError(f"Config file {path} does not exist.") from err
-    except (OSError, json.JSONDecodeError) as err:
-        raise ConfigError(f"Config file {path} is not readable JSON ({err}).") from err
+    content = load_json(path, "config file (a HARL config.json)")
     if not isinstance(content, dict) or not isinstance(content.get("main_args"), dict):
         raise ConfigError(
             f"{path} is not a HARL config.json: it needs a 'main_args' block with 'algo' and "
@@ -492,19 +486,20 @@ def check_run_env_args(env: str, env_args: dict) -> dict:
         raise ConfigError(str(err)) from None
 
 
-def check_writable(log_dir: str) -> None:
-    """Raise ConfigError unless run directories can be created under ``log_dir``."""
+def check_writable(log_dir: str, option: str = "--log_dir", what: str = "run directories") -> None:
+    """Raise ConfigError unless ``what`` can be created under ``log_dir`` (the value of the
+    command-line ``option``)."""
     existing = os.path.abspath(log_dir)
     while not os.path.isdir(existing):
         if os.path.exists(existing):
-            raise ConfigError(f"--log_dir {log_dir}: {existing} is a file, not a directory; choose another --log_dir.")
+            raise ConfigError(f"{option} {log_dir}: {existing} is a file, not a directory; choose another {option}.")
         existing = os.path.dirname(existing)
     try:  # a real write: permissions, read-only mounts and special file systems all show here
         os.rmdir(tempfile.mkdtemp(prefix=".harl-write-test-", dir=existing))
     except OSError as err:
         raise ConfigError(
-            f"--log_dir {log_dir}: cannot create run directories in {existing} ({err.strerror}); "
-            "choose another --log_dir."
+            f"{option} {log_dir}: cannot create {what} in {existing} ({err.strerror}); "
+            f"choose another {option}."
         ) from None
 
 

@@ -4,6 +4,13 @@
 eval_episode_return``, then ``train_<metric>`` and ``eval_<metric>`` for the environment's
 ``episode_metric_names``. A cell is blank when that quantity was not measured in that row.
 Algorithm diagnostics (losses, KL, ...) go to TensorBoard only, through :meth:`log_scalars`.
+
+The progress display (a bar on terminals, a plain line every 30 s elsewhere) says what the run
+is doing until a speed can be measured (``compiling the batched environment``, ``warm-up
+4,000/10,000 random steps``, ``measuring speed``) and only then shows fps and an ETA, from the
+training rate measured after compilation and warm-up. Beside them: the mean return and headline
+rate (win rate, score rate, coverage; :mod:`harl.utils.metrics`) of the last
+``DISPLAY_EPISODES`` finished training episodes, and the last evaluation's.
 """
 from __future__ import annotations
 
@@ -14,6 +21,7 @@ import math
 import os
 import sys
 import time
+from collections import deque
 from typing import IO, Callable, Mapping, NamedTuple, Sequence
 
 import numpy as np
@@ -24,6 +32,7 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from harl.utils.checkpoint import atomic_write
+from harl.utils.metrics import headline_metric_name
 
 BASE_COLUMNS = ("env_steps", "wall_time", "fps", "train_episode_return", "eval_episode_return")
 
@@ -32,8 +41,34 @@ def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.4g}"
 
 
+def _fmt_rate(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+# progress.csv gets a row at least every 1/PROGRESS_ROWS of the budget, whatever the evaluation
+# and log intervals (the runners ask :func:`row_grid` how often that is in their own units)
+PROGRESS_ROWS = 50
+# the progress display's training return and rate: means over the last this many episodes
+DISPLAY_EPISODES = 100
+# seconds between redraws of the terminal bar (tqdm's own default minimum)
+_BAR_REFRESH_S = 0.1
+
+
+def row_grid(total_units: int) -> int:
+    """Units (rollouts, vectorised steps) between the rows that keep ``progress.csv`` at least
+    one row every ``1 / PROGRESS_ROWS`` of a budget of ``total_units``: a row is due at every
+    multiple of it. A fixed grid, so a resumed run logs the rows the uninterrupted one would."""
+    return max(1, math.ceil(total_units / PROGRESS_ROWS))
+
+
+def _phase_kind(phase: str | None) -> str | None:
+    """What a phase is, without its counts: ``"warm-up 400/1,000 random steps"`` -> ``"warm-up"``."""
+    return None if phase is None else phase.split(" ", 1)[0]
+
+
 class _TqdmProgress:
-    """Interactive bar, for terminals."""
+    """Interactive bar, for terminals. tqdm's own rate and remaining time are left out of it: they
+    would count compilation and warm-up; the logger's status text says fps and ETA instead."""
 
     def __init__(self, total: int, initial: int, stream: IO[str]) -> None:
         self._bar = tqdm(
@@ -43,23 +78,34 @@ class _TqdmProgress:
             unit_scale=True,
             dynamic_ncols=True,
             file=stream,
+            bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]",
         )
+        self._last_draw = -math.inf
+        self._latest: tuple[int, Callable[[], str]] | None = None
 
-    def update(
-        self, step: int, fps: float, train: float | None, evaluation: float | None, rate: tuple[str, float] | None = None
-    ) -> None:
-        shown = "" if rate is None else f" {rate[0].split()[0]}={rate[1]:.2f}"
-        self._bar.set_postfix_str(
-            f"fps={fps:,.0f} train={_fmt(train)} eval={_fmt(evaluation)}{shown}", refresh=False
-        )
-        self._bar.update(step - self._bar.n)
+    def update(self, step: int, status: Callable[[], str], force: bool) -> None:
+        self._latest = (step, status)
+        now = time.monotonic()
+        if not force and now - self._last_draw < _BAR_REFRESH_S:
+            return
+        self._last_draw = now
+        self._draw()
+
+    def _draw(self) -> None:
+        step, status = self._latest
+        self._bar.set_postfix_str(status(), refresh=False)
+        self._bar.n = step
+        self._bar.refresh()
 
     def close(self) -> None:
+        if self._latest is not None:  # the final state, even if it came within the refresh interval
+            self._draw()
         self._bar.close()
 
 
 class _PlainProgress:
-    """One full line every ``interval_s`` seconds, for logs and CI.
+    """One full line every ``interval_s`` seconds, for logs and CI, and one at once when the run
+    enters a new phase (compiling, warm-up, training) or its speed first becomes known.
 
     tqdm keeps redrawing one line with carriage returns; written to a file or a CI log that
     becomes one endless line (or thousands of partial ones), so non-terminals get plain lines.
@@ -70,32 +116,32 @@ class _PlainProgress:
         self._stream = stream
         self._interval_s = interval_s
         self._last_print = -math.inf
+        self._pending: tuple[int, Callable[[], str]] | None = None
         self._last_line = ""
-        self._emitted = ""
 
-    def update(
-        self, step: int, fps: float, train: float | None, evaluation: float | None, rate: tuple[str, float] | None = None
-    ) -> None:
-        eta = (self._total - step) / fps if fps > 0 else math.inf
-        eta_text = tqdm.format_interval(eta) if math.isfinite(eta) else "?"
-        percent = 100.0 * step / self._total if self._total else 100.0
-        self._last_line = (
-            f"[harl] {step:,}/{self._total:,} steps ({percent:.1f}%) | {fps:,.0f} fps | "
-            f"ETA {eta_text} | train return {_fmt(train)} | eval return {_fmt(evaluation)}"
-            + ("" if rate is None else f" | eval {rate[0]} {rate[1]:.2f}")
-        )
+    def update(self, step: int, status: Callable[[], str], force: bool) -> None:
+        self._pending = (step, status)
         now = time.monotonic()
-        if now - self._last_print >= self._interval_s:
+        if force or now - self._last_print >= self._interval_s:
             self._emit()
             self._last_print = now
 
+    def _line(self) -> str:
+        step, status = self._pending
+        self._pending = None
+        percent = 100.0 * step / self._total if self._total else 100.0
+        return f"[harl] {step:,}/{self._total:,} steps ({percent:.1f}%) | {status()}"
+
     def _emit(self) -> None:
+        self._last_line = self._line()
         print(self._last_line, file=self._stream, flush=True)
-        self._emitted = self._last_line
 
     def close(self) -> None:
-        if self._last_line != self._emitted:
-            self._emit()
+        """The last state, unless the last line already says it."""
+        if self._pending is not None:
+            line = self._line()
+            if line != self._last_line:
+                print(line, file=self._stream, flush=True)
 
 
 class CompletedEpisodes(NamedTuple):
@@ -223,10 +269,19 @@ class RunLogger:
         self._row_clock = (self._t0, start_step)
         self._window_returns: list[np.ndarray] = []
         self._window_metrics: dict[str, list[np.ndarray]] = {}
-        self._last_train: float | None = None
+        # the display: the headline metric, recent training episodes, the last evaluation
+        self.headline = headline_metric_name(self.metric_names)
+        self._recent_returns: deque[float] = deque(maxlen=DISPLAY_EPISODES)
+        self._recent_rates: deque[float] = deque(maxlen=DISPLAY_EPISODES)
         self._last_eval: float | None = None
-        # (name, value) of the last evaluation's rate, for environments with a win or score rate
-        self._last_rate: tuple[str, float] | None = None
+        self._last_eval_rate: float | None = None
+        self._total_steps = total_steps
+        self._steps = start_step
+        self._phase: str | None = None
+        # the training rate: measured from the first mark after the phases (compilation,
+        # warm-up) to the latest one
+        self._rate_start: tuple[float, int] | None = None
+        self._rate: float | None = None
         stream = stream if stream is not None else sys.stderr
         self._progress: _TqdmProgress | _PlainProgress | None = None
         if not disable_progress:
@@ -260,15 +315,82 @@ class RunLogger:
         row."""
         if episodes.returns.size:
             self._window_returns.append(episodes.returns)
+            self._recent_returns.extend(episodes.returns.tolist())
         for name, values in episodes.metrics.items():
             self._window_metrics.setdefault(name, []).append(values)
+        if self.headline in episodes.metrics:
+            self._recent_rates.extend(episodes.metrics[self.headline].tolist())
 
-    def advance(self, env_steps: int) -> None:
-        """Move the progress display to ``env_steps`` (call after every rollout)."""
+    @property
+    def phase(self) -> str | None:
+        """What the display says the run is doing instead of fps and ETA (None: training)."""
+        return self._phase
+
+    @phase.setter
+    def phase(self, phase: str | None) -> None:
+        """Set the phase without drawing (e.g. back to the one before an :meth:`announce`)."""
+        self._phase = phase
+
+    def announce(self, phase: str) -> None:
+        """Show ``phase`` (e.g. ``"compiling the batched environment"``) at once, before the
+        steps it is about: the display keeps it until the next :meth:`advance`."""
+        self._phase = phase
+        self._draw(force=True)
+
+    def advance(self, env_steps: int, phase: str | None = None, mark: bool = True) -> None:
+        """Move the progress display to ``env_steps`` (call after every rollout or vector step).
+
+        Args:
+            env_steps: total environment steps so far.
+            phase: what the run is doing while no training rate can be measured (e.g.
+                ``"warm-up 4,000/10,000 random steps"``), shown instead of fps and ETA; None
+                once it trains.
+            mark: the end of a whole cycle of the loop (a rollout and its update; collection and
+                the updates it owes): the training rate is measured from the first mark after
+                the phases to the latest one, so it counts neither compilation nor warm-up.
+        """
+        new_kind = _phase_kind(phase) != _phase_kind(self._phase)
+        self._phase, self._steps = phase, env_steps
+        first_rate = False
+        if mark and phase is None:
+            now = time.monotonic()
+            if self._rate_start is None:
+                self._rate_start = (now, env_steps)
+            elif now > self._rate_start[0] and env_steps > self._rate_start[1]:
+                first_rate = self._rate is None
+                self._rate = (env_steps - self._rate_start[1]) / (now - self._rate_start[0])
+        self._draw(force=new_kind or first_rate)
+
+    def exclude_from_rate(self, seconds: float) -> None:
+        """Leave ``seconds`` just spent (e.g. compiling the evaluation environment) out of the
+        training rate; time before the rate's first mark is never in it."""
+        if self._rate_start is not None:
+            self._rate_start = (self._rate_start[0] + seconds, self._rate_start[1])
+
+    def _draw(self, force: bool = False) -> None:
         if self._progress is not None:
-            elapsed = time.monotonic() - self._t0
-            fps = (env_steps - self._start_step) / elapsed if elapsed > 0 else 0.0
-            self._progress.update(env_steps, fps, self._last_train, self._last_eval, self._last_rate)
+            self._progress.update(self._steps, self.status, force)
+
+    def status(self) -> str:
+        """The display's text after the step count: the phase, or fps and ETA (once a training
+        rate is known), then training and evaluation return and headline rate."""
+        if self._phase is not None:
+            parts = [self._phase]
+        elif self._rate is None:
+            parts = ["measuring speed"]
+        else:
+            eta = max(self._total_steps - self._steps, 0) / self._rate
+            parts = [f"{self._rate:,.0f} fps", f"ETA {tqdm.format_interval(eta)}"]
+        label = None if self.headline is None else self.headline.replace("_", " ")
+        train = float(np.mean(self._recent_returns)) if self._recent_returns else None
+        parts.append(f"train return {_fmt(train)}")
+        if label is not None:
+            rate = float(np.mean(self._recent_rates)) if self._recent_rates else None
+            parts.append(f"train {label} {_fmt_rate(rate)}")
+        parts.append(f"eval return {_fmt(self._last_eval)}")
+        if label is not None:
+            parts.append(f"eval {label} {_fmt_rate(self._last_eval_rate)}")
+        return " | ".join(parts)
 
     def log_row(
         self,
@@ -315,12 +437,11 @@ class RunLogger:
         self.log_scalars(
             {self._tag(column): value for column, value in values.items()}, env_steps
         )
-        self._last_train = values.get("train_episode_return", self._last_train)
         self._last_eval = values.get("eval_episode_return", self._last_eval)
-        for column, name in (("eval_win_rate", "win rate"), ("eval_score_rate", "score rate")):
-            if values.get(column) is not None:
-                self._last_rate = (name, values[column])
-        self.advance(env_steps)
+        if self.headline is not None:
+            self._last_eval_rate = values.get(f"eval_{self.headline}", self._last_eval_rate)
+        self._steps = max(self._steps, env_steps)
+        self._draw()
 
     def _tag(self, column: str) -> str:
         """TensorBoard tag of a CSV column: ``train_episode_return`` -> ``train/episode_return``."""

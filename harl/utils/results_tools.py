@@ -9,12 +9,15 @@ from __future__ import annotations
 import csv
 import fnmatch
 import glob
+import io
 import os
 from collections import defaultdict
 from typing import NamedTuple
 
 import numpy as np
 
+from harl.utils.configs_tools import ConfigError
+from harl.utils.files import read_text
 from harl.utils.plotting import plt, save_figure
 
 
@@ -46,26 +49,49 @@ def read_run(run_dir: str, metric: str = "") -> RunResult | None:
     the seed directory, whatever root it was found from."""
     group = os.path.join(*os.path.abspath(os.path.dirname(run_dir)).split(os.sep)[-4:])
     metric = metric or headline_metric(group.split(os.sep)[0])
-    with open(os.path.join(run_dir, "progress.csv"), newline="", encoding="utf-8") as file:
-        rows = [r for r in csv.DictReader(file) if r.get(metric)]
+    path, rows = _progress_rows(run_dir)
+    rows = [(line, r) for line, r in rows if r.get(metric)]
     if not rows:
         return None
-    steps = np.array([float(r["env_steps"]) for r in rows])
-    values = np.array([float(r[metric]) for r in rows])
+    steps = np.array([_number(path, line, r, "env_steps") for line, r in rows])
+    values = np.array([_number(path, line, r, metric) for line, r in rows])
     return RunResult(group, os.path.basename(run_dir), int(steps[-1]), metric, float(values[-1]),
-                     float(rows[-1]["wall_time"]), (steps, values))
+                     _number(path, *rows[-1], "wall_time"), (steps, values))
+
+
+def _progress_rows(run_dir: str) -> tuple[str, list[tuple[int, dict]]]:
+    """``progress.csv``'s path and its rows with their line numbers.
+
+    Raises:
+        ConfigError: the file cannot be read (permissions, a directory, not UTF-8 text).
+    """
+    path = os.path.join(run_dir, "progress.csv")
+    reader = csv.DictReader(io.StringIO(read_text(path, "progress.csv"), newline=""))
+    try:
+        return path, [(reader.line_num, row) for row in reader]
+    except csv.Error as err:
+        raise ConfigError(f"{path}:{reader.line_num}: malformed CSV: {err}") from None
+
+
+def _number(path: str, line: int, row: dict, column: str) -> float:
+    """``row[column]`` as a number, or ConfigError naming the file, line and column."""
+    try:
+        return float(row[column])
+    except (KeyError, TypeError, ValueError):
+        raise ConfigError(f"{path}:{line}: column {column} is {row.get(column)!r}, not a number "
+                          "(a damaged progress.csv: repair or remove the run)") from None
 
 
 def diagnostics(run_dir: str, wanted: dict[str, tuple[str, str]]) -> dict[str, float]:
     """``label -> value`` for each ``label: (mean | max, pattern)``: the mean or max of every
     logged value of the ``progress.csv`` columns matching ``pattern`` (``*`` = any text, e.g.
     ``agent*/kl``) over the whole run; labels with no logged value are left out."""
-    with open(os.path.join(run_dir, "progress.csv"), newline="", encoding="utf-8") as file:
-        rows = list(csv.DictReader(file))
+    path, numbered = _progress_rows(run_dir)
+    rows = [row for _, row in numbered]
     out = {}
     for label, (aggregate, pattern) in wanted.items():
-        columns = fnmatch.filter(rows[0].keys(), pattern) if rows else []
-        values = [float(r[c]) for r in rows for c in columns if r.get(c)]
+        columns = fnmatch.filter([c for c in rows[0].keys() if c is not None], pattern) if rows else []
+        values = [_number(path, line, r, c) for line, r in numbered for c in columns if r.get(c)]
         if values:
             out[label] = float(np.mean(values) if aggregate == "mean" else np.max(values))
     return out
@@ -107,15 +133,23 @@ def plot_group(runs: list[RunResult], title: str, path: str) -> None:
     plot_comparison({f"mean of {len(runs)} seeds": runs}, title, path)
 
 
-def plot_comparison(curves: dict[str, list[RunResult]], title: str, path: str) -> None:
-    """One mean-and-range curve per label (e.g. per algorithm) in one picture."""
-    figure, axes = plt.subplots(figsize=(6, 4), dpi=100)
-    for label, runs in curves.items():
-        steps, values = _common_curve(runs)
-        (line,) = axes.plot(steps, values.mean(0), label=label)
-        axes.fill_between(steps, values.min(0), values.max(0), alpha=0.2, color=line.get_color())
-    metric = next(iter(curves.values()))[0].metric
-    save_figure(figure, axes, f"{title} (shaded: min-max over seeds)", metric.replace("_", " "), path)
+def plot_comparison(curves: dict[str, list[RunResult]], title: str, path: str,
+                    returns: dict[str, list[RunResult]] | None = None) -> None:
+    """One mean-and-range curve per label (e.g. per algorithm) in one picture; with ``returns``
+    (the same labels' ``eval_episode_return`` runs, for a metric that is not the return), the
+    return in a first panel and the metric beside it."""
+    panels = [curves] if not returns else [returns, curves]
+    figure, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4), dpi=100, squeeze=False)
+    for ax, panel in zip(axes[0], panels):
+        for label, runs in panel.items():
+            if not runs:
+                continue
+            steps, values = _common_curve(runs)
+            (line,) = ax.plot(steps, values.mean(0), label=label)
+            ax.fill_between(steps, values.min(0), values.max(0), alpha=0.2, color=line.get_color())
+    ylabels = [next(r for runs in panel.values() for r in runs).metric.replace("_", " ") for panel in panels]
+    save_figure(figure, list(axes[0]) if len(panels) > 1 else axes[0][0],
+                f"{title} (shaded: min-max over seeds)", ylabels if len(panels) > 1 else ylabels[0], path)
 
 
 def by_task(groups: dict[str, list[RunResult]]) -> dict[str, dict[str, list[RunResult]]]:

@@ -381,6 +381,7 @@ class SMAXEnv(MultiAgentEnv):
     """
 
     episode_metric_names = ("win_rate",)
+    compiles_on_first_steps = True  # jax.jit of the batched reset and step
 
     def __init__(self, env_args: dict[str, Any]) -> None:
         self._vec = SMAXVecEnv(env_args, 1, 0)
