@@ -20,10 +20,12 @@ from functools import partial
 
 import numpy as np
 import torch
+from gymnasium import spaces
 
 from harl.algorithms.actors.haqo import sample_candidates, select_joint_actions
 from harl.common.sequential_update import sequential_round, update_order
 from harl.runners.off_policy_base_runner import OffPolicyBaseRunner
+from harl.utils.configs_tools import ConfigError
 from harl.utils.finite import blame
 from harl.utils.models_tools import to_numpy, to_tensor
 
@@ -39,6 +41,20 @@ class HAQORunner(OffPolicyBaseRunner):
     def __init__(self, args, algo_args, env_args):
         super().__init__(args, algo_args, env_args)
         self.sequential = bool(self.flat_args["sequential"])
+
+    def build_actors(self, actor_cls: type) -> list:
+        # before anything is written (the run directory is made by run()): the categorical
+        # control has no Box counterpart, its Box analogue is actor: gaussian
+        if self.flat_args["actor"] == "categorical":
+            boxes = [i for i, space in enumerate(self.envs.action_spaces) if not isinstance(space, spaces.Discrete)]
+            if boxes:
+                raise ConfigError(
+                    f"actor 'categorical' needs Discrete actions (an exact categorical over them), but agent "
+                    f"{boxes[0]} of {self.args['env']} {self.task_name} has {self.envs.action_spaces[boxes[0]]}; "
+                    "use --actor diffusion or --actor gaussian, or a discrete task (e.g. smax, or "
+                    "pettingzoo_mpe with --continuous_actions False)"
+                )
+        return super().build_actors(actor_cls)
 
     # ----------------------------------------------------------------- diagnostics
     def csv_diagnostic_names(self) -> tuple[str, ...]:

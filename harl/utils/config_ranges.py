@@ -1,5 +1,5 @@
-"""Valid ranges of the numeric config keys, declared once in ``harl/configs/ranges.yaml`` and
-checked, with the types, before a run creates anything."""
+"""Valid ranges of the numeric config keys and the allowed values of some string keys, declared
+once in ``harl/configs/ranges.yaml`` and checked, with the types, before a run creates anything."""
 from __future__ import annotations
 
 import functools
@@ -31,10 +31,11 @@ class Bound(NamedTuple):
 
 class Rules(NamedTuple):
     """The parsed ``ranges.yaml``: per-key bounds (with their text and whether the key takes
-    integers only) and key-pair relations."""
+    integers only), key-pair relations and the allowed values of string keys."""
 
     keys: dict[str, tuple[str, list[Bound], bool]]
     cross: list[tuple[str, str, str]]
+    choices: dict[str, tuple[str, ...]] = {}
 
 
 def _config_error(message: str) -> ValueError:
@@ -71,12 +72,16 @@ def load_rules() -> Rules:
         if not match:
             raise _config_error(f"{RANGES_PATH}: the relation {text!r} is not like 'buffer_size >= batch_size'")
         cross.append((match.group(1), match.group(2), match.group(3)))
-    return Rules(keys, cross)
+    choices = {key: tuple(str(v) for v in values) for key, values in (data.get("choices") or {}).items()}
+    return Rules(keys, cross, choices)
 
 
 def describe(key: str) -> str:
     """The valid range of ``key`` as written in ``ranges.yaml`` ("" when it has none)."""
-    rule = load_rules().keys.get(key)
+    rules = load_rules()
+    if key in rules.choices:
+        return "one of " + ", ".join(rules.choices[key])
+    rule = rules.keys.get(key)
     return rule[0] if rule else ""
 
 
@@ -88,6 +93,8 @@ def range_problems(flat: Mapping[str, Any]) -> list[str]:
     rules = load_rules()
     problems = []
     for key, value in flat.items():
+        if key in rules.choices and value not in rules.choices[key]:
+            problems.append(f"Config key '{key}' must be one of {', '.join(rules.choices[key])}, got {value!r}.")
         if key not in rules.keys:
             continue
         text, bounds, integer = rules.keys[key]

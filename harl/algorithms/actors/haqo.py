@@ -1,7 +1,8 @@
 """HAQO: heterogeneous-agent Q-weighted policy optimisation (the reading of ../shared/design/HAQO_SPEC.md).
 
 One :class:`HAQO` instance per agent (one shared with ``share_param``), with a diffusion actor
-or, for the ablation ``actor: gaussian``, a squashed Gaussian one. The actor knows nothing about
+or, for the ablation ``actor: gaussian``, a squashed Gaussian one, or for the control ``actor:
+categorical`` (Discrete spaces only) an exact categorical one. The actor knows nothing about
 the critic: every function that scores actions takes ``q_fn(joint_actions (*L, B, A)) ->
 (*L, B, 1)``, the minimum of the twin critics at the states of the batch (the runner binds the
 states and picks the online or the target critic). The runner calls, with ``actors`` the list
@@ -27,7 +28,9 @@ The update of agent ``i`` (:meth:`HAQO.train`), with ``a^-i`` fixed by the runne
                                                                  (Eq. 5 + Eq. 9)
     actor_steps Adam steps on L, then KL(pi_old || pi) <= kl_threshold by line search
 
-where ``l`` is the denoising loss (diffusion) or the negative log-likelihood (Gaussian).
+where ``l`` is the denoising loss (diffusion) or the negative log-likelihood (Gaussian,
+categorical); the Gaussian and the categorical replace the uniform-action term by their exact
+entropy, ``-alpha H(pi(.|o))``, and measure the exact ``KL(pi_old || pi)``.
 """
 from __future__ import annotations
 
@@ -51,6 +54,7 @@ from harl.models.policy_models.diffusion_policy import (
     run_passes,
     start_group_sampling,
 )
+from harl.models.policy_models.categorical_candidate_policy import CategoricalCandidatePolicy
 from harl.models.policy_models.gaussian_candidate_policy import GaussianCandidatePolicy
 from harl.utils.config_ranges import range_problems
 from harl.utils.configs_tools import ConfigError
@@ -61,7 +65,9 @@ Tensor = torch.Tensor
 QFunction = Callable[[Tensor], Tensor]
 ArrayLike = np.ndarray | Tensor
 
-POLICY_CLASSES: dict[str, type[CandidatePolicy]] = {"diffusion": DiffusionPolicy, "gaussian": GaussianCandidatePolicy}
+POLICY_CLASSES: dict[str, type[CandidatePolicy]] = {
+    "diffusion": DiffusionPolicy, "gaussian": GaussianCandidatePolicy, "categorical": CategoricalCandidatePolicy,
+}
 
 
 # --- weights and candidate selection (shared by every policy class) ---------------------------
@@ -161,8 +167,9 @@ def sample_candidates(
 ) -> list[CandidateSample]:
     """Candidates of every agent at every state, sampled in one pass: each denoising step makes
     one network call for all agents whose actors can be batched together
-    (:func:`start_group_sampling`: the same actor with ``share_param``, or diffusion actors of
-    the same structure, heterogeneous observations allowed) and draw as many candidates, over
+    (:func:`start_group_sampling`: the same actor with ``share_param``, diffusion actors of
+    the same structure, heterogeneous observations allowed, or categorical actors of the same
+    structure) and draw as many candidates, over
     all their candidates and states.
 
     Args:
@@ -246,7 +253,8 @@ class HAQO(OffPolicyComponent):
             ``entropy_samples``, ``actor_steps``, ``max_grad_norm``, ``drift``, ``kl_threshold``,
             ``ls_steps`` and the policy's model keys.
         obs_space: Box ``(d_i,)``.
-        act_space: 1-D Box with finite bounds, or Discrete.
+        act_space: 1-D Box with finite bounds, or Discrete (only Discrete with ``actor:
+            categorical``: ConfigError otherwise).
         device: where the networks live.
     """
 
@@ -305,7 +313,8 @@ class HAQO(OffPolicyComponent):
         """Decentralised actions ``(E, a_i)`` env format, no critic (evaluation, deployment): one
         sample each; ``explore=False``: :meth:`CandidatePolicy.eval_actions` (the diffusion actor
         samples without the last step's noise, and takes the mode of ``eval_samples`` samples for
-        Discrete actions; the Gaussian takes its mean)."""
+        Discrete actions; the Gaussian takes its mean, the categorical its most likely available
+        action)."""
         obs, avail = self.as_tensor(obs), self.as_tensor(available_actions)
         x = self.actor.sample(obs, targets=False).x[0] if explore else self.actor.eval_actions(obs, avail)
         return self.actor.codec.to_env(x, avail)

@@ -28,8 +28,9 @@ Forward process ``q(x_t | x_0) = N(sqrt(abar_t) x_0, (1 - abar_t) I)``. Reverse 
 Evaluation (:meth:`DiffusionPolicy.eval_actions`) drops the last step's noise; for Discrete actions it
 executes the mode of several such chains.
 
-:class:`CandidatePolicy` is the interface HAQO trains (this module and the Gaussian ablation in
-``gaussian_candidate_policy.py``): sampling passes that advance one network call per
+:class:`CandidatePolicy` is the interface HAQO trains (this module, the Gaussian ablation in
+``gaussian_candidate_policy.py`` and the exact categorical control in
+``categorical_candidate_policy.py``): sampling passes that advance one network call per
 denoising step for any number of candidates and states, the per-sample surrogate losses, and the
 divergence from the actor that drew the candidates.
 """
@@ -206,7 +207,7 @@ def run_passes(passes: Sequence[SamplingPass]) -> None:
 
 
 class CandidatePolicy(nn.Module):
-    """What HAQO needs from a policy class (diffusion, or the Gaussian ablation).
+    """What HAQO needs from a policy class (diffusion, the Gaussian ablation, the categorical control).
 
     ``codec`` maps normalised actions onto the action space; the rest is:
 
@@ -214,7 +215,7 @@ class CandidatePolicy(nn.Module):
       policies at once, by :func:`run_passes`;
     * :meth:`surrogate_losses`: per-sample losses whose weighted means are L_QV (Eq. 5) and
       L_ent (Eq. 9) for the diffusion actor, the negative log-likelihood and entropy for the
-      Gaussian one;
+      Gaussian and categorical ones;
     * :meth:`kl_from_record`: ``KL(pi_old || pi)`` per state (old = the actor that drew the
       candidates).
     """
@@ -230,6 +231,14 @@ class CandidatePolicy(nn.Module):
         """Policies with equal keys (not None) can share one sampling pass
         (:func:`start_group_sampling`); None: only with themselves."""
         return None
+
+    @staticmethod
+    def start_stacked_sampling(
+        policies: Sequence[CandidatePolicy], obs: Sequence[Tensor], n: int, record: bool = False
+    ) -> SamplingPass:
+        """One pass for several policies of this class with equal (not None) :meth:`stack_key`
+        (:func:`start_group_sampling`, which does the diffusion actor's itself)."""
+        raise NotImplementedError
 
     def eval_actions(self, obs: Tensor, available: Tensor | None = None) -> Tensor:
         """Normalised actions ``(*lead, dim)`` for evaluation, without exploration noise
@@ -499,14 +508,17 @@ def start_group_sampling(
 
     The same policy ``G`` times (``share_param``): its own pass on the stacked observations.
     Diffusion policies with equal :meth:`CandidatePolicy.stack_key` (same denoiser structure and
-    schedule; the observation bases may differ): a :class:`StackedHead` pass.
+    schedule; the observation bases may differ): a :class:`StackedHead` pass. Other policies with
+    equal keys: their class's :meth:`CandidatePolicy.start_stacked_sampling`.
     """
     first = policies[0]
     if all(p is first for p in policies):
         return first.start_sampling(torch.stack(list(obs)), n, record)
     key = first.stack_key()
     if key is None or any(p.stack_key() != key for p in policies):
-        raise ValueError("start_group_sampling needs one policy, or diffusion policies with equal stack_key()")
+        raise ValueError("start_group_sampling needs one policy, or policies with equal stack_key()")
+    if not isinstance(first, DiffusionPolicy):  # e.g. the categorical control's stacked logits
+        return type(first).start_stacked_sampling(policies, obs, n, record)
     denoisers = [p.denoiser for p in policies]
     stacks = group_stacks(denoisers)
     lead = obs[0].shape[:-1]
