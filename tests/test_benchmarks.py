@@ -49,3 +49,21 @@ def test_diffusion_bench_prints_a_row_per_width_and_step_count():
                              "--batch", "8"], capture_output=True, text=True, timeout=300, check=True)
     rows = [line for line in result.stdout.splitlines() if line.startswith("| 20 |")]
     assert [row.split("|")[2].strip() for row in rows] == ["2", "4"] and rows[0].endswith("| 1.00x |")
+
+
+def test_distillation_control_teacher_and_one_checkpoint():
+    """benchmarks/distil_discrete_actor.py: the teacher never picks an unavailable action, and a
+    run reports (sampled / evaluation) agreement at its checkpoints."""
+    import torch
+
+    spec = importlib.util.spec_from_file_location(
+        "distil_discrete_actor", Path(__file__).resolve().parents[1] / "benchmarks" / "distil_discrete_actor.py"
+    )
+    distil = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(distil)
+    weights = torch.randn(distil.OBS_DIM, distil.N_ACTIONS)
+    _, avail, teacher = distil.teacher_batch(weights, torch.Generator().manual_seed(0))
+    assert avail.gather(1, teacher.unsqueeze(1)).eq(1).all()
+    (cell,) = distil.run(distil.VARIANTS["x0_conditioned"], updates=distil.CHECKPOINTS[0], seed=0)
+    sampled, evaluated = (float(v) for v in cell.split(" / "))
+    assert 0.0 <= sampled <= 1.0 and 0.0 <= evaluated <= 1.0

@@ -10,7 +10,9 @@ import pytest
 import torch
 from torch import nn
 
+from harl.models.base.distributions import masked_kl
 from harl.models.policy_models.diffusion_policy import (
+    chain_log_probs,
     ActionCodec,
     DiffusionPolicy,
     beta_schedule,
@@ -27,7 +29,7 @@ def make_args(**overrides):
     args = dict(
         hidden_sizes=[32, 32], activation_func="relu", use_feature_normalization=True,
         initialization_method="orthogonal_", gain=0.01, n_timesteps=8, beta_schedule="vp",
-        beta_min=0.1, beta_max=10.0, time_embed_dim=16, eval_samples=16,
+        beta_min=0.1, beta_max=10.0, time_embed_dim=16, eval_samples=16, prediction="eps",
     )
     args.update(overrides)
     return args
@@ -218,6 +220,36 @@ def test_exact_denoiser_of_a_dirac_samples_it_and_has_zero_loss(schedule):
     assert policy.denoising_loss(torch.zeros(4, 50, 2), context).min() > 0
 
 
+class DiracActionDenoiser(DiracDenoiser):
+    """With ``prediction: x0``, the exact predictor of data at ``a0`` is ``a0`` itself."""
+
+    def head(self, x, abar):
+        return self.data_point(x).expand_as(x)
+
+
+@pytest.mark.parametrize("schedule", ["vp", "cosine"])
+def test_exact_action_predictor_of_a_dirac_samples_it_and_has_zero_loss(schedule):
+    """``prediction: x0``: the same sampler and floor as the noise form, the loss on the action."""
+    torch.manual_seed(0)
+    policy = DiffusionPolicy(make_args(beta_schedule=schedule, prediction="x0"), OBS, BOX)
+    a0 = torch.tensor([0.3, -0.7])
+    policy.denoiser = DiracActionDenoiser(policy.alphas_cumprod, a0)
+    x = policy.eval_actions(torch.zeros(50, 3))
+    assert torch.allclose(x, a0.expand_as(x), atol=1e-5)
+    x = policy.sample(torch.zeros(4000, 3)).x[0, :, 0]
+    sigma = policy.sigma[0].item()
+    assert x.mean().item() == pytest.approx(0.3, abs=0.1 * sigma)
+    assert x.std().item() == pytest.approx(sigma, rel=0.1)
+    context = policy.denoiser.context(torch.zeros(50, 3))
+    assert policy.denoising_loss(a0.expand(4, 50, 2), context).max() < 1e-12
+    assert policy.denoising_loss(torch.zeros(4, 50, 2), context).min() == pytest.approx((0.09 + 0.49) / 2)
+
+
+def test_unknown_prediction_raises():
+    with pytest.raises(ValueError, match="prediction must be 'eps' or 'x0'"):
+        DiffusionPolicy(make_args(prediction="v"), OBS, BOX)
+
+
 class TwoCodeDenoiser(DiracDenoiser):
     """Exact noise predictor of a Dirac at ``codes[0]`` for the first ``n_first`` chains of a pass
     and at ``codes[1]`` for the rest (chains are the leading dimension of ``x``)."""
@@ -243,6 +275,63 @@ def test_discrete_evaluation_executes_the_most_frequent_available_action():
     assert (policy.codec.to_env(policy.eval_actions(obs)) == 3).all()
     available = torch.tensor([1.0, 1.0, 1.0, 0.0]).expand(5, 4)
     assert (policy.codec.to_env(policy.eval_actions(obs, available), available) == 1).all()
+
+
+def test_discrete_samples_favour_no_index():
+    """An untrained actor's chains end with several scores above 1 in about a third of samples;
+    clipping them would tie those scores and the arg-max would pick the lowest index (before the
+    fix: action 0 at 0.18, action 8 at 0.07)."""
+    torch.manual_seed(0)
+    policy = DiffusionPolicy(make_args(hidden_sizes=[64, 64]), OBS, gym.spaces.Discrete(9))
+    actions = policy.codec.index(policy.sample(torch.randn(512, 3), n=16, targets=False).x, None)
+    freq = torch.bincount(actions.flatten(), minlength=9) / actions.numel()
+    assert freq.min() > 0.09 and freq.max() < 0.135, freq
+
+
+# --- action-space KL ------------------------------------------------------------------------
+
+
+def test_chain_log_probs_give_the_exact_kl_of_known_categoricals():
+    """Actions drawn from known categoricals by inverse CDF on shared uniforms (common random
+    numbers, as the chains share their noise): the estimated KL approaches the exact one, and an
+    unavailable action gets probability 0."""
+    torch.manual_seed(0)
+    available = torch.tensor([[True, True, True, False], [True, True, False, True]])
+    p_old = torch.tensor([[0.6, 0.3, 0.1, 0.0], [0.25, 0.25, 0.0, 0.5]])
+    p_new = torch.tensor([[0.5, 0.3, 0.2, 0.0], [0.4, 0.2, 0.0, 0.4]])
+    u = torch.rand(2, 40000, 1)
+    draw = lambda p: (u > p.cumsum(-1).unsqueeze(1)).sum(-1).clamp(max=3)  # noqa: E731
+    log_old, log_new = chain_log_probs(draw(p_old), available), chain_log_probs(draw(p_new), available)
+    assert torch.isneginf(log_old[~available]).all()
+    exact = masked_kl(p_old.log(), p_new.log(), available)
+    assert torch.allclose(masked_kl(log_old, log_new, available), exact, rtol=0.05)
+
+
+def test_action_kl_is_zero_for_an_identical_actor_and_below_the_path_kl():
+    """Same noise, same actor: exactly 0. A perturbed actor: positive, and (data processing) below
+    the path KL of the same pair, which bounds the KL of the actions."""
+    torch.manual_seed(0)
+    old = DiffusionPolicy(make_args(), OBS, gym.spaces.Discrete(4))
+    obs = torch.randn(16, 3)
+    available = torch.ones(16, 4)
+    available[:8, 0] = 0.0
+    record = old.action_record(obs, available, 4000)
+    assert (old.chain_actions(obs, record.noise, record.available).unsqueeze(-1) != 0).logical_or(
+        available[:, None, :1].bool()).all()  # action 0 never where unavailable
+    assert torch.equal(copy.deepcopy(old).kl_from_record(obs, record), torch.zeros(16))
+    new = copy.deepcopy(old)
+    with torch.no_grad():
+        new.denoiser.output_layer.bias.add_(torch.tensor([0.2, -0.2, 0.0, 0.1]))
+    action_kl = new.kl_from_record(obs, record)
+    path_record = old.sample(obs.repeat(200, 1), record=True).record
+    path_kl = new.kl_from_record(obs.repeat(200, 1), path_record)
+    assert (action_kl >= 0).all() and action_kl.mean() > 1e-4
+    assert action_kl.mean() < path_kl.mean()
+
+
+def test_action_record_refuses_box_actions():
+    with pytest.raises(ValueError, match="Discrete"):
+        DiffusionPolicy(make_args(), OBS, BOX).action_record(torch.randn(2, 3), None, 4)
 
 
 # --- path KL --------------------------------------------------------------------------------

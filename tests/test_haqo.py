@@ -10,6 +10,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from harl.algorithms.actors.haqo import (
     HAQO,
@@ -408,6 +409,48 @@ def test_kl_line_search_never_leaves_the_realised_kl_above_the_threshold():
     assert any(0 < i["ls_backtracks"] for i in infos)
 
 
+def test_action_kl_line_search_on_discrete_actions():
+    """``kl_measure: action``: the line search bounds the KL of the executed actions (estimated
+    on fixed chains), which the path KL overstates on Discrete codes."""
+    torch.manual_seed(0)
+    threshold = 0.02
+    actor = HAQO(make_args(lr=1e-2, kl_threshold=threshold, kl_measure="action", enumerate_discrete=True), OBS,
+                 gym.spaces.Discrete(4))
+    obs, avail = torch.randn(64, 3), torch.ones(64, 4)
+    avail[:32, 3] = 0.0
+    q_fn = lambda joint: joint[..., 1:2]  # noqa: E731  (action 1 is the best everywhere)
+    infos = [actor.train(obs, [torch.zeros(64, 4)], 0, q_fn, avail) for _ in range(30)]
+    assert all(i["kl"] <= threshold for i in infos)
+    assert any(i["kl_raw"] > threshold for i in infos) and any(0 < i["ls_backtracks"] for i in infos)
+    assert infos[-1]["action_entropy"] < infos[0]["action_entropy"]  # the actor concentrates on action 1
+    assert 0 < infos[0]["action_entropy"] <= math.log(4) + 1e-6
+
+
+@pytest.mark.parametrize("conditioned", [True, False])
+def test_condition_on_available_lets_the_actor_learn_a_mask_dependent_policy(conditioned):
+    """The best action is the last available one, which the observations do not show: only an
+    actor that sees the availability (``condition_on_available``) can learn it. The policy input
+    grows by the number of actions."""
+    torch.manual_seed(0)
+    args = make_args(condition_on_available=conditioned, prediction="x0", enumerate_discrete=True, drift="none",
+                     lr=3e-3, entropy_alpha=0.0)
+    actor = HAQO(args, OBS, gym.spaces.Discrete(4))
+    assert actor.policy_input(torch.zeros(5, 3), None).shape == (5, 3 + 4 * conditioned)
+
+    def batch(n):
+        avail = (torch.rand(n, 4) < 0.5).float()
+        avail[:, 0] = 1.0
+        best = avail * torch.arange(1, 5)
+        return torch.randn(n, 3), avail, F.one_hot(best.argmax(-1), 4).float()
+
+    for _ in range(300):
+        obs, avail, best = batch(128)
+        actor.train(obs, [torch.zeros(128, 4)], 0, lambda joint: (joint * best).sum(-1, keepdim=True), avail)
+    obs, avail, best = batch(1000)
+    hits = best.gather(1, actor.get_actions(obs, avail, explore=False)).mean().item()
+    assert hits > 0.95 if conditioned else hits < 0.8
+
+
 def test_line_search_reverts_a_step_that_never_fits():
     torch.manual_seed(0)
     actor = HAQO(make_args(lr=1e-2, kl_threshold=1e-12, ls_steps=2), OBS, BOX)
@@ -574,6 +617,8 @@ def test_yaml_every_key_commented_and_shared_keys_match_hasac():
         ({"actor": "flow"}, "actor"), ({"drift": "clip"}, "drift"), ({"q_transform": "exp"}, "q_transform"),
         ({"train_candidates": 1, "chosen": 1}, "train_candidates"), ({"chosen": 5}, "chosen"),
         ({"entropy_samples": 0}, "entropy_samples"), ({"policy_freq": 0}, "policy_freq"),
+        ({"kl_measure": "exact"}, "kl_measure"), ({"kl_chains": 0}, "kl_chains"),
+        ({"kl_measure": "action"}, "kl_measure 'action' estimates the KL of Discrete actions"),
         ({"behavior_candidates": 1, "target_candidates": 2}, r"'behavior_candidates' \(1\) must be >= target_candidates \(2\)"),
     ],
 )

@@ -31,7 +31,7 @@ from harl.utils.models_tools import to_numpy, to_tensor
 
 # Per-agent diagnostics that also get a progress.csv column (HAQO_SPEC section 6); the rest
 # (losses of every part, timings) go to TensorBoard.
-CSV_AGENT_DIAGNOSTICS = ("loss_qv", "loss_ent", "weight_nonzero", "kl_raw", "kl", "kl_max", "ls_backtracks", "ls_reverted",
+CSV_AGENT_DIAGNOSTICS = ("loss_qv", "loss_ent", "weight_nonzero", "kl_raw", "kl", "kl_max", "ls_backtracks", "ls_reverted", "action_entropy",
                          "candidate_spread")
 
 

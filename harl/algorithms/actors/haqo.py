@@ -46,6 +46,7 @@ from torch import nn
 from torch.nn.utils import parameters_to_vector
 
 from harl.algorithms.actors.off_policy_base import OffPolicyComponent
+from harl.models.base.distributions import masked_entropy
 from harl.models.policy_models.diffusion_policy import (
     CandidatePolicy,
     CandidateSample,
@@ -176,7 +177,8 @@ def sample_candidates(
         actors: per agent.
         obs: per agent ``(B, d_i)``.
         n: candidates per state, for every agent or per agent.
-        available_actions: per agent ``(B, n_i)`` or ``None``, for the Discrete targets.
+        available_actions: per agent ``(B, n_i)`` or ``None``, for the Discrete targets and the
+            actors with ``condition_on_available``.
         record: keep what :meth:`CandidatePolicy.kl_from_record` needs (the first candidate's
             chain).
         targets: compute the candidates' training targets (``False``: ``target`` is ``None``).
@@ -191,10 +193,9 @@ def sample_candidates(
     for i, actor in enumerate(actors):
         key = actor.actor.stack_key()
         groups.setdefault((("actor", id(actor)) if key is None else key, counts[i]), []).append(i)
+    inputs = [actor.policy_input(o, a) for actor, o, a in zip(actors, obs, avails)]
     passes = [
-        start_group_sampling(
-            [actors[i].actor for i in members], [actors[i].as_tensor(obs[i]) for i in members], count, record
-        )
+        start_group_sampling([actors[i].actor for i in members], [inputs[i] for i in members], count, record)
         for (_, count), members in groups.items()
     ]
     run_passes(passes)
@@ -227,7 +228,7 @@ def select_joint_actions(
     current states. TD target (spec 2): ``target_candidates``, the target critics at the next
     states.
     """
-    candidates = [c.x for c in sample_candidates(actors, obs, n_candidates, targets=False)]
+    candidates = [c.x for c in sample_candidates(actors, obs, n_candidates, available_actions, targets=False)]
     avails = [actor.as_tensor(a) for actor, a in zip(actors, available_actions)]
     codecs = [actor.actor.codec for actor in actors]
     xs = [x[0] for x in candidates]
@@ -251,7 +252,8 @@ class HAQO(OffPolicyComponent):
             ``behavior_candidates``, ``target_candidates``, ``train_candidates``, ``chosen``,
             ``q_transform``, ``qcut_epsilon``, ``max_weight``, ``entropy_alpha``,
             ``entropy_samples``, ``actor_steps``, ``max_grad_norm``, ``drift``, ``kl_threshold``,
-            ``ls_steps`` and the policy's model keys.
+            ``kl_measure``, ``kl_chains``, ``ls_steps``, ``condition_on_available`` and the policy's
+            model keys.
         obs_space: Box ``(d_i,)``.
         act_space: 1-D Box with finite bounds, or Discrete (only Discrete with ``actor:
             categorical``: ConfigError otherwise).
@@ -270,6 +272,8 @@ class HAQO(OffPolicyComponent):
             raise ValueError(f"actor must be one of {sorted(POLICY_CLASSES)}, not {args['actor']!r}")
         if args["drift"] not in ("kl_linesearch", "none"):
             raise ValueError(f"drift must be 'kl_linesearch' or 'none', not {args['drift']!r}")
+        if args["kl_measure"] not in ("path", "action"):
+            raise ValueError(f"kl_measure must be 'path' or 'action', not {args['kl_measure']!r}")
         if args["q_transform"] not in ("qadv", "qcut"):
             raise ValueError(f"q_transform must be 'qadv' or 'qcut', not {args['q_transform']!r}")
         problems = range_problems(args)  # harl/configs/ranges.yaml: counts >= 1, K_t <= K_b, ...
@@ -291,18 +295,45 @@ class HAQO(OffPolicyComponent):
         self.line_search: bool = args["drift"] == "kl_linesearch"
         self.kl_threshold: float = args["kl_threshold"]
         self.ls_steps: int = args["ls_steps"]
+        # the diffusion actor's trust region on Discrete actions: the KL of the executed actions
+        # estimated from kl_chains chains per state instead of the path KL (the exact actors'
+        # KL is already the actions')
+        discrete = isinstance(act_space, gymnasium.spaces.Discrete)
+        if args["kl_measure"] == "action" and args["actor"] == "diffusion" and not discrete:
+            raise ConfigError(
+                f"kl_measure 'action' estimates the KL of Discrete actions, but this agent has {act_space}; "
+                "use kl_measure 'path' on Box actions"
+            )
+        self.action_kl: bool = args["kl_measure"] == "action" and args["actor"] == "diffusion" and self.line_search
+        self.kl_chains: int = args["kl_chains"]
         self.use_policy_active_masks: bool = args["use_policy_active_masks"]
         # Discrete actions scored exhaustively instead of sampled (enumerate_discrete)
         self.enumerates: bool = bool(args["enumerate_discrete"]) and isinstance(act_space, gymnasium.spaces.Discrete)
         if self.enumerates and self.chosen > act_space.n:
             raise ValueError(f"chosen ({self.chosen}) must be at most the number of actions ({act_space.n}) with enumerate_discrete")
 
+        # the availability mask as part of the actor's input (Discrete only)
+        self.available_input: bool = bool(args["condition_on_available"]) and discrete
+        if self.available_input:
+            obs_space = gymnasium.spaces.Box(-np.inf, np.inf, (obs_space.shape[0] + act_space.n,), np.float32)
         self.actor: CandidatePolicy = POLICY_CLASSES[args["actor"]](args, obs_space, act_space, self.device)
         self.actor_optimizer = self.make_optimizer(self.actor.parameters(), args["lr"])
 
     def as_tensor(self, x: ArrayLike | None) -> Tensor | None:
         """``x`` as a float32 tensor on this actor's device (``None`` stays ``None``)."""
         return None if x is None else to_tensor(x, self.device)
+
+    def policy_input(self, obs: ArrayLike, available_actions: ArrayLike | None) -> Tensor:
+        """What the policy is conditioned on, ``(B, d_i)`` or with ``condition_on_available``
+        ``(B, d_i + n_i)``: the observations, then the availability (all ones when the
+        environment gives none)."""
+        obs = self.as_tensor(obs)
+        if not self.available_input:
+            return obs
+        avail = self.as_tensor(available_actions)
+        if avail is None:
+            avail = obs.new_ones(*obs.shape[:-1], self.actor.codec.dim)
+        return torch.cat([obs, avail], -1)
 
     # --- acting -----------------------------------------------------------------------------
 
@@ -315,7 +346,7 @@ class HAQO(OffPolicyComponent):
         samples without the last step's noise, and takes the mode of ``eval_samples`` samples for
         Discrete actions; the Gaussian takes its mean, the categorical its most likely available
         action)."""
-        obs, avail = self.as_tensor(obs), self.as_tensor(available_actions)
+        obs, avail = self.policy_input(obs, available_actions), self.as_tensor(available_actions)
         x = self.actor.sample(obs, targets=False).x[0] if explore else self.actor.eval_actions(obs, avail)
         return self.actor.codec.to_env(x, avail)
 
@@ -324,7 +355,8 @@ class HAQO(OffPolicyComponent):
         """One fresh action per state from the current policy, critic format ``(B, c_i)``: the
         runner's ``a^i`` for the agents updated after this one."""
         avail = self.as_tensor(available_actions)
-        return self.actor.codec.to_critic(self.actor.sample(self.as_tensor(obs), avail, targets=False).x[0], avail)
+        x = self.actor.sample(self.policy_input(obs, avail), avail, targets=False).x[0]
+        return self.actor.codec.to_critic(x, avail)
 
     # --- update -----------------------------------------------------------------------------
 
@@ -341,7 +373,8 @@ class HAQO(OffPolicyComponent):
         """One HAQO update of this agent (module doc).
 
         Args:
-            obs: this agent's observations ``(B, d_i)``.
+            obs: this agent's observations ``(B, d_i)`` (without the availability, which
+                :meth:`policy_input` appends).
             joint_actions: every agent's action, critic format ``(B, c_j)``; entry ``agent_id``
                 is replaced by this agent's candidates.
             agent_id: this agent's slot in the joint action.
@@ -355,10 +388,11 @@ class HAQO(OffPolicyComponent):
 
         Returns:
             ``loss_qv``, ``loss_ent``, ``weight_mean``, ``weight_nonzero``, ``q_mean``,
-            ``candidate_spread``, ``grad_norm``, ``time_sampling``, ``time_update`` and with the
-            line search ``kl_raw``, ``kl``, ``ls_backtracks``, ``ls_reverted``.
+            ``candidate_spread``, ``grad_norm``, ``time_sampling``, ``time_update``, with the
+            line search ``kl_raw``, ``kl``, ``ls_backtracks``, ``ls_reverted`` and with
+            ``kl_measure: action`` ``action_entropy`` (of the estimated action distribution).
         """
-        obs, avail = self.as_tensor(obs), self.as_tensor(available_actions)
+        obs, avail = self.policy_input(obs, available_actions), self.as_tensor(available_actions)
         mask = None
         if self.use_policy_active_masks and valid_transition is not None:
             mask = self.as_tensor(valid_transition).reshape(-1)
@@ -375,6 +409,7 @@ class HAQO(OffPolicyComponent):
             top = weights.topk(self.chosen, dim=0).indices  # (chosen, B)
             w = weights.gather(0, top)
             targets = cand.target.gather(0, top.unsqueeze(-1).expand(-1, -1, cand.target.shape[-1]))
+            record = self.actor.action_record(obs, avail, self.kl_chains) if self.action_kl else cand.record
         sampled = time.perf_counter()
 
         # Eq. 11 without its drift term (the line search below): minimise the Q-weighted (Eq. 5)
@@ -390,7 +425,9 @@ class HAQO(OffPolicyComponent):
             loss.backward()
             grad_norm = nn.utils.clip_grad_norm_(params, self.max_grad_norm)
             guarded_step(self.actor_optimizer, loss, "actor")
-        info = self._kl_line_search(obs, cand.record, mask, theta_old) if self.line_search else {}
+        info = self._kl_line_search(obs, record, mask, theta_old) if self.line_search else {}
+        if self.action_kl:  # how spread the executed actions were before the update
+            info["action_entropy"] = masked_mean(masked_entropy(record.log_probs, record.available), mask).item()
 
         return {
             "loss_qv": loss_qv.item(),

@@ -16,6 +16,20 @@ from harl.utils.models_tools import init_linear
 UNAVAILABLE_LOGIT = -1e10
 
 
+def masked_entropy(log_probs: torch.Tensor, available: torch.Tensor | None) -> torch.Tensor:
+    """``-sum_{a available} p(a) log p(a)``, ``(*lead,)``."""
+    terms = log_probs.exp() * log_probs
+    if available is not None:
+        terms = terms.masked_fill(~available.bool(), 0.0)
+    return -terms.sum(-1)
+
+
+def masked_kl(old_log_probs: torch.Tensor, new_log_probs: torch.Tensor, available: torch.Tensor) -> torch.Tensor:
+    """``KL(p_old || p_new) = sum_{a available} p_old(a) (log p_old(a) - log p_new(a))``, ``(*lead,)``."""
+    terms = old_log_probs.exp() * (old_log_probs - new_log_probs)
+    return terms.masked_fill(~available.bool(), 0.0).sum(-1)
+
+
 class FixedCategorical(torch.distributions.Categorical):
     """Categorical whose samples and log-probabilities keep a trailing action dimension."""
 

@@ -44,7 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harl.models.base.distributions import UNAVAILABLE_LOGIT
+from harl.models.base.distributions import UNAVAILABLE_LOGIT, masked_entropy, masked_kl
 from harl.models.base.mlp import MLPBase
 from harl.models.base.stacked import StackedLayers, layers_key
 from harl.models.policy_models.diffusion_policy import ActionCodec, CandidatePolicy, CandidateSample
@@ -60,20 +60,6 @@ def masked_log_probs(logits: Tensor, available: Tensor | None) -> Tensor:
     if available is not None:
         logits = logits.masked_fill(~available.bool(), UNAVAILABLE_LOGIT)
     return F.log_softmax(logits, dim=-1)
-
-
-def masked_entropy(log_probs: Tensor, available: Tensor | None) -> Tensor:
-    """``-sum_{a available} p(a) log p(a)``, ``(*lead,)``."""
-    terms = log_probs.exp() * log_probs
-    if available is not None:
-        terms = terms.masked_fill(~available.bool(), 0.0)
-    return -terms.sum(-1)
-
-
-def masked_kl(old_log_probs: Tensor, new_log_probs: Tensor, available: Tensor) -> Tensor:
-    """``KL(p_old || p_new) = sum_{a available} p_old(a) (log p_old(a) - log p_new(a))``, ``(*lead,)``."""
-    terms = old_log_probs.exp() * (old_log_probs - new_log_probs)
-    return terms.masked_fill(~available.bool(), 0.0).sum(-1)
 
 
 def gumbel_ranks(logits: Tensor, n: int) -> Tensor:

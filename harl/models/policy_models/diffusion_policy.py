@@ -8,6 +8,7 @@ Forward process ``q(x_t | x_0) = N(sqrt(abar_t) x_0, (1 - abar_t) I)``. Reverse 
 (Ho et al. 2020), with the predicted ``x_0`` clipped to ``[-1, 1]`` at every step::
 
     x0_hat = clip(x_t / sqrt(abar_t) - sqrt(1 / abar_t - 1) eps_theta(x_t, t, o), -1, 1)
+             (prediction: x0, the denoiser predicts the action itself: clip(a_theta(x_t, t, o), -1, 1))
     mu     = c0_t x0_hat + ct_t x_t                 (mean of the posterior q(x_{t-1} | x_t, x0_hat))
     x_{t-1} = mu + sigma_t z
 
@@ -24,6 +25,14 @@ Forward process ``q(x_t | x_0) = N(sqrt(abar_t) x_0, (1 - abar_t) I)``. Reverse 
   favours whichever of two equally good modes is sharper, and training on the winners sharpens
   it further, so without a common floor one mode takes over (the bimodal toy of
   tests/test_haqo.py: without the floor one of two equal modes took over in 8 of 8 seeds).
+
+* action-space drift (Discrete, ``kl_measure: action``): the path KL also counts movement that
+  changes no executed action (inside an arg-max cell, along unavailable actions' scores), so on
+  Discrete codes it is far above the KL of the actions. :meth:`DiffusionPolicy.action_record`
+  runs ``M`` chains per state on fixed noise and keeps the old actor's action frequencies;
+  :meth:`DiffusionPolicy.kl_from_record` reruns the same chains (common random numbers: an
+  unchanged actor gives exactly 0) and returns the KL between the two actors' estimated action
+  distributions (:func:`chain_log_probs`).
 
 Evaluation (:meth:`DiffusionPolicy.eval_actions`) drops the last step's noise; for Discrete actions it
 executes the mode of several such chains.
@@ -46,6 +55,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from harl.models.base.distributions import masked_kl
 from harl.models.base.mlp import MLPBase, MLPLayer
 from harl.models.base.stacked import LinearParams, StackedLayers, layers_key
 from harl.utils.models_tools import get_activation_gain, get_active_func, init_linear
@@ -59,6 +69,9 @@ COSINE_OFFSET = 0.008
 MAX_BETA = 0.999
 # Longest period of the sinusoidal step embedding (Vaswani et al. 2017).
 MAX_PERIOD = 10000.0
+# Pseudo-count of every available action in :func:`chain_log_probs` (Krichevsky-Trofimov's
+# add-1/2 estimator): keeps each estimated probability above 0, so the KL stays finite.
+CHAIN_PSEUDO_COUNT = 0.5
 
 
 # --- noise schedules ------------------------------------------------------------------------
@@ -111,7 +124,8 @@ class ActionCodec(nn.Module):
     * ``Box(low, high, (d,))``: ``dim = d``, ``action = bias + scale * x`` (finite bounds).
     * ``Discrete(n)``: ``dim = n``; the action is the arg-max of ``x`` over the available actions,
       so an unavailable action is never executed; its training target is ``+1`` at the action
-      and ``-1`` elsewhere.
+      and ``-1`` elsewhere. A sampled ``x`` is the chain's final scores, not clipped
+      (:meth:`bound`).
 
     Every method accepts any leading dimensions; ``available`` (``(..., n)``, 1/True = available,
     ``None`` = all) broadcasts against them.
@@ -136,6 +150,14 @@ class ActionCodec(nn.Module):
         self.critic_dim = self.dim
         self.register_buffer("scale", scale, persistent=False)
         self.register_buffer("bias", bias, persistent=False)
+
+    def bound(self, x: Tensor) -> Tensor:
+        """The end of a reverse chain as an action: Box clipped to ``[-1, 1]``; Discrete scores
+        unchanged. Only their order matters, and clipping would tie every score above 1, whose
+        arg-max is then the lowest index: an untrained actor's chains tie in about a third of
+        samples, which made it pick action 0 2.5 times as often as action 8 of 9 (on SMAX, moves
+        before attacks)."""
+        return x if self.discrete else x.clamp(-1.0, 1.0)
 
     def index(self, x: Tensor, available: Tensor | None) -> Tensor:
         """Discrete: arg-max of ``x`` over the available actions, ``(...)`` int64."""
@@ -174,7 +196,7 @@ class ActionCodec(nn.Module):
 class CandidateSample(NamedTuple):
     """``n`` candidate actions per state.
 
-    ``x``: normalised actions ``(n, *lead, dim)`` in ``[-1, 1]``; ``target``: what the surrogate
+    ``x``: normalised actions ``(n, *lead, dim)`` in ``[-1, 1]`` (Discrete: scores, :meth:`ActionCodec.bound`); ``target``: what the surrogate
     losses train on to make this candidate more likely, ``(n, *lead, dim)`` (``None`` when the
     caller asked for the actions only); ``record``: what
     :meth:`CandidatePolicy.kl_from_record` needs to measure the drift from the sampling actor
@@ -392,6 +414,28 @@ class DiffusionRecord(NamedTuple):
     mu: Tensor
 
 
+class ActionRecord(NamedTuple):
+    """What the action-space KL needs of the old actor (:meth:`DiffusionPolicy.action_record`):
+    the noise of ``M`` chains per state ``(*lead, M, T + 1, dim)`` (index 0 is ``x_T``, index
+    ``j >= 1`` the noise added by the ``j``-th reverse step), the availability ``(*lead, n)``
+    (bool) and the old actor's estimated action log-probabilities ``(*lead, n)``."""
+
+    noise: Tensor
+    available: Tensor
+    log_probs: Tensor
+
+
+def chain_log_probs(actions: Tensor, available: Tensor) -> Tensor:
+    """Estimated log-probabilities ``(*lead, n)`` of the actions of ``M`` chains per state,
+    ``actions (*lead, M)`` int64: ``(count_a + c) / (M + c n_avail)`` over the available actions
+    (``c = CHAIN_PSEUDO_COUNT``), ``-inf`` for the others."""
+    available = available.bool()
+    counts = F.one_hot(actions, available.shape[-1]).sum(-2).to(torch.float32)
+    pseudo = CHAIN_PSEUDO_COUNT * available
+    probs = (counts + pseudo) / (actions.shape[-1] + pseudo.sum(-1, keepdim=True))
+    return probs.log().masked_fill(~available, -math.inf)
+
+
 class StackedHead:
     """:meth:`Denoiser.head` of ``G`` denoisers of identical structure as one batched call
     (:class:`StackedLayers`), so a denoising step of several agents costs one network call
@@ -453,7 +497,7 @@ class _DiffusionPass:
         self.x = mu
 
     def finish(self, available: Tensor | None, targets: bool = True) -> CandidateSample:
-        x = self.x.clamp(-1.0, 1.0).movedim(self.candidate_dim, 0)
+        x = self.policy.codec.bound(self.x).movedim(self.candidate_dim, 0)
         record = None
         if self.chain is not None:
             xs, mus = zip(*reversed(self.chain))  # index k = t - 1
@@ -546,7 +590,7 @@ class DiffusionPolicy(CandidatePolicy):
 
     Args:
         args: model keys of :class:`Denoiser` plus ``n_timesteps``, ``beta_schedule``,
-            ``beta_min``, ``beta_max``.
+            ``beta_min``, ``beta_max``, ``eval_samples``, ``prediction``.
         obs_space: Box ``(d,)``.
         act_space: 1-D Box with finite bounds, or Discrete.
         device: where the parameters live.
@@ -569,6 +613,9 @@ class DiffusionPolicy(CandidatePolicy):
             raise ValueError(
                 f"n_timesteps must be >= 2 (the last step borrows t = 2's variance), got {self.n_timesteps}"
             )
+        if args["prediction"] not in ("eps", "x0"):
+            raise ValueError(f"prediction must be 'eps' or 'x0', not {args['prediction']!r}")
+        self.predicts_x0 = args["prediction"] == "x0"
         self.denoiser = Denoiser(args, obs_space.shape[0], self.codec.dim, self.n_timesteps)
 
         betas = beta_schedule(args["beta_schedule"], self.n_timesteps, args["beta_min"], args["beta_max"])
@@ -599,14 +646,16 @@ class DiffusionPolicy(CandidatePolicy):
         self.sigma_values = constants["sigma"].tolist()
         layers = layers_key(self.denoiser.head_layers())
         schedule = (tuple(self.step_coefficients), tuple(self.sigma_values))
-        self._stack_key = (type(self), self.codec.dim, tuple(self.denoiser.action_weight().shape), layers, schedule)
+        self._stack_key = (
+            type(self), self.codec.dim, tuple(self.denoiser.action_weight().shape), layers, schedule, self.predicts_x0,
+        )
         self.to(device)
 
-    @staticmethod
-    def posterior_mean(x: Tensor, eps: Tensor, coef: StepCoefficients) -> Tensor:
-        """Mean of ``p_theta(x_{t-1} | x_t, o)`` from the predicted noise, with the clipped ``x0_hat``."""
-        x0 = (coef.sqrt_recip_abar * x - coef.sqrt_recipm1_abar * eps).clamp(-1.0, 1.0)
-        return coef.coef_x0 * x0 + coef.coef_xt * x
+    def posterior_mean(self, x: Tensor, out: Tensor, coef: StepCoefficients) -> Tensor:
+        """Mean of ``p_theta(x_{t-1} | x_t, o)`` from the denoiser's output ``out`` (the predicted
+        noise, or with ``prediction: x0`` the predicted action), with the clipped ``x0_hat``."""
+        x0 = out if self.predicts_x0 else coef.sqrt_recip_abar * x - coef.sqrt_recipm1_abar * out
+        return coef.coef_x0 * x0.clamp(-1.0, 1.0) + coef.coef_xt * x
 
     def reverse_mean(self, x: Tensor, k: Tensor, context: Tensor) -> Tensor:
         """Mean of ``p_theta(x_{t-1} | x_t, o)`` at per-sample steps (one denoiser call).
@@ -644,16 +693,20 @@ class DiffusionPolicy(CandidatePolicy):
         return self.codec.target(counts.float(), available)
 
     def denoising_loss(self, actions: Tensor, context: Tensor) -> Tensor:
-        """``||eps - eps_theta(sqrt(abar_t) a + sqrt(1 - abar_t) eps, t, o)||^2 / dim`` per sample,
-        ``t`` uniform in ``1..T``, ``eps ~ N(0, I)``: ``(*L,)`` for actions ``(*L, dim)``.
+        """``||eps - eps_theta(sqrt(abar_t) a + sqrt(1 - abar_t) eps, t, o)||^2 / dim`` per sample
+        (with ``prediction: x0``, ``||a - a_theta(...)||^2 / dim``), ``t`` uniform in ``1..T``,
+        ``eps ~ N(0, I)``: ``(*L,)`` for actions ``(*L, dim)``.
 
         Divided by ``dim`` (the mean over action dimensions) so the same learning rate suits any
-        action size.
+        action size. Predicting ``x0`` weights every step's error on the action equally, where
+        predicting the noise weights step ``t``'s by ``abar_t / (1 - abar_t)``, almost nothing
+        at the noisy steps that decide which action a chain ends at: on Discrete codes the
+        ``x0`` form fits a teacher's actions several times faster (docs/results/HAQO_DISCRETE.md).
         """
         k = torch.randint(self.n_timesteps, actions.shape[:-1], device=actions.device)
         eps = torch.randn_like(actions)
         noisy = self.sqrt_abar[k].unsqueeze(-1) * actions + self.sqrt_one_minus_abar[k].unsqueeze(-1) * eps
-        return (eps - self.denoiser(noisy, k, context)).pow(2).mean(-1)
+        return ((actions if self.predicts_x0 else eps) - self.denoiser(noisy, k, context)).pow(2).mean(-1)
 
     def surrogate_losses(
         self, obs: Tensor, targets: Tensor, available: Tensor | None, n_entropy: int
@@ -664,7 +717,41 @@ class DiffusionPolicy(CandidatePolicy):
         losses = self.denoising_loss(torch.cat([targets, uniform]), self.denoiser.context(obs))
         return losses[: len(targets)], losses[len(targets) :].mean(0)
 
-    def kl_from_record(self, obs: Tensor, record: DiffusionRecord) -> Tensor:
+    @torch.no_grad()
+    def chain_actions(self, obs: Tensor, noise: Tensor, available: Tensor) -> Tensor:
+        """The Discrete actions ``(*lead, M)`` of ``M`` chains per observation ``(*lead, d)`` run on
+        the given noise ``(*lead, M, T + 1, dim)`` (:class:`ActionRecord`), last step's noise
+        included (the behaviour policy's actions)."""
+        conditions = self.denoiser.step_conditions(obs).unsqueeze(-2)  # (T, *lead, 1, hidden)
+        x = noise[..., 0, :]
+        for j, k in enumerate(reversed(range(self.n_timesteps)), start=1):
+            mu = self.posterior_mean(x, self.denoiser.head(x, conditions[k]), self.step_coefficients[k])
+            x = torch.add(mu, noise[..., j, :], alpha=self.sigma_values[k])
+        return self.codec.index(self.codec.bound(x), available.unsqueeze(-2))
+
+    @torch.no_grad()
+    def action_record(self, obs: Tensor, available: Tensor | None, n_chains: int) -> ActionRecord:
+        """Fix the noise of ``n_chains`` chains per observation and estimate this actor's
+        Discrete action distribution on it (module doc, action-space drift)."""
+        if not self.codec.discrete:
+            raise ValueError("the action-space KL needs Discrete actions (Box: the path KL)")
+        lead = obs.shape[:-1]
+        if available is None:
+            available = torch.ones(*lead, self.codec.dim, device=obs.device)
+        available = available.bool()
+        noise = torch.randn(*lead, n_chains, self.n_timesteps + 1, self.codec.dim, device=obs.device)
+        return ActionRecord(noise, available, chain_log_probs(self.chain_actions(obs, noise, available), available))
+
+    def kl_from_record(self, obs: Tensor, record: DiffusionRecord | ActionRecord) -> Tensor:
+        """``KL(pi_old || pi)`` per state from the old actor's record: for an
+        :class:`ActionRecord` the KL between the estimated Discrete action distributions on the
+        record's noise; for a :class:`DiffusionRecord` the path KL below."""
+        if isinstance(record, ActionRecord):
+            new_log_probs = chain_log_probs(self.chain_actions(obs, record.noise, record.available), record.available)
+            return masked_kl(record.log_probs, new_log_probs, record.available)
+        return self.path_kl(obs, record)
+
+    def path_kl(self, obs: Tensor, record: DiffusionRecord) -> Tensor:
         """Path KL ``sum_t ||mu(x_t, t, o) - mu_old(x_t, t, o)||^2 / (2 sigma_t^2)`` on the recorded
         chain of the old actor: the KL between the two reverse chains, an upper bound on the
         KL between their actions (module doc). One denoiser call for all T steps."""
