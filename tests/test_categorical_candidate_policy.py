@@ -20,11 +20,19 @@ from harl.models.policy_models.categorical_candidate_policy import CategoricalCa
 from harl.models.policy_models.diffusion_policy import start_group_sampling
 from harl.utils.config_ranges import describe, load_rules
 from harl.utils.configs_tools import ConfigError
-from test_haqo import make_args
+from test_haqo import make_args as haqo_args
 
 OBS = gym.spaces.Box(-1.0, 1.0, (3,), np.float32)
 BOX = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU"))]
+
+
+def make_args(**overrides):
+    """HAQO's YAML defaults with small networks; the policies see the raw observations here (the
+    availability input has its own test in test_haqo.py)."""
+    return haqo_args(**{"condition_on_available": False, **overrides})
+
+
 TINY_HAQO = {**TINY_OFF_POLICY, "n_timesteps": 4, "num_env_steps": 120}
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -157,8 +165,9 @@ def test_line_search_bounds_the_exact_kl():
         old = copy.deepcopy(actor.actor)
         info = actor.train(obs, [torch.zeros(64, 5)], 0, q_fn, avail)
         # the exact KL between the masked categoricals before and after, computed independently
-        p_old = torch.softmax(old.logits(obs).masked_fill(avail == 0, -math.inf), -1)
-        p_new = torch.softmax(actor.actor.logits(obs).masked_fill(avail == 0, -math.inf), -1)
+        policy_input = actor.policy_input(obs, avail)  # the observation and the mask
+        p_old = torch.softmax(old.logits(policy_input).masked_fill(avail == 0, -math.inf), -1)
+        p_new = torch.softmax(actor.actor.logits(policy_input).masked_fill(avail == 0, -math.inf), -1)
         exact = torch.where(avail > 0, p_old * (p_old.log() - p_new.log()), torch.zeros(())).sum(-1).mean().item()
         assert exact <= threshold + 1e-7 and exact == pytest.approx(info["kl"], abs=1e-6)
         raw.append(info["kl_raw"])

@@ -246,8 +246,13 @@ def test_exact_action_predictor_of_a_dirac_samples_it_and_has_zero_loss(schedule
 
 
 def test_unknown_prediction_raises():
-    with pytest.raises(ValueError, match="prediction must be 'eps' or 'x0'"):
+    with pytest.raises(ValueError, match="prediction must be 'auto', 'eps' or 'x0'"):
         DiffusionPolicy(make_args(prediction="v"), OBS, BOX)
+
+
+def test_auto_prediction_is_x0_on_discrete_and_eps_on_box():
+    assert DiffusionPolicy(make_args(prediction="auto"), OBS, gym.spaces.Discrete(4)).predicts_x0
+    assert not DiffusionPolicy(make_args(prediction="auto"), OBS, BOX).predicts_x0
 
 
 class TwoCodeDenoiser(DiracDenoiser):

@@ -613,9 +613,10 @@ class DiffusionPolicy(CandidatePolicy):
             raise ValueError(
                 f"n_timesteps must be >= 2 (the last step borrows t = 2's variance), got {self.n_timesteps}"
             )
-        if args["prediction"] not in ("eps", "x0"):
-            raise ValueError(f"prediction must be 'eps' or 'x0', not {args['prediction']!r}")
-        self.predicts_x0 = args["prediction"] == "x0"
+        if args["prediction"] not in ("auto", "eps", "x0"):
+            raise ValueError(f"prediction must be 'auto', 'eps' or 'x0', not {args['prediction']!r}")
+        # auto: x0 on Discrete codes (denoising_loss), eps on Box actions (every continuous result)
+        self.predicts_x0 = args["prediction"] == "x0" or (args["prediction"] == "auto" and self.codec.discrete)
         self.denoiser = Denoiser(args, obs_space.shape[0], self.codec.dim, self.n_timesteps)
 
         betas = beta_schedule(args["beta_schedule"], self.n_timesteps, args["beta_min"], args["beta_max"])
