@@ -533,3 +533,21 @@ def test_tuned_config_loads(path):
         assert (content["algo_args"], content["env_args"]) == (
             published["algo_args"], published["env_args"],
         )
+
+
+def test_config_json_without_a_newer_key_keeps_the_behaviour_it_ran_with(tmp_path):
+    """HAQO's prediction and condition_on_available came with defaults (auto, True) that change
+    what a discrete run does: a config.json written before them loads with eps and False, so
+    its weights still fit and its runs repeat; a file that sets them keeps its values."""
+    path = tmp_path / "config.json"
+    old = {"main_args": {"algo": "haqo", "env": "smax"}, "algo_args": {"model": {"lr": 0.001}},
+           "env_args": {"map_name": "3m"}}
+    path.write_text(json.dumps(old))
+    _, algo_args, _ = load_config_json(path)
+    assert algo_args["model"]["prediction"] == "eps" and algo_args["model"]["condition_on_available"] is False
+    old["algo_args"]["model"].update(prediction="x0", condition_on_available=True)
+    path.write_text(json.dumps(old))
+    _, algo_args, _ = load_config_json(path)
+    assert algo_args["model"]["prediction"] == "x0" and algo_args["model"]["condition_on_available"] is True
+    defaults, _ = get_defaults_yaml_args("haqo", "smax")  # without a file: the new defaults
+    assert defaults["model"]["prediction"] == "auto" and defaults["model"]["condition_on_available"] is True

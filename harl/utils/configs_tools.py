@@ -32,6 +32,10 @@ MAIN_ARG_KEYS = ("algo", "env", "exp_name", "load_config")
 DEFAULT_ALGO = "happo"
 DEFAULT_ENV = "pettingzoo_mpe"
 DEFAULT_EXP_NAME = "installtest"
+# Keys added with a default that changes what older configs did: a config.json that does not set
+# one ran with the value here (HAQO's diffusion actor predicted the noise and did not see the
+# availability mask before 2026-12-06), so its weights and results stay reproducible.
+FORMER_DEFAULTS: dict[str, Any] = {"prediction": "eps", "condition_on_available": False}
 
 # Keys that may change when a run is resumed: they pick hardware, not the learning problem,
 # so a run can move to another machine. Anything else would silently change the experiment.
@@ -293,8 +297,9 @@ def parse_override_tokens(tokens: list[str]) -> dict[str, str]:
 def load_config_json(path: str | os.PathLike) -> tuple[dict, dict, dict]:
     """Load a HARL ``config.json`` merged onto the YAML defaults of its algorithm and env.
 
-    Keys missing from the file (e.g. keys added after the file was written) take their defaults
-    and are listed in a log note.
+    Keys missing from the file (e.g. keys added after the file was written) take their defaults,
+    or for the keys of ``FORMER_DEFAULTS`` the value a file without them ran with, and are
+    listed in a log note.
 
     Returns:
         ``(main_args, algo_args, env_args)``.
@@ -341,11 +346,11 @@ def load_config_json(path: str | os.PathLike) -> tuple[dict, dict, dict]:
     except ConfigError as err:
         raise ConfigError(f"{path} does not match the defaults of {algo}/{env}:\n{err}") from err
 
-    missing = [
-        f"{key}={container[key]!r}"
-        for _, container, key in _iter_leaves(algo_args, env_args)
-        if key not in given
-    ]
+    missing = []
+    for _, container, key in _iter_leaves(algo_args, env_args):
+        if key not in given:
+            container[key] = FORMER_DEFAULTS.get(key, container[key])
+            missing.append(f"{key}={container[key]!r}")
     if missing:
         LOGGER.info(
             "Note: %s does not set %d key(s); using defaults: %s",
