@@ -7,11 +7,12 @@ a StarCraft policy does: ``argmax_{a available} (o W)_a`` for a fixed random ``W
 always). The critic is replaced by ``Q(a) = 1[a = teacher]``, so each update's greedy target is
 the teacher's action (``enumerate_discrete``, ``chosen 1``: what HAQO does on SMAX). Every other
 setting is HAQO's YAML default with the SMAX actor sizes ([64, 64, 64]), ``entropy_alpha 0.1``
-as in the StarCraft files. Reported: how often a sampled action (behaviour) and the evaluation
+as in the StarCraft files, and the diffusion actor as it was before issue 32 (``prediction
+eps``, ``condition_on_available false``) unless a variant says otherwise. Reported: how often a sampled action (behaviour) and the evaluation
 action agree with the teacher on 256 held-out states, after 100 .. 2500 updates (HAQO's actor
 gets about 2,500 updates per agent in 300k SMAX env steps).
 
-    python benchmarks/distil_discrete_actor.py                 # every variant, ~15 min on one core
+    python benchmarks/distil_discrete_actor.py                 # every variant, ~30 min on one core
     python benchmarks/distil_discrete_actor.py --variants categorical x0_conditioned
 """
 from __future__ import annotations
@@ -31,6 +32,9 @@ OBS_DIM, N_ACTIONS, BATCH = 30, 9, 256
 AVAILABLE_PROBABILITY, ALWAYS_AVAILABLE = 0.7, 4
 CHECKPOINTS = (100, 250, 500, 1000, 1500, 2500)
 
+# the diffusion actor as it was before issue 32 (the YAML defaults are now auto / True); every
+# variant starts from it
+ACTOR_BEFORE_THE_FIXES = {"prediction": "eps", "condition_on_available": False}
 # name -> overrides of HAQO's settings
 VARIANTS: dict[str, dict] = {
     "categorical": {"actor": "categorical"},
@@ -59,7 +63,7 @@ def run(overrides: dict, updates: int, seed: int) -> list[str]:
     torch.manual_seed(seed)
     algo_args, _ = get_defaults_yaml_args("haqo", "smax")
     args = {**algo_args["model"], **algo_args["algo"], "hidden_sizes": [64, 64, 64], "enumerate_discrete": True,
-            "chosen": 1, "entropy_alpha": 0.1, **overrides}
+            "chosen": 1, "entropy_alpha": 0.1, **ACTOR_BEFORE_THE_FIXES, **overrides}
     obs_space = gym.spaces.Box(-np.inf, np.inf, (OBS_DIM,), np.float32)
     actor = HAQO(args, obs_space, gym.spaces.Discrete(N_ACTIONS))
     weights = torch.randn(OBS_DIM, N_ACTIONS, generator=torch.Generator().manual_seed(seed))
