@@ -536,9 +536,9 @@ def test_tuned_config_loads(path):
 
 
 def test_config_json_without_a_newer_key_keeps_the_behaviour_it_ran_with(tmp_path):
-    """HAQO's prediction and condition_on_available came with defaults (auto, True) that change
-    what a discrete run does: a config.json written before them loads with eps and False, so
-    its weights still fit and its runs repeat; a file that sets them keeps its values."""
+    """HAQO's prediction came with a default (auto: x0 on Discrete) that changes what a discrete
+    run does: a config.json written before it loads with eps, so its runs repeat; a file that
+    sets it keeps its value."""
     path = tmp_path / "config.json"
     old = {"main_args": {"algo": "haqo", "env": "smax"}, "algo_args": {"model": {"lr": 0.001}},
            "env_args": {"map_name": "3m"}}
@@ -550,4 +550,4 @@ def test_config_json_without_a_newer_key_keeps_the_behaviour_it_ran_with(tmp_pat
     _, algo_args, _ = load_config_json(path)
     assert algo_args["model"]["prediction"] == "x0" and algo_args["model"]["condition_on_available"] is True
     defaults, _ = get_defaults_yaml_args("haqo", "smax")  # without a file: the new defaults
-    assert defaults["model"]["prediction"] == "auto" and defaults["model"]["condition_on_available"] is True
+    assert defaults["model"]["prediction"] == "auto" and defaults["model"]["condition_on_available"] is False

@@ -33,9 +33,9 @@ DEFAULT_ALGO = "happo"
 DEFAULT_ENV = "pettingzoo_mpe"
 DEFAULT_EXP_NAME = "installtest"
 # Keys added with a default that changes what older configs did: a config.json that does not set
-# one ran with the value here (HAQO's diffusion actor predicted the noise and did not see the
-# availability mask before 2026-12-06), so its weights and results stay reproducible.
-FORMER_DEFAULTS: dict[str, Any] = {"prediction": "eps", "condition_on_available": False}
+# one ran with the value here (HAQO's diffusion actor predicted the noise before 2026-12-06), so
+# its weights and results stay reproducible.
+FORMER_DEFAULTS: dict[str, Any] = {"prediction": "eps"}
 
 # Keys that may change when a run is resumed: they pick hardware, not the learning problem,
 # so a run can move to another machine. Anything else would silently change the experiment.
