@@ -308,7 +308,7 @@ class HAQO(OffPolicyComponent):
         self.kl_chains: int = args["kl_chains"]
         self.use_policy_active_masks: bool = args["use_policy_active_masks"]
         # Discrete actions scored exhaustively instead of sampled (enumerate_discrete)
-        self.enumerates: bool = bool(args["enumerate_discrete"]) and isinstance(act_space, gymnasium.spaces.Discrete)
+        self.enumerates: bool = bool(args["enumerate_discrete"]) and discrete
         if self.enumerates and self.chosen > act_space.n:
             raise ValueError(f"chosen ({self.chosen}) must be at most the number of actions ({act_space.n}) with enumerate_discrete")
 
