@@ -1,14 +1,14 @@
 """Control (a) of issue 32, the critic alone: does HAQO's twin joint-action Q critic, trained on
 data of a FIXED good policy, learn that policy's values and rank its actions right?
 
-The teacher is a trained HAPPO policy of SMAX 3m (feed-forward actors, a HARL run directory
-with ``config.json`` and ``models/actor_agent{i}.pt``). It plays ``--steps`` env steps with its
+The teacher is a trained HAPPO policy of the SMAX map ``--map_name`` (3m by default; feed-forward
+actors, a HARL run directory with ``config.json`` and ``models/actor_agent{i}.pt``). It plays ``--steps`` env steps with its
 SAMPLED actions (the behaviour data), which go into the repo's EP replay buffer
 (:class:`OffPolicyBufferEP`, filled by ``insert`` exactly as the off-policy runner does). A fresh
 :class:`TwinContinuousQCritic`, built as HAQORunner builds it from
 ``tuned_configs/smax/3s5z/haqo/config.json`` (EP state, [64, 64, 64], critic_lr 1e-3, batch 256,
-n_step 3, gamma 0.99, polyak 0.005, value normalisation, Huber delta 10) with ``map_name 3m``,
-then makes ``--updates`` updates ``critic.train(batch, next_actions)`` + ``critic.soft_update()``
+n_step 3, gamma 0.99, polyak 0.005, value normalisation, Huber delta 10, ``--critic_form``) on that
+map, then makes ``--updates`` updates ``critic.train(batch, next_actions)`` + ``critic.soft_update()``
 with the next joint action SAMPLED FROM THE TEACHER at the n-step window's next state (what
 HAQORunner does with its own actor, ``target_candidates 1``): the critic evaluates the teacher.
 
@@ -34,6 +34,7 @@ its RMSE is about the noise floor that no critic can beat on these held-out retu
         --use_recurrent_policy False --num_env_steps 1000000 --eval_interval 5 --torch_threads 1 --seed 1
     python benchmarks/critic_control.py --teacher results/smax/3m/happo/teacher/seed-00001-*   # ~6 min on one core
     python benchmarks/critic_control.py --quick --random_teacher          # smoke test, ~30 s
+    # another map: a HAPPO teacher of that map and --map_name (3s5z: ~6 min teacher at 500k, see HAQO_DISCRETE.md)
 """
 from __future__ import annotations
 
@@ -60,10 +61,11 @@ Tensor = torch.Tensor
 
 
 # ----------------------------------------------------------------------------- set-up
-def critic_args(n_envs: int, buffer_size: int) -> tuple[dict, dict]:
-    """HAQO's flat args (as the runner builds them) and env args: the tuned 3s5z config on 3m."""
+def critic_args(map_name: str, critic_form: str, n_envs: int, buffer_size: int) -> tuple[dict, dict]:
+    """HAQO's flat args (as the runner builds them) and env args: the tuned 3s5z config on
+    ``map_name`` with the critic's ``critic_form``."""
     _, algo_args, env_args = load_config_json(TUNED_CONFIG)
-    update_args({"map_name": "3m", "n_rollout_threads": n_envs, "buffer_size": buffer_size, "cuda": False},
+    update_args({"map_name": map_name, "critic_form": critic_form, "n_rollout_threads": n_envs, "buffer_size": buffer_size, "cuda": False},
                 algo_args, env_args, algo="haqo", env="smax")
     return {**flatten_sections(algo_args), **env_args}, env_args
 
@@ -251,7 +253,10 @@ def describe(name: str, data: Episodes) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--teacher", help="HAPPO run directory of SMAX 3m (feed-forward actors)")
+    parser.add_argument("--teacher", help="HAPPO run directory of SMAX --map_name (feed-forward actors)")
+    parser.add_argument("--map_name", default="3m", help="SMAX map of the teacher and the critic")
+    parser.add_argument("--critic_form", default="joint", choices=["joint", "additive", "joint_additive"],
+                        help="the critic's Q form (HAQO's model key critic_form)")
     parser.add_argument("--random_teacher", action="store_true", help="randomly initialised teacher (tests)")
     parser.add_argument("--steps", type=int, default=100_000, help="training env steps")
     parser.add_argument("--test_steps", type=int, default=10_000, help="held-out env steps")
@@ -267,6 +272,9 @@ def main() -> None:
             parser.error("give --teacher RUN_DIR (a HAPPO run of SMAX 3m without its GRU, see the module doc) or --random_teacher")
         if not os.path.isfile(os.path.join(args.teacher, "config.json")) or not os.path.isdir(os.path.join(args.teacher, "models")):
             parser.error(f"--teacher {args.teacher}: not a run directory (needs config.json and models/)")
+        teacher_map = load_config_json(os.path.join(args.teacher, "config.json"))[2].get("map_name")
+        if teacher_map != args.map_name:
+            parser.error(f"--teacher {args.teacher} ran on SMAX {teacher_map}, not --map_name {args.map_name}")
     if args.quick:
         args.steps, args.test_steps, args.updates, args.report_every = 5_000, 1_000, 500, 250
     torch.set_num_threads(args.threads)
@@ -279,7 +287,7 @@ def run(args: argparse.Namespace):
     start = time.perf_counter()
     set_seed(args.seed)
     vec_steps = -(-args.steps // args.n_envs)
-    flat, env_args = critic_args(args.n_envs, vec_steps * args.n_envs)
+    flat, env_args = critic_args(args.map_name, args.critic_form, args.n_envs, vec_steps * args.n_envs)
     envs = make_train_env("smax", args.seed, args.n_envs, env_args, 0)
     test_envs = make_eval_env("smax", args.seed, args.n_envs, env_args, 0)
     teacher = build_teacher(envs, None if args.random_teacher else args.teacher)

@@ -31,7 +31,7 @@ def test_mc_returns_restart_at_episode_ends_and_flag_cut_or_open_episodes():
 def test_quick_path_with_a_random_teacher_reports_numbers_in_range():
     pytest.importorskip("jaxmarl")
     args = argparse.Namespace(teacher=None, random_teacher=True, steps=5_000, test_steps=1_000, updates=500,
-                              report_every=250, n_envs=16, seed=1, threads=1, quick=True)
+                              report_every=250, n_envs=16, seed=1, threads=1, quick=True, map_name="3m", critic_form="joint")
     lines = list(critic_control.run(args))
     rows = [line for line in lines if line.startswith("| ") and not line.startswith("| updates")
             and not line.startswith("| ---")]

@@ -32,7 +32,7 @@ def make_args(**overrides):
         lr=1e-3, critic_lr=1e-3, polyak=0.005, gamma=0.9, use_policy_active_masks=True,
         use_proper_time_limits=True, use_huber_loss=False, huber_delta=10.0, use_valuenorm=False,
         auto_alpha=True, alpha=0.2, alpha_lr=3e-4, expl_noise=0.1, policy_noise=0.2, noise_clip=0.5,
-        policy_freq=2,
+        policy_freq=2, critic_form="joint",
     )
     args.update(overrides)
     return args

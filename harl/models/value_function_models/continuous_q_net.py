@@ -28,6 +28,9 @@ def action_input_dim(act_space: gymnasium.Space) -> int:
     raise NotImplementedError(f"unsupported action space {act_space}")
 
 
+CRITIC_FORMS = ("joint", "additive", "joint_additive")
+
+
 class _QHead(nn.Module):
     """One Q function. Its first layer is split into a state part and an action part:
     ``W [s; a] + b == W_s s + W_a a + b``, so a state shared by many candidate joint actions (HAQO)
@@ -49,11 +52,33 @@ class _QHead(nn.Module):
         return self.rest(self.act(self.obs_in(share_obs) + self.act_in(joint_actions)))
 
 
+class _AdditiveQHead(nn.Module):
+    """``Q(s, a) = v(s) + sum_i u_i(s)[a_i]`` (+ a joint head's ``Q(s, a)`` with ``with_joint``).
+
+    One MLP of the state gives ``v`` and every agent's value of each of its actions, so that an
+    agent's actions are ranked by their own outputs (dueling-style) rather than by a small
+    perturbation of a joint input; ``a`` one-hot, ``sum_i u_i(s)[a_i] = u(s) . a``.
+    """
+
+    def __init__(self, share_obs_dim: int, joint_action_dim: int, hidden_sizes: list[int], activation: str,
+                 with_joint: bool):
+        super().__init__()
+        self.values = PlainMLP([share_obs_dim, *hidden_sizes, 1 + joint_action_dim], activation)
+        self.joint = _QHead(share_obs_dim, joint_action_dim, hidden_sizes, activation) if with_joint else None
+
+    def forward(self, share_obs: torch.Tensor, joint_actions: torch.Tensor) -> torch.Tensor:
+        out = self.values(share_obs)
+        q = out[..., :1] + (out[..., 1:] * joint_actions).sum(-1, keepdim=True)
+        return q if self.joint is None else q + self.joint(share_obs, joint_actions)
+
+
 class ContinuousQNet(nn.Module):
     """``n_heads`` independent Q functions of (shared observation, joint action).
 
     Args:
-        args: model keys ``hidden_sizes``, ``activation_func``.
+        args: model keys ``hidden_sizes``, ``activation_func``, ``critic_form`` (``joint``: an MLP
+            of ``[s; a]``; ``additive``: ``v(s) + sum_i u_i(s)[a_i]``; ``joint_additive``: their
+            sum; the additive forms need Discrete actions).
         share_obs_space: Box of shape ``(s,)``.
         act_spaces: every agent's action space, in agent order.
         n_heads: number of Q functions.
@@ -73,8 +98,15 @@ class ContinuousQNet(nn.Module):
             int(sp.n) if isinstance(sp, gymnasium.spaces.Discrete) else 0 for sp in act_spaces
         ]
         self.joint_action_dim = sum(action_input_dim(sp) for sp in act_spaces)
+        form = args["critic_form"]
+        if form not in CRITIC_FORMS:
+            raise ValueError(f"critic_form must be one of {', '.join(CRITIC_FORMS)}, not {form!r}")
+        if form != "joint" and not all(self.discrete_n):
+            raise ValueError(f"critic_form {form!r} scores each agent's actions by their own outputs, which needs Discrete "
+                             "actions for every agent; use critic_form joint for Box actions")
+        dims = (share_obs_space.shape[0], self.joint_action_dim, list(args["hidden_sizes"]), args["activation_func"])
         self.heads = nn.ModuleList(
-            _QHead(share_obs_space.shape[0], self.joint_action_dim, list(args["hidden_sizes"]), args["activation_func"])
+            _QHead(*dims) if form == "joint" else _AdditiveQHead(*dims, with_joint=form == "joint_additive")
             for _ in range(n_heads)
         )
         self.to(device)

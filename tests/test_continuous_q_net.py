@@ -1,0 +1,48 @@
+"""ContinuousQNet's critic forms (model key ``critic_form``)."""
+import gymnasium
+import pytest
+import torch
+
+from harl.models.value_function_models.continuous_q_net import ContinuousQNet
+
+SHARE = gymnasium.spaces.Box(-1.0, 1.0, (5,))
+DISCRETE = [gymnasium.spaces.Discrete(3), gymnasium.spaces.Discrete(4)]
+
+
+def make_net(form: str, act_spaces=DISCRETE, n_heads: int = 2) -> ContinuousQNet:
+    torch.manual_seed(0)
+    return ContinuousQNet({"hidden_sizes": [16, 16], "activation_func": "relu", "critic_form": form},
+                          SHARE, act_spaces, n_heads)
+
+
+def joint(net: ContinuousQNet, a0: int, a1: int) -> torch.Tensor:
+    return torch.cat(net.encode_actions([torch.tensor([[a0]]), torch.tensor([[a1]])]), -1)
+
+
+@pytest.mark.parametrize("form", ["joint", "additive", "joint_additive"])
+def test_forms_broadcast_states_against_candidates(form):
+    net = make_net(form)
+    states, candidates = torch.randn(6, 5), torch.randn(4, 1, 7)
+    out = net(states, candidates)
+    assert out.shape == (4, 6, 2)
+    assert torch.allclose(out[2, 3], net(states[3], candidates[2, 0]), atol=1e-6)
+
+
+def test_additive_form_separates_the_agents():
+    """Q(s, a) = v(s) + sum_i u_i(s)[a_i]: agent 0's advantage profile does not depend on agent 1's action."""
+    net = make_net("additive")
+    s = torch.randn(1, 5)
+    profile = [torch.cat([net(s, joint(net, a0, a1)) for a0 in range(3)]) for a1 in range(4)]
+    gaps = [p - p[0] for p in profile]
+    for g in gaps[1:]:
+        assert torch.allclose(g, gaps[0], atol=1e-6)
+    joint_net = make_net("joint")
+    joint_profile = [torch.cat([joint_net(s, joint(joint_net, a0, a1)) for a0 in range(3)]) for a1 in range(4)]
+    assert not torch.allclose(joint_profile[1] - joint_profile[1][0], joint_profile[0] - joint_profile[0][0], atol=1e-6)
+
+
+def test_additive_forms_refuse_box_actions():
+    with pytest.raises(ValueError, match="Discrete actions for every agent"):
+        make_net("additive", [gymnasium.spaces.Discrete(3), gymnasium.spaces.Box(-1.0, 1.0, (2,))])
+    with pytest.raises(ValueError, match="critic_form must be one of"):
+        make_net("sum")
