@@ -51,6 +51,7 @@ from harl.algorithms.actors.happo import HAPPO
 from harl.algorithms.critics import CRITIC_REGISTRY
 from harl.common.buffers.off_policy_buffer_ep import OffPolicyBufferEP
 from harl.envs import make_eval_env, make_train_env
+from harl.models.value_function_models.continuous_q_net import CRITIC_FORMS
 from harl.runners.base_runner import flatten_sections
 from harl.utils.configs_tools import get_defaults_yaml_args, load_config_json, update_args
 from harl.utils.envs_tools import set_seed
@@ -255,7 +256,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--teacher", help="HAPPO run directory of SMAX --map_name (feed-forward actors)")
     parser.add_argument("--map_name", default="3m", help="SMAX map of the teacher and the critic")
-    parser.add_argument("--critic_form", default="joint", choices=["joint", "additive", "joint_additive"],
+    parser.add_argument("--critic_form", default="joint", choices=CRITIC_FORMS,
                         help="the critic's Q form (HAQO's model key critic_form)")
     parser.add_argument("--random_teacher", action="store_true", help="randomly initialised teacher (tests)")
     parser.add_argument("--steps", type=int, default=100_000, help="training env steps")

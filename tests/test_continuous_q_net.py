@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from harl.models.value_function_models.continuous_q_net import ContinuousQNet
+from harl.utils.configs_tools import ConfigError
 
 SHARE = gymnasium.spaces.Box(-1.0, 1.0, (5,))
 DISCRETE = [gymnasium.spaces.Discrete(3), gymnasium.spaces.Discrete(4)]
@@ -42,7 +43,7 @@ def test_additive_form_separates_the_agents():
 
 
 def test_additive_forms_refuse_box_actions():
-    with pytest.raises(ValueError, match="Discrete actions for every agent"):
+    with pytest.raises(ConfigError, match="Discrete actions for every agent"):  # the CLI prints it as one line
         make_net("additive", [gymnasium.spaces.Discrete(3), gymnasium.spaces.Box(-1.0, 1.0, (2,))])
     with pytest.raises(ValueError, match="critic_form must be one of"):
         make_net("sum")

@@ -16,6 +16,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from harl.models.base.plain_mlp import PlainMLP
+from harl.utils.configs_tools import ConfigError
 from harl.utils.models_tools import get_active_func
 
 
@@ -102,7 +103,7 @@ class ContinuousQNet(nn.Module):
         if form not in CRITIC_FORMS:
             raise ValueError(f"critic_form must be one of {', '.join(CRITIC_FORMS)}, not {form!r}")
         if form != "joint" and not all(self.discrete_n):
-            raise ValueError(f"critic_form {form!r} scores each agent's actions by their own outputs, which needs Discrete "
+            raise ConfigError(f"critic_form {form!r} scores each agent's actions by their own outputs, which needs Discrete "
                              "actions for every agent; use critic_form joint for Box actions")
         dims = (share_obs_space.shape[0], self.joint_action_dim, list(args["hidden_sizes"]), args["activation_func"])
         self.heads = nn.ModuleList(
