@@ -165,7 +165,7 @@ def mc_returns(rewards: np.ndarray, done: np.ndarray, truncated: np.ndarray, gam
 def flat_steps(data: Episodes) -> dict:
     """The steps of ``data`` as ``(T * E, ...)`` arrays (per agent lists)."""
     flat = lambda x: x.reshape(-1, *x.shape[2:])  # noqa: E731
-    return {"share_obs": flat(data.share_obs), "avail": [flat(a) for a in data.avail],
+    return {"share_obs": flat(data.share_obs), "obs": [flat(o) for o in data.obs], "avail": [flat(a) for a in data.avail],
             "actions": [flat(a) for a in data.actions], "greedy": [flat(a) for a in data.greedy],
             "returns": flat(data.returns), "complete": flat(data.complete)}
 
@@ -187,7 +187,8 @@ def mc_update(critic, optimizer: torch.optim.Optimizer, train: dict, batch_size:
     state = torch.as_tensor(train["share_obs"][idx])
     joint = torch.cat(critic.encode_actions([torch.as_tensor(a[idx]) for a in train["actions"]]), -1)
     target = torch.as_tensor(train["returns"][idx]).unsqueeze(-1)
-    loss = F.mse_loss(critic.critic(state, joint), target.expand(-1, critic.n_heads))
+    obs = [torch.as_tensor(o[idx]) for o in train["obs"]]
+    loss = F.mse_loss(critic.critic(state, joint, obs if critic.needs_obs else None), target.expand(-1, critic.n_heads))
     optimizer.zero_grad()
     loss.backward()
     optimizer.step()
@@ -195,9 +196,9 @@ def mc_update(critic, optimizer: torch.optim.Optimizer, train: dict, batch_size:
 
 
 @torch.no_grad()
-def q_values(critic, share_obs: Tensor, joint: Tensor) -> Tensor:
+def q_values(critic, share_obs: Tensor, joint: Tensor, obs: list[Tensor]) -> Tensor:
     """De-normalised ``min(Q1, Q2)`` (raw return units), ``(*K, B)``."""
-    q = critic.min_q(share_obs, joint)
+    q = critic.min_q(share_obs, joint, obs=obs)
     if critic.value_normalizer is not None:
         q = torch.as_tensor(critic.value_normalizer.denormalize(q.reshape(-1, 1))).reshape(q.shape)
     return q.squeeze(-1)
@@ -208,8 +209,9 @@ def evaluate(critic, test: dict, n_actions: int) -> dict[str, object]:
     """RMSE, bias, correlation against MC returns; per agent, the arg-max agreement, its chance
     level and the mean of ``max_a Q - Q(teacher's action)`` over live states (return units)."""
     state = torch.as_tensor(test["share_obs"])
+    obs = [torch.as_tensor(o) for o in test["obs"]]
     taken = critic.encode_actions([torch.as_tensor(a) for a in test["actions"]])
-    q = q_values(critic, state, torch.cat(taken, -1)).numpy()[test["complete"]]
+    q = q_values(critic, state, torch.cat(taken, -1), obs).numpy()[test["complete"]]
     g = test["returns"][test["complete"]]
     out: dict[str, object] = {"rmse": float(np.sqrt(np.mean((q - g) ** 2))), "bias": float(np.mean(q - g)),
                               "corr": float(np.corrcoef(q, g)[0, 1])}
@@ -219,7 +221,7 @@ def evaluate(critic, test: dict, n_actions: int) -> dict[str, object]:
         live = avail[:, 0] == 0  # SMAX: only a dead agent has the no-op
         candidates = [t.expand(n_actions, *t.shape) for t in taken]
         candidates[i] = eye[:, None, :].expand(n_actions, len(state), n_actions)
-        qi = q_values(critic, state, torch.cat(candidates, -1)).T.numpy()  # (B, n)
+        qi = q_values(critic, state, torch.cat(candidates, -1), obs).T.numpy()  # (B, n)
         masked = np.where(avail > 0, qi, -np.inf)
         greedy = test["greedy"][i][:, 0]
         agree.append(float(np.mean(masked.argmax(-1)[live] == greedy[live])))
@@ -303,7 +305,8 @@ def run(args: argparse.Namespace):
     train, test = flat_steps(train_data), flat_steps(test_data)
     train["mc_index"] = np.flatnonzero(train["complete"])
     critic_cls = CRITIC_REGISTRY["haqo"]
-    make = lambda: critic_cls(flat, share_space, envs.action_spaces, envs.n_agents, "EP", torch.device("cpu"))  # noqa: E731
+    make = lambda: critic_cls(flat, share_space, envs.action_spaces, envs.n_agents, "EP", torch.device("cpu"),  # noqa: E731
+                              envs.observation_spaces)
     critic, reference = make(), make()
     ref_optimizer = torch.optim.Adam(reference.critic.parameters(), lr=flat["critic_lr"])
     reference.value_normalizer = None  # raw-return regression

@@ -545,9 +545,11 @@ def test_config_json_without_a_newer_key_keeps_the_behaviour_it_ran_with(tmp_pat
     path.write_text(json.dumps(old))
     _, algo_args, _ = load_config_json(path)
     assert algo_args["model"]["prediction"] == "eps" and algo_args["model"]["condition_on_available"] is False
+    assert algo_args["model"]["critic_form"] == "joint"  # the joint Q that every run had before critic_form
     old["algo_args"]["model"].update(prediction="x0", condition_on_available=True)
     path.write_text(json.dumps(old))
     _, algo_args, _ = load_config_json(path)
     assert algo_args["model"]["prediction"] == "x0" and algo_args["model"]["condition_on_available"] is True
     defaults, _ = get_defaults_yaml_args("haqo", "smax")  # without a file: the new defaults
     assert defaults["model"]["prediction"] == "auto" and defaults["model"]["condition_on_available"] is False
+    assert defaults["model"]["critic_form"] == "auto"

@@ -172,6 +172,27 @@ def test_get_values_accepts_candidate_dimensions():
         torch.testing.assert_close(q[4, 1], critic.get_values(batch.share_obs, candidates[4, 1]))
 
 
+DISCRETE_ACTS = [gym.spaces.Discrete(3), gym.spaces.Discrete(4)]
+
+
+@pytest.mark.parametrize("state_type", ["EP", "FP"])
+def test_local_additive_critic_reads_the_batch_observations(state_type):
+    """critic_form additive_local: TD training reads batch.obs / batch.next_obs, evaluations take obs."""
+    torch.manual_seed(0)
+    critic = TwinContinuousQCritic(make_args(critic_lr=5e-3, critic_form="additive_local"), SHARE, DISCRETE_ACTS, 2,
+                                   state_type, obs_spaces=OBS)
+    batch = make_batch(DISCRETE_ACTS, state_type)
+    next_actions = next_actions_for(batch, DISCRETE_ACTS)
+    losses = [critic.train(batch, next_actions)["critic_loss"] for _ in range(100)]
+    assert losses[-1] < 0.3 * losses[0]
+    candidates = torch.randn(5, B, 7)
+    q = critic.min_q(batch.share_obs, candidates, obs=batch.obs)
+    assert q.shape == (5, B, 1)
+    torch.testing.assert_close(q[3], critic.min_q(batch.share_obs, candidates[3], obs=batch.obs))
+    other_obs = [batch.obs[0], torch.randn_like(batch.obs[1])]
+    assert not torch.allclose(q, critic.min_q(batch.share_obs, candidates, obs=other_obs))
+
+
 def test_discrete_actions_enter_the_critic_one_hot():
     critic = ContinuousQCritic(make_args(), SHARE, MIXED_ACTS, 2, "EP")
     box, onehot = critic.encode_actions([torch.tensor([[0.5, -0.5]]), torch.tensor([[2.0]])])
@@ -281,6 +302,31 @@ def test_actor_update_improves_its_objective_and_touches_only_its_policy(actor_c
         torch.testing.assert_close(p, critic_before[name])
     for name, p in actors[1].actor.state_dict().items():
         torch.testing.assert_close(p, other_before[name])
+
+
+def test_hasac_actor_scores_its_actions_with_a_local_additive_critic():
+    """critic_form additive_local under HASAC: the actor update hands every agent's observations to
+    the critic (all_obs), and only its own utility ranks its actions."""
+    torch.manual_seed(0)
+    critic = SoftTwinContinuousQCritic(make_args(critic_form="additive_local"), SHARE, DISCRETE_ACTS, 2, "EP",
+                                       obs_spaces=OBS)
+    actor = HASAC(make_args(auto_alpha=False, alpha=1e-3), OBS[0], DISCRETE_ACTS[0])
+    batch = make_batch(DISCRETE_ACTS)
+    joint = critic.encode_actions(batch.actions)
+
+    def value():
+        with torch.no_grad():
+            torch.manual_seed(1)
+            a0 = actor.sample(batch.obs[0], batch.available_actions[0])[0]
+            return critic.get_values(batch.share_obs, torch.cat([a0, joint[1]], -1), batch.obs).mean().item()
+
+    start = value()
+    for _ in range(30):
+        actor.train(batch.obs[0], batch.share_obs, joint, 0, critic, batch.available_actions[0],
+                    batch.valid_transitions[:, 0], batch.obs)
+    assert value() > start
+    with pytest.raises(ValueError, match="pass obs"):
+        actor.train(batch.obs[0], batch.share_obs, joint, 0, critic, batch.available_actions[0])
 
 
 def test_active_masks_exclude_dead_agents_from_the_actor_loss():

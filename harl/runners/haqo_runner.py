@@ -67,10 +67,11 @@ class HAQORunner(OffPolicyBaseRunner):
         return key.endswith("/kl")
 
     # ----------------------------------------------------------------- acting
-    def _q_fn(self, share_obs, target: bool = False):
-        """``min(Q1, Q2)`` at the given states, as the function of joint actions HAQO expects."""
+    def _q_fn(self, share_obs, obs, target: bool = False):
+        """``min(Q1, Q2)`` at the given states (and every agent's observations, which critic_form
+        additive_local reads), as the function of joint actions HAQO expects."""
         share_obs = to_tensor(share_obs, self.device)
-        return partial(self.critic.min_q, share_obs, target=target)
+        return partial(self.critic.min_q, share_obs, target=target, obs=obs)
 
     def _critic_states(self, share_obs: np.ndarray) -> np.ndarray:
         """The critic's state of a vectorised step: EP one per env, FP one per (env, agent)."""
@@ -80,7 +81,7 @@ class HAQORunner(OffPolicyBaseRunner):
     def behaviour_actions(self, obs, share_obs, available_actions) -> list[np.ndarray]:
         joint = select_joint_actions(
             self.actor, obs, available_actions, self.actor[0].behavior_candidates,
-            self._q_fn(self._critic_states(share_obs)),
+            self._q_fn(self._critic_states(share_obs), obs),
         )
         return [to_numpy(action) for action in joint.env]
 
@@ -93,7 +94,7 @@ class HAQORunner(OffPolicyBaseRunner):
         start = time.perf_counter()
         next_actions = select_joint_actions(
             self.actor, batch.next_obs, batch.next_available_actions, self.actor[0].target_candidates,
-            self._q_fn(batch.next_share_obs, target=True),
+            self._q_fn(batch.next_share_obs, batch.next_obs, target=True),
         ).critic
         with blame("the critic"):
             infos = {f"critic/{k}": v for k, v in self.critic.train(batch, next_actions).items()}
@@ -115,7 +116,7 @@ class HAQORunner(OffPolicyBaseRunner):
             for actor, sample, avail in zip(self.actor, drawn, batch.available_actions)
         ]
         drawn_time = time.perf_counter() - critic_done
-        q_fn = self._q_fn(batch.share_obs)
+        q_fn = self._q_fn(batch.share_obs, batch.obs)
 
         def update_agent(agent_id: int, joint_actions) -> dict[str, float]:
             with blame(f"agent {agent_id}"):

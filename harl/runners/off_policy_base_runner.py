@@ -87,7 +87,8 @@ class OffPolicyBaseRunner(BaseRunner):
         envs = self.envs
         self.actor = self.build_actors(ALGO_REGISTRY[args["algo"]])
         self.critic = CRITIC_REGISTRY[args["algo"]](
-            flat, envs.share_observation_spaces[0], envs.action_spaces, self.num_agents, self.state_type, self.device
+            flat, envs.share_observation_spaces[0], envs.action_spaces, self.num_agents, self.state_type, self.device,
+            envs.observation_spaces,
         )
         buffer_cls = OffPolicyBufferEP if self.state_type == "EP" else OffPolicyBufferFP
         # observations handed out as tensors stay tensors, on the training device
@@ -205,7 +206,7 @@ class OffPolicyBaseRunner(BaseRunner):
             with blame(f"agent {agent_id}"):
                 return self.actor[agent_id].train(
                     batch.obs[agent_id], batch.share_obs, joint_actions, agent_id, self.critic,
-                    batch.available_actions[agent_id], batch.valid_transitions[:, agent_id],
+                    batch.available_actions[agent_id], batch.valid_transitions[:, agent_id], batch.obs,
                 )
         return update_agent
 

@@ -35,7 +35,9 @@ DEFAULT_EXP_NAME = "installtest"
 # Keys added with a default that changes what older configs did: a config.json that does not set
 # one ran with the value here (HAQO's diffusion actor predicted the noise before 2026-12-06), so
 # its weights and results stay reproducible.
-FORMER_DEFAULTS: dict[str, Any] = {"prediction": "eps"}
+# The off-policy critics were joint Q networks before critic_form existed (HAQO's default is
+# auto since 2026-12-06).
+FORMER_DEFAULTS: dict[str, Any] = {"prediction": "eps", "critic_form": "joint"}
 
 # Keys that may change when a run is resumed: they pick hardware, not the learning problem,
 # so a run can move to another machine. Anything else would silently change the experiment.

@@ -32,8 +32,9 @@ Tensor = torch.Tensor
 class JointQ(Protocol):
     """What an actor update needs from a critic (every critic in ``harl.algorithms.critics``)."""
 
-    def get_values(self, share_obs: Tensor, joint_actions: Tensor) -> Tensor:
-        """``Q(s, a)`` ``(*K, B, 1)`` for critic-format joint actions ``(*K, B, A)``."""
+    def get_values(self, share_obs: Tensor, joint_actions: Tensor, obs: Sequence[Tensor] | None = None) -> Tensor:
+        """``Q(s, a)`` ``(*K, B, 1)`` for critic-format joint actions ``(*K, B, A)`` (``obs``: every
+        agent's observations, read by critic_form additive_local)."""
         ...
 
 
@@ -253,6 +254,7 @@ class OffPolicyBase(OffPolicyComponent):
         critic: JointQ,
         available_actions: Tensor | None = None,
         valid_transition: Tensor | None = None,
+        all_obs: Sequence[Tensor] | None = None,
     ) -> dict[str, float]:
         """One gradient step of this agent's policy against the centralised critic.
 
@@ -266,13 +268,14 @@ class OffPolicyBase(OffPolicyComponent):
             available_actions: ``(B, n_i)`` for Discrete agents.
             valid_transition: ``(B, 1)``, 0 where the agent was already dead (masked out when
                 ``use_policy_active_masks``).
+            all_obs: every agent's observations ``(B, d_j)``, for critics that read them.
 
         Returns:
             diagnostics (``actor_loss``, and ``alpha``/``entropy`` for HASAC).
         """
         actions, logp = self.sample(obs, available_actions)
         joint = torch.cat([*joint_actions[:agent_id], actions, *joint_actions[agent_id + 1 :]], dim=-1)
-        q = critic.get_values(share_obs, joint)
+        q = critic.get_values(share_obs, joint, all_obs)
         mask = valid_transition if self.use_policy_active_masks else None
         loss = -masked_mean(self._objective(q, logp), mask)
         self.actor_optimizer.zero_grad()

@@ -37,6 +37,8 @@ class ContinuousQCritic(OffPolicyComponent):
         num_agents: ``N`` (kept for HARL's signature; the shapes carry it).
         state_type: ``"EP"`` or ``"FP"``.
         device: where the networks live.
+        obs_spaces: every agent's observation space (critic_form ``additive_local`` reads them;
+            its evaluations then take the observations as ``obs``).
     """
 
     n_heads = 1
@@ -49,6 +51,7 @@ class ContinuousQCritic(OffPolicyComponent):
         num_agents: int,
         state_type: str,
         device: torch.device = torch.device("cpu"),
+        obs_spaces: Sequence[gymnasium.spaces.Box] | None = None,
     ) -> None:
         super().__init__(args["polyak"], device)
         if state_type not in ("EP", "FP"):
@@ -58,7 +61,7 @@ class ContinuousQCritic(OffPolicyComponent):
         self.use_huber_loss: bool = args["use_huber_loss"]
         self.huber_delta: float = args["huber_delta"]
         self.use_policy_active_masks: bool = args["use_policy_active_masks"]
-        self.critic = ContinuousQNet(args, share_obs_space, act_spaces, self.n_heads, self.device)
+        self.critic = ContinuousQNet(args, share_obs_space, act_spaces, self.n_heads, self.device, obs_spaces)
         self.target_critic = self.make_target(self.critic)
         self.critic_optimizer = self.make_optimizer(self.critic.parameters(), args["critic_lr"])
         self.value_normalizer = ValueNorm(1, device=self.device) if args["use_valuenorm"] else None
@@ -70,37 +73,50 @@ class ContinuousQCritic(OffPolicyComponent):
         indices become one-hot. The MA runner uses them as the other agents' fixed actions."""
         return self.critic.encode_actions(actions)
 
-    def _q_heads(self, net: ContinuousQNet, share_obs: Tensor, joint_actions: Tensor) -> Tensor:
-        """``(*K, B, H)`` for EP, ``(*K, B, N, H)`` for FP (every agent's state, same joint action)."""
+    @property
+    def needs_obs(self) -> bool:
+        """Whether evaluations need the agents' observations (``obs``): critic_form additive_local."""
+        return self.critic.needs_obs
+
+    def _q_heads(self, net: ContinuousQNet, share_obs: Tensor, joint_actions: Tensor,
+                 obs: Sequence[Tensor] | None = None) -> Tensor:
+        """``(*K, B, H)`` for EP, ``(*K, B, N, H)`` for FP (every agent's state, same joint action).
+        ``obs`` per agent ``(B, d_i)``, read only by critics that :attr:`needs_obs`."""
+        if self.needs_obs and obs is not None:
+            obs = [torch.as_tensor(o, dtype=torch.float32, device=self.device) for o in obs]
         if self.state_type == "FP":
             joint_actions = joint_actions.unsqueeze(-2)
-        return net(share_obs, joint_actions)
+            obs = None if obs is None else [o.unsqueeze(-2) for o in obs]
+        return net(share_obs, joint_actions, obs if self.needs_obs else None)
 
     def _policy_value(self, q_heads: Tensor) -> Tensor:
         """The head(s) that actors maximise: the first one (DDPG, TD3)."""
         return q_heads[..., :1]
 
-    def get_values(self, share_obs: Tensor, joint_actions: Tensor) -> Tensor:
+    def get_values(self, share_obs: Tensor, joint_actions: Tensor, obs: Sequence[Tensor] | None = None) -> Tensor:
         """Q-values for actor updates (differentiable w.r.t. ``joint_actions``).
 
         Args:
             share_obs: EP ``(B, s)``, FP ``(B, N, s)``.
             joint_actions: ``(*K, B, A)`` critic format, any number ``K`` of leading candidate
                 dimensions (e.g. many candidate joint actions per state for HAQO).
+            obs: per agent ``(B, d_i)`` (read only by critics that :attr:`needs_obs`).
 
         Returns:
             ``(*K, B, 1)``; with FP the mean over the ``N`` agents' states, which is HARL's actor
             loss over the ``N * B`` tiled samples. Normalised values if ``use_valuenorm`` (HARL).
         """
-        q = self._policy_value(self._q_heads(self.critic, share_obs, joint_actions))
+        q = self._policy_value(self._q_heads(self.critic, share_obs, joint_actions, obs))
         return q.mean(-2) if self.state_type == "FP" else q
 
-    def min_q(self, share_obs: Tensor, joint_actions: Tensor, target: bool = False) -> Tensor:
+    def min_q(self, share_obs: Tensor, joint_actions: Tensor, target: bool = False,
+              obs: Sequence[Tensor] | None = None) -> Tensor:
         """``min_j Q_j(s, a)`` over the heads of the online (or target) critic, ``(*K, B, 1)``,
         FP averaged over the agents' states like :meth:`get_values`. HAQO scores its candidate
-        joint actions with it (behaviour, TD-target and training candidates)."""
+        joint actions with it (behaviour, TD-target and training candidates); ``obs`` as in
+        :meth:`get_values`."""
         net = self.target_critic if target else self.critic
-        q = self._q_heads(net, share_obs, joint_actions).min(-1, keepdim=True).values
+        q = self._q_heads(net, share_obs, joint_actions, obs).min(-1, keepdim=True).values
         return q.mean(-2) if self.state_type == "FP" else q
 
     # --- update -----------------------------------------------------------------------------
@@ -131,7 +147,8 @@ class ContinuousQCritic(OffPolicyComponent):
                 ``batch.next_obs`` (target policies; smoothed for TD3; current policy for SAC).
             next_logps: per agent ``(B, 1)`` ``log pi(a'|o')``, used by the soft critic only.
         """
-        next_q = self._q_heads(self.target_critic, batch.next_share_obs, torch.cat(list(next_actions), -1))
+        next_q = self._q_heads(self.target_critic, batch.next_share_obs, torch.cat(list(next_actions), -1),
+                               batch.next_obs)
         next_q = next_q.min(-1, keepdim=True).values
         if self.value_normalizer is not None:
             next_q = self._apply_value_norm(self.value_normalizer.denormalize, next_q)
@@ -155,7 +172,7 @@ class ContinuousQCritic(OffPolicyComponent):
             self.value_normalizer.update(q_target.reshape(-1, 1))
             q_target = self._apply_value_norm(self.value_normalizer.normalize, q_target)
 
-        q = self._q_heads(self.critic, batch.share_obs, torch.cat(self.encode_actions(batch.actions), -1))
+        q = self._q_heads(self.critic, batch.share_obs, torch.cat(self.encode_actions(batch.actions), -1), batch.obs)
         mask = batch.valid_transitions if self.state_type == "FP" and self.use_policy_active_masks else None
         # sum over heads of each head's (masked) mean loss
         loss = masked_mean(self._td_loss(q - q_target), mask) * self.n_heads

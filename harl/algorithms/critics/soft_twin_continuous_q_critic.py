@@ -30,8 +30,9 @@ class SoftTwinContinuousQCritic(TwinContinuousQCritic):
         num_agents: int,
         state_type: str,
         device: torch.device = torch.device("cpu"),
+        obs_spaces: Sequence[gymnasium.spaces.Box] | None = None,
     ) -> None:
-        super().__init__(args, share_obs_space, act_spaces, num_agents, state_type, device)
+        super().__init__(args, share_obs_space, act_spaces, num_agents, state_type, device, obs_spaces)
         joint_target_entropy = sum(default_target_entropy(space) for space in act_spaces)
         self.temperature = Temperature(args, joint_target_entropy, self.device)
 

@@ -29,7 +29,10 @@ def action_input_dim(act_space: gymnasium.Space) -> int:
     raise NotImplementedError(f"unsupported action space {act_space}")
 
 
-CRITIC_FORMS = ("joint", "additive", "joint_additive")
+# auto: additive_local where every agent's actions are Discrete, joint otherwise
+CRITIC_FORMS = ("auto", "joint", "additive", "joint_additive", "additive_local")
+# forms whose per-agent utilities read each agent's own observation (the critic then needs ``obs``)
+LOCAL_FORMS = ("additive_local",)
 
 
 class _QHead(nn.Module):
@@ -73,17 +76,52 @@ class _AdditiveQHead(nn.Module):
         return q if self.joint is None else q + self.joint(share_obs, joint_actions)
 
 
+class _LocalAdditiveQHead(nn.Module):
+    """``Q(s, a) = v(s) + sum_i u(o_i, i)[a_i]``: one utility MLP shared by every agent, fed that
+    agent's own observation (zero-padded to the widest) and its one-hot index.
+
+    The value decomposition of VDN with a state baseline: an agent's actions are ranked by what
+    its own observation shows (an enemy in range, its health), learned from every agent's
+    transitions at once, instead of by a small term of a joint Q of the global state.
+    """
+
+    def __init__(self, share_obs_dim: int, obs_dims: Sequence[int], action_ns: Sequence[int],
+                 hidden_sizes: list[int], activation: str):
+        super().__init__()
+        n_agents, width, most = len(obs_dims), max(obs_dims), max(action_ns)
+        self.width = width
+        self.value = PlainMLP([share_obs_dim, *hidden_sizes, 1], activation)
+        self.utility = PlainMLP([width + n_agents, *hidden_sizes, most], activation)
+        # agent i's n_i actions inside the flattened (N * most) utility outputs
+        index = torch.cat([i * most + torch.arange(n) for i, n in enumerate(action_ns)])
+        self.register_buffer("action_index", index, persistent=False)
+        self.register_buffer("agent_ids", torch.eye(n_agents), persistent=False)
+
+    def utilities(self, obs: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Per agent ``(*L, d_i)`` -> ``(*L, A)``, agent-major like the one-hot joint action."""
+        x = torch.stack([F.pad(o, (0, self.width - o.shape[-1])) for o in obs], -2)
+        x = torch.cat([x, self.agent_ids.expand(*x.shape[:-1], -1)], -1)
+        return self.utility(x).flatten(-2)[..., self.action_index]
+
+    def forward(self, share_obs: torch.Tensor, joint_actions: torch.Tensor,
+                obs: Sequence[torch.Tensor]) -> torch.Tensor:
+        return self.value(share_obs) + (self.utilities(obs) * joint_actions).sum(-1, keepdim=True)
+
+
 class ContinuousQNet(nn.Module):
     """``n_heads`` independent Q functions of (shared observation, joint action).
 
     Args:
-        args: model keys ``hidden_sizes``, ``activation_func``, ``critic_form`` (``joint``: an MLP
+        args: model keys ``hidden_sizes``, ``activation_func``, ``critic_form`` (``auto``:
+            ``additive_local`` if every agent's actions are Discrete, else ``joint``; ``joint``: an MLP
             of ``[s; a]``; ``additive``: ``v(s) + sum_i u_i(s)[a_i]``; ``joint_additive``: their
-            sum; the additive forms need Discrete actions).
+            sum; ``additive_local``: ``v(s) + sum_i u(o_i, i)[a_i]``, which needs ``obs_spaces``
+            and the observations at every call; the additive forms need Discrete actions).
         share_obs_space: Box of shape ``(s,)``.
         act_spaces: every agent's action space, in agent order.
         n_heads: number of Q functions.
         device: where the parameters live.
+        obs_spaces: every agent's observation space, Box ``(d_i,)`` (``additive_local`` only).
     """
 
     def __init__(
@@ -93,6 +131,7 @@ class ContinuousQNet(nn.Module):
         act_spaces: Sequence[gymnasium.Space],
         n_heads: int = 1,
         device: torch.device = torch.device("cpu"),
+        obs_spaces: Sequence[gymnasium.spaces.Box] | None = None,
     ) -> None:
         super().__init__()
         self.discrete_n = [
@@ -102,14 +141,28 @@ class ContinuousQNet(nn.Module):
         form = args["critic_form"]
         if form not in CRITIC_FORMS:
             raise ValueError(f"critic_form must be one of {', '.join(CRITIC_FORMS)}, not {form!r}")
+        if form == "auto":
+            form = "additive_local" if all(self.discrete_n) else "joint"
+        self.form = form
         if form != "joint" and not all(self.discrete_n):
             raise ConfigError(f"critic_form {form!r} scores each agent's actions by their own outputs, which needs Discrete "
                              "actions for every agent; use critic_form joint for Box actions")
-        dims = (share_obs_space.shape[0], self.joint_action_dim, list(args["hidden_sizes"]), args["activation_func"])
-        self.heads = nn.ModuleList(
-            _QHead(*dims) if form == "joint" else _AdditiveQHead(*dims, with_joint=form == "joint_additive")
-            for _ in range(n_heads)
-        )
+        self.needs_obs = form in LOCAL_FORMS
+        hidden, activation = list(args["hidden_sizes"]), args["activation_func"]
+        dims = (share_obs_space.shape[0], self.joint_action_dim, hidden, activation)
+        if self.needs_obs:
+            if obs_spaces is None:
+                raise ValueError(f"critic_form {form!r} needs every agent's observation space (obs_spaces)")
+            obs_dims = [int(sp.shape[0]) for sp in obs_spaces]
+            self.heads = nn.ModuleList(
+                _LocalAdditiveQHead(share_obs_space.shape[0], obs_dims, self.discrete_n, hidden, activation)
+                for _ in range(n_heads)
+            )
+        else:
+            self.heads = nn.ModuleList(
+                _QHead(*dims) if form == "joint" else _AdditiveQHead(*dims, with_joint=form == "joint_additive")
+                for _ in range(n_heads)
+            )
         self.to(device)
 
     def encode_actions(self, actions: Sequence[torch.Tensor]) -> list[torch.Tensor]:
@@ -127,15 +180,22 @@ class ContinuousQNet(nn.Module):
             for a, n in zip(actions, self.discrete_n)
         ]
 
-    def forward(self, share_obs: torch.Tensor, joint_actions: torch.Tensor) -> torch.Tensor:
+    def forward(self, share_obs: torch.Tensor, joint_actions: torch.Tensor,
+                obs: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
         """Q-values of every head.
 
         Args:
             share_obs: ``(*lead_s, s)``.
             joint_actions: ``(*lead_a, A)``, critic encoding (see :meth:`encode_actions`);
                 ``lead_s`` and ``lead_a`` broadcast against each other.
+            obs: per agent ``(*lead_o, d_i)`` (``additive_local`` only; ``lead_o`` broadcasts
+                against ``lead_a``, e.g. ``(B,)`` against ``(K, B)`` candidates).
 
         Returns:
             ``(*broadcast(lead_s, lead_a), n_heads)``.
         """
-        return torch.cat([head(share_obs, joint_actions) for head in self.heads], dim=-1)
+        if not self.needs_obs:
+            return torch.cat([head(share_obs, joint_actions) for head in self.heads], dim=-1)
+        if obs is None:
+            raise ValueError("this critic form scores actions from each agent's observation: pass obs")
+        return torch.cat([head(share_obs, joint_actions, obs) for head in self.heads], dim=-1)
