@@ -82,12 +82,12 @@ class ContinuousQCritic(OffPolicyComponent):
                  obs: Sequence[Tensor] | None = None) -> Tensor:
         """``(*K, B, H)`` for EP, ``(*K, B, N, H)`` for FP (every agent's state, same joint action).
         ``obs`` per agent ``(B, d_i)``, read only by critics that :attr:`needs_obs`."""
-        if self.needs_obs and obs is not None:
-            obs = [torch.as_tensor(o, dtype=torch.float32, device=self.device) for o in obs]
+        obs = ([torch.as_tensor(o, dtype=torch.float32, device=self.device) for o in obs]
+               if self.needs_obs and obs is not None else None)
         if self.state_type == "FP":
             joint_actions = joint_actions.unsqueeze(-2)
             obs = None if obs is None else [o.unsqueeze(-2) for o in obs]
-        return net(share_obs, joint_actions, obs if self.needs_obs else None)
+        return net(share_obs, joint_actions, obs)
 
     def _policy_value(self, q_heads: Tensor) -> Tensor:
         """The head(s) that actors maximise: the first one (DDPG, TD3)."""
