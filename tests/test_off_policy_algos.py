@@ -193,6 +193,32 @@ def test_local_additive_critic_reads_the_batch_observations(state_type):
     assert not torch.allclose(q, critic.min_q(batch.share_obs, candidates, obs=other_obs))
 
 
+@pytest.mark.parametrize("state_type", ["EP", "FP"])
+@pytest.mark.parametrize("critic_form", ["joint", "additive_local"])
+def test_min_q_fn_scores_like_min_q_and_reads_the_observations_once(state_type, critic_form):
+    """HAQO's actor round scores every agent's candidates at the same states: min_q_fn gives
+    min_q's values, and the local utilities are computed when it is built, not at every call."""
+    torch.manual_seed(0)
+    critic = TwinContinuousQCritic(make_args(critic_form=critic_form), SHARE, DISCRETE_ACTS, 2, state_type,
+                                   obs_spaces=OBS)
+    batch = make_batch(DISCRETE_ACTS, state_type)
+    calls = []
+    for head in critic.critic.heads:
+        if critic_form == "additive_local":
+            head.utility.register_forward_hook(lambda *_: calls.append(1))
+    q_fn = critic.min_q_fn(batch.share_obs, batch.obs, target=False)
+    built = len(calls)
+    for candidates in (torch.randn(5, B, 7), torch.randn(B, 7)):
+        torch.testing.assert_close(q_fn(candidates), critic.min_q(batch.share_obs, candidates, obs=batch.obs),
+                                   rtol=0, atol=0)
+    if critic_form == "additive_local":  # only the two min_q calls computed utilities again
+        assert (built, len(calls)) == (critic.n_heads, 3 * critic.n_heads)
+    target_fn = critic.min_q_fn(batch.share_obs, batch.obs, target=True)
+    candidates = torch.randn(3, B, 7)
+    torch.testing.assert_close(target_fn(candidates), critic.min_q(batch.share_obs, candidates, target=True,
+                                                                   obs=batch.obs), rtol=0, atol=0)
+
+
 def test_discrete_actions_enter_the_critic_one_hot():
     critic = ContinuousQCritic(make_args(), SHARE, MIXED_ACTS, 2, "EP")
     box, onehot = critic.encode_actions([torch.tensor([[0.5, -0.5]]), torch.tensor([[2.0]])])

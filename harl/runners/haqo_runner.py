@@ -16,7 +16,6 @@ the shared twin-Q critic is :class:`TwinContinuousQCritic`. What HAQO changes:
 from __future__ import annotations
 
 import time
-from functools import partial
 
 import numpy as np
 import torch
@@ -67,11 +66,12 @@ class HAQORunner(OffPolicyBaseRunner):
         return key.endswith("/kl")
 
     # ----------------------------------------------------------------- acting
+    @torch.no_grad()
     def _q_fn(self, share_obs, obs, target: bool = False):
         """``min(Q1, Q2)`` at the given states (and every agent's observations, which critic_form
-        additive_local reads), as the function of joint actions HAQO expects."""
-        share_obs = to_tensor(share_obs, self.device)
-        return partial(self.critic.min_q, share_obs, target=target, obs=obs)
+        additive_local reads), as the function of joint actions HAQO expects (HAQO weights
+        actions by Q and never differentiates it)."""
+        return self.critic.min_q_fn(to_tensor(share_obs, self.device), obs, target)
 
     def _critic_states(self, share_obs: np.ndarray) -> np.ndarray:
         """The critic's state of a vectorised step: EP one per env, FP one per (env, agent)."""

@@ -9,7 +9,7 @@ TD quantities ``(B, 1)``; ``FP`` -- one state per agent, ``share_obs (B, N, s)``
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import gymnasium
@@ -78,16 +78,22 @@ class ContinuousQCritic(OffPolicyComponent):
         """Whether evaluations need the agents' observations (``obs``): critic_form additive_local."""
         return self.critic.needs_obs
 
-    def _q_heads(self, net: ContinuousQNet, share_obs: Tensor, joint_actions: Tensor,
-                 obs: Sequence[Tensor] | None = None) -> Tensor:
-        """``(*K, B, H)`` for EP, ``(*K, B, N, H)`` for FP (every agent's state, same joint action).
+    def _heads_scorer(self, net: ContinuousQNet, share_obs: Tensor,
+                      obs: Sequence[Tensor] | None = None) -> Callable[[Tensor], Tensor]:
+        """Every head's Q at fixed states as a function of joint actions ``(*K, B, A)`` ->
+        ``(*K, B, H)`` for EP, ``(*K, B, N, H)`` for FP (every agent's state, same joint action).
         ``obs`` per agent ``(B, d_i)``, read only by critics that :attr:`needs_obs`."""
         obs = ([torch.as_tensor(o, dtype=torch.float32, device=self.device) for o in obs]
                if self.needs_obs and obs is not None else None)
-        if self.state_type == "FP":
-            joint_actions = joint_actions.unsqueeze(-2)
-            obs = None if obs is None else [o.unsqueeze(-2) for o in obs]
-        return net(share_obs, joint_actions, obs)
+        if self.state_type == "EP":
+            return net.scorer(share_obs, obs)
+        score = net.scorer(share_obs, None if obs is None else [o.unsqueeze(-2) for o in obs])
+        return lambda joint_actions: score(joint_actions.unsqueeze(-2))
+
+    def _q_heads(self, net: ContinuousQNet, share_obs: Tensor, joint_actions: Tensor,
+                 obs: Sequence[Tensor] | None = None) -> Tensor:
+        """:meth:`_heads_scorer` at ``joint_actions``."""
+        return self._heads_scorer(net, share_obs, obs)(joint_actions)
 
     def _policy_value(self, q_heads: Tensor) -> Tensor:
         """The head(s) that actors maximise: the first one (DDPG, TD3)."""
@@ -109,15 +115,26 @@ class ContinuousQCritic(OffPolicyComponent):
         q = self._policy_value(self._q_heads(self.critic, share_obs, joint_actions, obs))
         return q.mean(-2) if self.state_type == "FP" else q
 
+    def min_q_fn(self, share_obs: Tensor, obs: Sequence[Tensor] | None = None,
+                 target: bool = False) -> Callable[[Tensor], Tensor]:
+        """:meth:`min_q` at fixed states as a function of joint actions ``(*K, B, A)`` ->
+        ``(*K, B, 1)``; what the states alone determine (``additive_local``'s values and
+        utilities) is computed once here, not at every call."""
+        score = self._heads_scorer(self.target_critic if target else self.critic, share_obs, obs)
+
+        def q_fn(joint_actions: Tensor) -> Tensor:
+            q = score(joint_actions).min(-1, keepdim=True).values
+            return q.mean(-2) if self.state_type == "FP" else q
+
+        return q_fn
+
     def min_q(self, share_obs: Tensor, joint_actions: Tensor, target: bool = False,
               obs: Sequence[Tensor] | None = None) -> Tensor:
         """``min_j Q_j(s, a)`` over the heads of the online (or target) critic, ``(*K, B, 1)``,
         FP averaged over the agents' states like :meth:`get_values`. HAQO scores its candidate
         joint actions with it (behaviour, TD-target and training candidates); ``obs`` as in
         :meth:`get_values`."""
-        net = self.target_critic if target else self.critic
-        q = self._q_heads(net, share_obs, joint_actions, obs).min(-1, keepdim=True).values
-        return q.mean(-2) if self.state_type == "FP" else q
+        return self.min_q_fn(share_obs, obs, target)(joint_actions)
 
     # --- update -----------------------------------------------------------------------------
 

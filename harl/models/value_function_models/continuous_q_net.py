@@ -8,7 +8,7 @@ action type).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import gymnasium
 import torch
@@ -103,9 +103,15 @@ class _LocalAdditiveQHead(nn.Module):
         x = torch.cat([x, self.agent_ids.expand(*x.shape[:-1], -1)], -1)
         return self.utility(x).flatten(-2)[..., self.action_index]
 
+    def scorer(self, share_obs: torch.Tensor, obs: Sequence[torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
+        """``Q(s, .)`` as a function of joint actions, with ``v(s)`` and the utilities computed
+        once: Q is linear in the one-hot joint action, so scoring many candidates is a dot product."""
+        value, utilities = self.value(share_obs), self.utilities(obs)
+        return lambda joint_actions: value + (utilities * joint_actions).sum(-1, keepdim=True)
+
     def forward(self, share_obs: torch.Tensor, joint_actions: torch.Tensor,
                 obs: Sequence[torch.Tensor]) -> torch.Tensor:
-        return self.value(share_obs) + (self.utilities(obs) * joint_actions).sum(-1, keepdim=True)
+        return self.scorer(share_obs, obs)(joint_actions)
 
 
 class ContinuousQNet(nn.Module):
@@ -180,6 +186,18 @@ class ContinuousQNet(nn.Module):
             for a, n in zip(actions, self.discrete_n)
         ]
 
+    def scorer(self, share_obs: torch.Tensor,
+               obs: Sequence[torch.Tensor] | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
+        """:meth:`forward` at fixed states (and observations) as a function of joint actions. The
+        ``additive_local`` heads compute their state values and utilities here, once, so a caller
+        that scores many joint actions at the same states (HAQO's actor round) pays for them once."""
+        if not self.needs_obs:
+            return lambda joint_actions: self(share_obs, joint_actions)
+        if obs is None:
+            raise ValueError("this critic form scores actions from each agent's observation: pass obs")
+        scorers = [head.scorer(share_obs, obs) for head in self.heads]
+        return lambda joint_actions: torch.cat([score(joint_actions) for score in scorers], dim=-1)
+
     def forward(self, share_obs: torch.Tensor, joint_actions: torch.Tensor,
                 obs: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
         """Q-values of every head.
@@ -196,6 +214,4 @@ class ContinuousQNet(nn.Module):
         """
         if not self.needs_obs:
             return torch.cat([head(share_obs, joint_actions) for head in self.heads], dim=-1)
-        if obs is None:
-            raise ValueError("this critic form scores actions from each agent's observation: pass obs")
-        return torch.cat([head(share_obs, joint_actions, obs) for head in self.heads], dim=-1)
+        return self.scorer(share_obs, obs)(joint_actions)
