@@ -1,4 +1,5 @@
 """Install the ``harl`` package: ``pip install -e .[mpe,mamujoco,smax,ray,test]``."""
+
 from setuptools import find_packages, setup
 
 EXTRAS = {
@@ -12,7 +13,8 @@ EXTRAS = {
     "football": ["gfootball==2.10.2", "six"],
     # examples/reproduce.py --ray: each run of a sweep as a Ray task
     "ray": ["ray>=2.9"],
-    "test": ["pytest>=8", "pytest-timeout>=2.3"],
+    # ruff pinned: its formatting changes between versions
+    "test": ["pytest>=8", "pytest-timeout>=2.3", "ruff==0.17.6"],
 }
 EXTRAS["all"] = sorted({req for name in ("mpe", "mamujoco", "smax", "ray", "test") for req in EXTRAS[name]})
 

@@ -11,6 +11,7 @@ search).
 Table 9 of the paper (update time against the denoising steps T):
 ``--steps 2 4 8 16 32 --hidden 256 --batch 256`` (the MPE tuned sizes).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,8 +44,13 @@ def _timed_once(fn, device: torch.device) -> float:
 def build(n_envs: int, steps: int, hidden: list[int], batch: int, device: torch.device):
     """``(behaviour pass, one agent's update)`` callables at the given sizes."""
     algo_args, _ = get_defaults_yaml_args("haqo", "pettingzoo_mpe")
-    args = {**algo_args["model"], **algo_args["algo"], "n_timesteps": steps, "hidden_sizes": hidden,
-            "behavior_candidates": BEHAVIOUR_CANDIDATES}
+    args = {
+        **algo_args["model"],
+        **algo_args["algo"],
+        "n_timesteps": steps,
+        "hidden_sizes": hidden,
+        "behavior_candidates": BEHAVIOUR_CANDIDATES,
+    }
     obs_space = gym.spaces.Box(-np.inf, np.inf, (OBS_DIM,), np.float32)
     act_space = gym.spaces.Box(0.0, 1.0, (ACT_DIM,), np.float32)
     share_space = gym.spaces.Box(-np.inf, np.inf, (STATE_DIM,), np.float32)
@@ -96,16 +102,23 @@ def main() -> None:
         for c, (behaviour, update) in calls.items():
             times[c][0].append(_timed_once(behaviour, device))
             times[c][1].append(_timed_once(update, device))
-    print(f"device {device}, torch threads {torch.get_num_threads()}, N={N_AGENTS} agents, "
-          f"K_b={BEHAVIOUR_CANDIDATES}, K=4, batch {cli.batch}, {cli.repeats} interleaved repeats, medians\n")
-    print("| E envs | T | hidden | behaviour pass, all agents (ms) | per env step (ms) | actor update (ms) | update vs first T |")
+    print(
+        f"device {device}, torch threads {torch.get_num_threads()}, N={N_AGENTS} agents, "
+        f"K_b={BEHAVIOUR_CANDIDATES}, K=4, batch {cli.batch}, {cli.repeats} interleaved repeats, medians\n"
+    )
+    print(
+        "| E envs | T | hidden | behaviour pass, all agents (ms) | per env step (ms) | actor update (ms) "
+        "| update vs first T |"
+    )
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for width, steps in configs:
         sample_ms = 1000 * statistics.median(times[(width, steps)][0])
         update_ms = 1000 * statistics.median(times[(width, steps)][1])
         first_ms = 1000 * statistics.median(times[(width, cli.steps[0])][1])
-        print(f"| 20 | {steps} | {[width, width]} | {sample_ms:.2f} | {sample_ms / 20:.3f} | {update_ms:.1f} | "
-              f"{update_ms / first_ms:.2f}x |")
+        print(
+            f"| 20 | {steps} | {[width, width]} | {sample_ms:.2f} | {sample_ms / 20:.3f} | {update_ms:.1f} | "
+            f"{update_ms / first_ms:.2f}x |"
+        )
 
 
 if __name__ == "__main__":

@@ -103,13 +103,15 @@ def smax_table(map_name: str, env_counts: list[int], steps: int, repeats: int) -
     lines = [
         f"SMAX {map_name}, random valid actions, auto-reset included (best of {repeats}):",
         "",
-        "| environments | batched env steps/s | one-by-one env steps/s | ratio | build + compile at first use (batched / one-by-one; one-by-one shares the batch-1 compilation) |",
+        "| environments | batched env steps/s | one-by-one env steps/s | ratio | build + compile at first use "
+        "(batched / one-by-one; one-by-one shares the batch-1 compilation) |",
         "| --- | --- | --- | --- | --- |",
     ]
     for n_envs in env_counts:
         b, o = best[n_envs, True], best[n_envs, False]
         lines.append(
-            f"| {n_envs} | {b:,.0f} | {o:,.0f} | {b / o:.1f}x | {setups[n_envs, True]:.1f} s / {setups[n_envs, False]:.1f} s |"
+            f"| {n_envs} | {b:,.0f} | {o:,.0f} | {b / o:.1f}x "
+            f"| {setups[n_envs, True]:.1f} s / {setups[n_envs, False]:.1f} s |"
         )
     return "\n".join(lines)
 
@@ -127,8 +129,12 @@ def main() -> None:
         default=[0, 1, 2],
         help="n_env_workers values to compare (0 = in-process; MPE, MaMuJoCo)",
     )
-    parser.add_argument("--only", choices=["classic", "smax", "football"], default=None,
-                        help="one family only (default: classic and smax)")
+    parser.add_argument(
+        "--only",
+        choices=["classic", "smax", "football"],
+        default=None,
+        help="one family only (default: classic and smax)",
+    )
     parser.add_argument("--smax-map", default="3s5z", help="SMAX map")
     parser.add_argument("--smax-envs", type=int, nargs="+", default=[1, 20, 32], help="SMAX environment counts")
     parser.add_argument("--football-envs", type=int, default=8, help="Football environments")

@@ -12,8 +12,10 @@ times, alternating, ``--repeats`` times:
 and prints env steps per second for each, with the rollout's and the iteration's rates as a
 share of the raw rate (medians over the repeats).
 
-    python benchmarks/bench_smax_train.py [--load_config tuned_configs/smax/3s5z/happo/config.json] [--repeats 3] [--KEY VALUE ...]
+    python benchmarks/bench_smax_train.py [--load_config tuned_configs/smax/3s5z/happo/config.json] \\
+        [--repeats 3] [--KEY VALUE ...]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -54,7 +56,9 @@ def measure(runner, repeats: int) -> str:
     def raw() -> None:
         avail = state["avail"] or runner.envs.reset()[2]
         for _ in range(runner.episode_length):
-            avail = runner.envs.step(random_actions(runner.envs.action_spaces, avail, runner.n_rollout_threads)).available_actions
+            avail = runner.envs.step(
+                random_actions(runner.envs.action_spaces, avail, runner.n_rollout_threads)
+            ).available_actions
         state["avail"] = avail
 
     def rollout() -> None:

@@ -20,6 +20,7 @@ alternating, and prints the median ratios)::
         --baseline tuned_configs/pettingzoo_mpe/simple_spread_v2-continuous/happo/config.json \
         --num_env_steps 100000
 """
+
 from __future__ import annotations
 
 import argparse
@@ -126,7 +127,10 @@ def format_ratios(pairs: list[tuple[dict, dict]]) -> str:
     takes, for each ``(measured, baseline)`` pair and, with several pairs, their median (the
     machine's speed drifts between measurements; alternating pairs see the same drift)."""
     result, baseline = pairs[0]
-    lines = [f"{result['algo']} / {baseline['algo']} on {result['task']} ({result['env_steps']} env steps, {result['device']}):"]
+    lines = [
+        f"{result['algo']} / {baseline['algo']} on {result['task']} "
+        f"({result['env_steps']} env steps, {result['device']}):"
+    ]
     measures = [("wall time per env step", "s_per_1k_steps"), ("peak RSS (trainer)", "peak_rss_mib")]
     if baseline["peak_gpu_mib"] > 0:
         measures.append(("peak GPU memory", "peak_gpu_mib"))
@@ -143,11 +147,19 @@ def format_ratios(pairs: list[tuple[dict, dict]]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--_child", default=None, help=argparse.SUPPRESS)
-    parser.add_argument("--baseline", default=None, metavar="CONFIG",
-                        help="also measure this config with the same overrides and print the ratios")
-    parser.add_argument("--repeats", type=int, default=1,
-                        help="with --baseline: measure the pair this many times, alternating, and "
-                             "print the median ratios (the machine's speed can drift between runs)")
+    parser.add_argument(
+        "--baseline",
+        default=None,
+        metavar="CONFIG",
+        help="also measure this config with the same overrides and print the ratios",
+    )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        help="with --baseline: measure the pair this many times, alternating, and "
+        "print the median ratios (the machine's speed can drift between runs)",
+    )
     known, rest = parser.parse_known_args()
     if known._child:
         _child(rest, known._child)
@@ -165,8 +177,10 @@ def main() -> None:
         parser.error("--repeats must be >= 1, and more than 1 needs --baseline")
     results = [measure(argv) for _ in range(known.repeats) for argv in runs]
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none available"
-    print(f"\nMachine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, "
-          f"GPU: {gpu}, torch {torch.__version__}, torch threads {results[0]['torch_threads']}")
+    print(
+        f"\nMachine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, "
+        f"GPU: {gpu}, torch {torch.__version__}, torch threads {results[0]['torch_threads']}"
+    )
     print(HEADER)
     for result in results:
         print(format_row(result))

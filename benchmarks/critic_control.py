@@ -2,7 +2,8 @@
 data of a FIXED good policy, learn that policy's values and rank its actions right?
 
 The teacher is a trained HAPPO policy of the SMAX map ``--map_name`` (3m by default; feed-forward
-actors, a HARL run directory with ``config.json`` and ``models/actor_agent{i}.pt``). It plays ``--steps`` env steps with its
+actors, a HARL run directory with ``config.json`` and ``models/actor_agent{i}.pt``). It plays
+``--steps`` env steps with its
 SAMPLED actions (the behaviour data), which go into the repo's EP replay buffer
 (:class:`OffPolicyBufferEP`, filled by ``insert`` exactly as the off-policy runner does). A fresh
 :class:`TwinContinuousQCritic`, built as HAQORunner builds it from
@@ -36,6 +37,7 @@ its RMSE is about the noise floor that no critic can beat on these held-out retu
     python benchmarks/critic_control.py --quick --random_teacher          # smoke test, ~30 s
     # another map: a HAPPO teacher of that map and --map_name (3s5z: ~6 min teacher at 500k, see HAQO_DISCRETE.md)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -66,8 +68,19 @@ def critic_args(map_name: str, critic_form: str, n_envs: int, buffer_size: int) 
     """HAQO's flat args (as the runner builds them) and env args: the tuned 3s5z config on
     ``map_name`` with the critic's ``critic_form``."""
     _, algo_args, env_args = load_config_json(TUNED_CONFIG)
-    update_args({"map_name": map_name, "critic_form": critic_form, "n_rollout_threads": n_envs, "buffer_size": buffer_size, "cuda": False},
-                algo_args, env_args, algo="haqo", env="smax")
+    update_args(
+        {
+            "map_name": map_name,
+            "critic_form": critic_form,
+            "n_rollout_threads": n_envs,
+            "buffer_size": buffer_size,
+            "cuda": False,
+        },
+        algo_args,
+        env_args,
+        algo="haqo",
+        env="smax",
+    )
     return {**flatten_sections(algo_args), **env_args}, env_args
 
 
@@ -124,7 +137,9 @@ class Episodes:
 def collect(envs, teacher: list[HAPPO], vec_steps: int, buffer: OffPolicyBufferEP | None, gamma: float) -> Episodes:
     """Play ``vec_steps`` vectorised steps with the teacher's sampled actions; every step also
     goes into ``buffer`` (as the off-policy runner inserts it) when one is given."""
-    fields: dict[str, list] = {k: [] for k in ("share_obs", "obs", "avail", "actions", "greedy", "rewards", "done", "bad")}
+    fields: dict[str, list] = {
+        k: [] for k in ("share_obs", "obs", "avail", "actions", "greedy", "rewards", "done", "bad")
+    }
     obs, share_obs, avail = envs.reset()
     for _ in range(vec_steps):
         actions = teacher_actions(teacher, obs, avail, deterministic=False)
@@ -143,11 +158,23 @@ def collect(envs, teacher: list[HAPPO], vec_steps: int, buffer: OffPolicyBufferE
     per_agent = lambda name: [np.stack(x) for x in zip(*fields[name])]  # noqa: E731
     rewards, done, bad = (np.asarray(fields[k]) for k in ("rewards", "done", "bad"))
     returns, complete = mc_returns(rewards, done.astype(bool), bad.astype(bool), gamma)
-    return Episodes(np.stack(fields["share_obs"]), per_agent("obs"), per_agent("avail"), per_agent("actions"),
-                    per_agent("greedy"), rewards, done.astype(bool), bad.astype(bool), returns, complete)
+    return Episodes(
+        np.stack(fields["share_obs"]),
+        per_agent("obs"),
+        per_agent("avail"),
+        per_agent("actions"),
+        per_agent("greedy"),
+        rewards,
+        done.astype(bool),
+        bad.astype(bool),
+        returns,
+        complete,
+    )
 
 
-def mc_returns(rewards: np.ndarray, done: np.ndarray, truncated: np.ndarray, gamma: float) -> tuple[np.ndarray, np.ndarray]:
+def mc_returns(
+    rewards: np.ndarray, done: np.ndarray, truncated: np.ndarray, gamma: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Discounted return to the episode's end of every step ``(T, E)``, and whether it is a
     full one: False for episodes cut by the time limit or still open at the last step."""
     returns = np.zeros_like(rewards, dtype=np.float64)
@@ -165,9 +192,15 @@ def mc_returns(rewards: np.ndarray, done: np.ndarray, truncated: np.ndarray, gam
 def flat_steps(data: Episodes) -> dict:
     """The steps of ``data`` as ``(T * E, ...)`` arrays (per agent lists)."""
     flat = lambda x: x.reshape(-1, *x.shape[2:])  # noqa: E731
-    return {"share_obs": flat(data.share_obs), "obs": [flat(o) for o in data.obs], "avail": [flat(a) for a in data.avail],
-            "actions": [flat(a) for a in data.actions], "greedy": [flat(a) for a in data.greedy],
-            "returns": flat(data.returns), "complete": flat(data.complete)}
+    return {
+        "share_obs": flat(data.share_obs),
+        "obs": [flat(o) for o in data.obs],
+        "avail": [flat(a) for a in data.avail],
+        "actions": [flat(a) for a in data.actions],
+        "greedy": [flat(a) for a in data.greedy],
+        "returns": flat(data.returns),
+        "complete": flat(data.complete),
+    }
 
 
 # ----------------------------------------------------------------------------- critic
@@ -213,8 +246,11 @@ def evaluate(critic, test: dict, n_actions: int) -> dict[str, object]:
     taken = critic.encode_actions([torch.as_tensor(a) for a in test["actions"]])
     q = q_values(critic, state, torch.cat(taken, -1), obs).numpy()[test["complete"]]
     g = test["returns"][test["complete"]]
-    out: dict[str, object] = {"rmse": float(np.sqrt(np.mean((q - g) ** 2))), "bias": float(np.mean(q - g)),
-                              "corr": float(np.corrcoef(q, g)[0, 1])}
+    out: dict[str, object] = {
+        "rmse": float(np.sqrt(np.mean((q - g) ** 2))),
+        "bias": float(np.mean(q - g)),
+        "corr": float(np.corrcoef(q, g)[0, 1]),
+    }
     agree, chance, gap = [], [], []
     eye = torch.eye(n_actions)
     for i, avail in enumerate(test["avail"]):
@@ -234,8 +270,10 @@ def evaluate(critic, test: dict, n_actions: int) -> dict[str, object]:
 # ----------------------------------------------------------------------------- report
 def row(label: str, loss: float, result: dict) -> str:
     triple = lambda xs: " / ".join(f"{x:.2f}" for x in xs)  # noqa: E731
-    return (f"| {label} | {loss:.4f} | {result['rmse']:.3f} | {result['bias']:+.3f} | {result['corr']:.3f} | "
-            f"{triple(result['agree'])} | {triple(result['chance'])} | {triple(result['gap'])} |")
+    return (
+        f"| {label} | {loss:.4f} | {result['rmse']:.3f} | {result['bias']:+.3f} | {result['corr']:.3f} | "
+        f"{triple(result['agree'])} | {triple(result['chance'])} | {triple(result['gap'])} |"
+    )
 
 
 def describe(name: str, data: Episodes) -> str:
@@ -247,19 +285,26 @@ def describe(name: str, data: Episodes) -> str:
         episode_returns.extend(data.returns[t][starts & data.complete[t]])
         starts = data.done[t]
     teacher_taken = np.mean([np.mean(a == g) for a, g in zip(data.actions, data.greedy)])
-    return (f"{name}: {data.done.size:,} steps, {int(ends):,} episode ends ({int(data.truncated.sum()):,} by the "
-            f"time limit); {int((~data.complete).sum()):,} steps without a full MC return (time-limit cut or "
-            f"open at the end) are left out of the MC metrics; mean discounted return from the start "
-            f"{np.mean(episode_returns):.3f} over {len(episode_returns)} complete episodes; sampled = teacher's greedy action on "
-            f"{teacher_taken:.1%} of agent-steps")
+    return (
+        f"{name}: {data.done.size:,} steps, {int(ends):,} episode ends ({int(data.truncated.sum()):,} by the "
+        f"time limit); {int((~data.complete).sum()):,} steps without a full MC return (time-limit cut or "
+        f"open at the end) are left out of the MC metrics; mean discounted return from the start "
+        f"{np.mean(episode_returns):.3f} over {len(episode_returns)} complete episodes; "
+        "sampled = teacher's greedy action on "
+        f"{teacher_taken:.1%} of agent-steps"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--teacher", help="HAPPO run directory of SMAX --map_name (feed-forward actors)")
     parser.add_argument("--map_name", default="3m", help="SMAX map of the teacher and the critic")
-    parser.add_argument("--critic_form", default="joint", choices=CRITIC_FORMS,
-                        help="the critic's Q form (HAQO's model key critic_form)")
+    parser.add_argument(
+        "--critic_form",
+        default="joint",
+        choices=CRITIC_FORMS,
+        help="the critic's Q form (HAQO's model key critic_form)",
+    )
     parser.add_argument("--random_teacher", action="store_true", help="randomly initialised teacher (tests)")
     parser.add_argument("--steps", type=int, default=100_000, help="training env steps")
     parser.add_argument("--test_steps", type=int, default=10_000, help="held-out env steps")
@@ -272,8 +317,13 @@ def main() -> None:
     args = parser.parse_args()
     if not args.random_teacher:
         if not args.teacher:
-            parser.error("give --teacher RUN_DIR (a HAPPO run of SMAX 3m without its GRU, see the module doc) or --random_teacher")
-        if not os.path.isfile(os.path.join(args.teacher, "config.json")) or not os.path.isdir(os.path.join(args.teacher, "models")):
+            parser.error(
+                "give --teacher RUN_DIR (a HAPPO run of SMAX 3m without its GRU, see the module doc) "
+                "or --random_teacher"
+            )
+        if not os.path.isfile(os.path.join(args.teacher, "config.json")) or not os.path.isdir(
+            os.path.join(args.teacher, "models")
+        ):
             parser.error(f"--teacher {args.teacher}: not a run directory (needs config.json and models/)")
         teacher_map = load_config_json(os.path.join(args.teacher, "config.json"))[2].get("map_name")
         if teacher_map != args.map_name:
@@ -305,13 +355,18 @@ def run(args: argparse.Namespace):
     train, test = flat_steps(train_data), flat_steps(test_data)
     train["mc_index"] = np.flatnonzero(train["complete"])
     critic_cls = CRITIC_REGISTRY["haqo"]
-    make = lambda: critic_cls(flat, share_space, envs.action_spaces, envs.n_agents, "EP", torch.device("cpu"),  # noqa: E731
-                              envs.observation_spaces)
-    critic, reference = make(), make()
+    critic, reference = (
+        critic_cls(
+            flat, share_space, envs.action_spaces, envs.n_agents, "EP", torch.device("cpu"), envs.observation_spaces
+        )
+        for _ in range(2)
+    )
     ref_optimizer = torch.optim.Adam(reference.critic.parameters(), lr=flat["critic_lr"])
     reference.value_normalizer = None  # raw-return regression
-    yield ("\n| updates | TD loss (window mean) | RMSE vs MC | bias (Q - G) | corr | argmax min-Q = teacher, "
-           "agent 0 / 1 / 2 | uniform random, agent 0 / 1 / 2 | max Q - Q(teacher), agent 0 / 1 / 2 |")
+    yield (
+        "\n| updates | TD loss (window mean) | RMSE vs MC | bias (Q - G) | corr | argmax min-Q = teacher, "
+        "agent 0 / 1 / 2 | uniform random, agent 0 / 1 / 2 | max Q - Q(teacher), agent 0 / 1 / 2 |"
+    )
     yield "| --- | --- | --- | --- | --- | --- | --- | --- |"
     losses, train_start = [], time.perf_counter()
     for update in range(1, args.updates + 1):
@@ -321,10 +376,15 @@ def run(args: argparse.Namespace):
             losses = []
     td_time = time.perf_counter() - train_start
     ref_losses = [mc_update(reference, ref_optimizer, train, flat["batch_size"]) for _ in range(args.updates)]
-    yield row(f"MC regression, {args.updates}", float(np.mean(ref_losses[-args.report_every:])),
-              evaluate(reference, test, n_actions))
-    yield (f"\nTD training {td_time:.0f} s; total {time.perf_counter() - start:.0f} s "
-           f"(TD loss: per head Huber on normalised targets, summed over the 2 heads; MC: MSE in return units)")
+    yield row(
+        f"MC regression, {args.updates}",
+        float(np.mean(ref_losses[-args.report_every :])),
+        evaluate(reference, test, n_actions),
+    )
+    yield (
+        f"\nTD training {td_time:.0f} s; total {time.perf_counter() - start:.0f} s "
+        f"(TD loss: per head Huber on normalised targets, summed over the 2 heads; MC: MSE in return units)"
+    )
     envs.close()
     test_envs.close()
 

@@ -8,13 +8,15 @@ always). The critic is replaced by ``Q(a) = 1[a = teacher]``, so each update's g
 the teacher's action (``enumerate_discrete``, ``chosen 1``: what HAQO does on SMAX). Every other
 setting is HAQO's YAML default with the SMAX actor sizes ([64, 64, 64]), ``entropy_alpha 0.1``
 as in the StarCraft files, and the diffusion actor as it was before issue 32 (``prediction
-eps``, ``condition_on_available false``) unless a variant says otherwise. Reported: how often a sampled action (behaviour) and the evaluation
+eps``, ``condition_on_available false``) unless a variant says otherwise. Reported: how often a
+sampled action (behaviour) and the evaluation
 action agree with the teacher on 256 held-out states, after 100 .. 2500 updates (HAQO's actor
 gets about 2,500 updates per agent in 300k SMAX env steps).
 
     python benchmarks/distil_discrete_actor.py                 # every variant, ~30 min on one core
     python benchmarks/distil_discrete_actor.py --variants categorical x0_conditioned
 """
+
 from __future__ import annotations
 
 import argparse
@@ -62,8 +64,16 @@ def teacher_batch(weights: torch.Tensor, generator: torch.Generator):
 def run(overrides: dict, updates: int, seed: int) -> list[str]:
     torch.manual_seed(seed)
     algo_args, _ = get_defaults_yaml_args("haqo", "smax")
-    args = {**algo_args["model"], **algo_args["algo"], "hidden_sizes": [64, 64, 64], "enumerate_discrete": True,
-            "chosen": 1, "entropy_alpha": 0.1, **ACTOR_BEFORE_THE_FIXES, **overrides}
+    args = {
+        **algo_args["model"],
+        **algo_args["algo"],
+        "hidden_sizes": [64, 64, 64],
+        "enumerate_discrete": True,
+        "chosen": 1,
+        "entropy_alpha": 0.1,
+        **ACTOR_BEFORE_THE_FIXES,
+        **overrides,
+    }
     obs_space = gym.spaces.Box(-np.inf, np.inf, (OBS_DIM,), np.float32)
     actor = HAQO(args, obs_space, gym.spaces.Discrete(N_ACTIONS))
     weights = torch.randn(OBS_DIM, N_ACTIONS, generator=torch.Generator().manual_seed(seed))
@@ -73,11 +83,15 @@ def run(overrides: dict, updates: int, seed: int) -> list[str]:
     for update in range(1, updates + 1):
         obs, avail, teacher = teacher_batch(weights, train_gen)
         onehot = F.one_hot(teacher, N_ACTIONS).float()
-        actor.train(obs, [torch.zeros(BATCH, N_ACTIONS)], 0, lambda joint: (joint * onehot).sum(-1, keepdim=True), avail)
+        actor.train(
+            obs, [torch.zeros(BATCH, N_ACTIONS)], 0, lambda joint: (joint * onehot).sum(-1, keepdim=True), avail
+        )
         if update in CHECKPOINTS:
             sampled = actor.get_actions(test_obs, test_avail, explore=True).squeeze(-1)
             evaluated = actor.get_actions(test_obs, test_avail, explore=False).squeeze(-1)
-            cells.append(f"{(sampled == test_teacher).float().mean():.2f} / {(evaluated == test_teacher).float().mean():.2f}")
+            cells.append(
+                f"{(sampled == test_teacher).float().mean():.2f} / {(evaluated == test_teacher).float().mean():.2f}"
+            )
     return cells
 
 

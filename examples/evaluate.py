@@ -12,6 +12,7 @@ the end of its schedule (QMIX, VDN). Every run is evaluated from the same ``--ev
 different algorithms meet the same initial states (a paired comparison). Prints one Markdown row
 per run; nothing is written into the run directories.
 """
+
 import argparse
 import logging
 import sys
@@ -32,8 +33,11 @@ def main() -> None:
     parser.add_argument("run_dirs", nargs="+", help="run directories (results/<env>/<task>/<algo>/<exp>/seed-...)")
     parser.add_argument("--eval_episodes", type=int, default=200, help="episodes per run")
     parser.add_argument("--eval_seed", type=int, default=12345, help="seed of the evaluation environments and policies")
-    parser.add_argument("--stochastic", action="store_true",
-                        help="act as in training (sampled actions, exploration) instead of deterministically")
+    parser.add_argument(
+        "--stochastic",
+        action="store_true",
+        help="act as in training (sampled actions, exploration) instead of deterministically",
+    )
     cli = parser.parse_args()
     for run_dir in cli.run_dirs:  # every argument is checked before anything is printed
         check_run(run_dir, cli.eval_episodes, cli.eval_seed)
@@ -46,8 +50,11 @@ def main() -> None:
             print("| algo | task | train seed | actions | episodes | eval return | eval win / score rate | run |")
             print("|---|---|---|---|---|---|---|---|")
         rate = RATE_METRICS.get(r["env"])  # StarCraft family: battles won; Football: goals
-        print(f"| {r['algo']} | {r['task']} | {r['train_seed']} | {actions} | {cli.eval_episodes} | "
-              f"{r['eval_episode_return']:.2f} | {'' if rate is None else f'{r[rate]:.3f}'} | {run_dir} |", flush=True)
+        print(
+            f"| {r['algo']} | {r['task']} | {r['train_seed']} | {actions} | {cli.eval_episodes} | "
+            f"{r['eval_episode_return']:.2f} | {'' if rate is None else f'{r[rate]:.3f}'} | {run_dir} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ same evaluation seed for every run), with the target regions as red circles and 
 positions inside each. For ``--env occupation`` and ``--env pettingzoo_mpe --scenario
 landmark_coverage``. Takes about a second per evaluated snapshot and run at 20 episodes.
 """
+
 import argparse
 import glob
 import logging
@@ -50,7 +51,9 @@ def main() -> None:
     parser.add_argument("groups", nargs="+", help="run directories or folders of seed-* runs, one row each")
     parser.add_argument("--out", required=True, help="PNG file to write")
     parser.add_argument("--episodes", type=int, default=20, help="evaluation episodes per run and point (>= 1)")
-    parser.add_argument("--points", type=int, default=4, help="points of training per row, spread evenly, the last always (0 = all)")
+    parser.add_argument(
+        "--points", type=int, default=4, help="points of training per row, spread evenly, the last always (0 = all)"
+    )
     parser.add_argument("--eval_seed", type=int, default=12345, help="seed of the evaluation environments and policies")
     parser.add_argument("--title", default="State-visitation density", help="figure title")
     cli = parser.parse_args()

@@ -10,6 +10,7 @@ skips finished runs and resumes stopped ones, so a killed sweep is finished by r
 HARL evaluates; with ``--stochastic``, acting as in training, into ``reports/<name>-sampled``);
 ``--report`` only writes the report from the runs there are.
 """
+
 import argparse
 import logging
 import os
@@ -41,20 +42,31 @@ def main() -> None:
     parser.add_argument("--only", default="", help="a subset, e.g. 'algo=happo,haqo;task=simple_spread_v2-continuous'")
     parser.add_argument("--log_dir", default="results", help="root of the run directories (shared with --ray)")
     parser.add_argument("--out", help="report folder (default: <log_dir>/reports/<name>)")
-    parser.add_argument("--eval_episodes", type=int, default=0,
-                        help="re-evaluate every finished run's policy for this many episodes (default: the runs' own last evaluation)")
-    parser.add_argument("--eval_seed", type=int, default=12345, help="seed of the re-evaluations (the same for every run)")
-    parser.add_argument("--stochastic", action="store_true",
-                        help="with --eval_episodes: re-evaluate acting as in training (sampled actions); report "
-                             "in <log_dir>/reports/<name>-sampled by default")
+    parser.add_argument(
+        "--eval_episodes",
+        type=int,
+        default=0,
+        help="re-evaluate every finished run's policy for this many episodes (default: the runs' own last evaluation)",
+    )
+    parser.add_argument(
+        "--eval_seed", type=int, default=12345, help="seed of the re-evaluations (the same for every run)"
+    )
+    parser.add_argument(
+        "--stochastic",
+        action="store_true",
+        help="with --eval_episodes: re-evaluate acting as in training (sampled actions); report "
+        "in <log_dir>/reports/<name>-sampled by default",
+    )
     parser.add_argument("--report", action="store_true", help="write the report only, run nothing")
     parser.add_argument("--dry_run", action="store_true", help="list the runs and what would happen to each")
     cli = parser.parse_args()
     if cli.eval_episodes < 0:
         raise ConfigError(f"--eval_episodes must be >= 0, got {cli.eval_episodes}")
     if cli.stochastic and not cli.eval_episodes:
-        raise ConfigError("--stochastic re-evaluates the final policies: give --eval_episodes N as well "
-                          "(the runs' own evaluations are deterministic)")
+        raise ConfigError(
+            "--stochastic re-evaluates the final policies: give --eval_episodes N as well "
+            "(the runs' own evaluations are deterministic)"
+        )
     for name in ("seeds", "num_env_steps", "workers", "torch_threads"):
         value = getattr(cli, name)
         if value is not None and value < 1:
@@ -72,8 +84,11 @@ def main() -> None:
 
     runs = experiment.runs(cli.seeds, cli.num_env_steps, cli.budget_scale, parse_only(cli.only) if cli.only else None)
     if not runs:
-        raise ConfigError(f"--only {cli.only!r} selects no run of {cli.experiment}" if cli.only
-                          else f"{cli.experiment} has no cell to run (every task's paper value is null)")
+        raise ConfigError(
+            f"--only {cli.only!r} selects no run of {cli.experiment}"
+            if cli.only
+            else f"{cli.experiment} has no cell to run (every task's paper value is null)"
+        )
     log_dir = os.path.abspath(cli.log_dir)
     if not cli.dry_run:  # where the runs and the report go, checked before any run starts
         if not cli.report:
@@ -100,19 +115,33 @@ def main() -> None:
         for spec, result in failed:
             print(f"failed: {spec.key} (exit {result.get('returncode')}); log: {result['log']}", file=sys.stderr)
     steps = sorted({spec.num_env_steps for spec in runs})
-    budget_note = (f"Budget: {steps[0]:,} env steps per run." if len(steps) == 1
-                   else f"Budgets: {steps[0]:,} to {steps[-1]:,} env steps (each tuned config's own).")
+    budget_note = (
+        f"Budget: {steps[0]:,} env steps per run."
+        if len(steps) == 1
+        else f"Budgets: {steps[0]:,} to {steps[-1]:,} env steps (each tuned config's own)."
+    )
     out_dir = cli.out or os.path.join(log_dir, "reports", experiment.name + ("-sampled" if cli.stochastic else ""))
-    take_back(f"interrupted (Ctrl+C) before the report was complete; the runs are kept: run the same command "
-              f"to write {out_dir}")
+    take_back(
+        f"interrupted (Ctrl+C) before the report was complete; the runs are kept: run the same command "
+        f"to write {out_dir}"
+    )
     if cli.eval_episodes:
         actions = "actions sampled as in training" if cli.stochastic else "deterministic actions"
-        budget_note += (f" Final evaluation: each run's saved policy re-evaluated for {cli.eval_episodes} episodes, "
-                        f"{actions} (examples/evaluate.py{' --stochastic' if cli.stochastic else ''}, seed {cli.eval_seed}).")
+        budget_note += (
+            f" Final evaluation: each run's saved policy re-evaluated for {cli.eval_episodes} episodes, "
+            f"{actions} (examples/evaluate.py{' --stochastic' if cli.stochastic else ''}, seed {cli.eval_seed})."
+        )
     else:
         budget_note += " Final evaluation: each run's last training-time evaluation."
-    cells = gather(experiment, runs, log_dir, cli.eval_episodes, cli.eval_seed,
-                   os.path.join(out_dir, "reevaluations.json"), cli.stochastic)
+    cells = gather(
+        experiment,
+        runs,
+        log_dir,
+        cli.eval_episodes,
+        cli.eval_seed,
+        os.path.join(out_dir, "reevaluations.json"),
+        cli.stochastic,
+    )
     print(build_report(experiment, cells, out_dir, budget_note))
     print(f"wrote {out_dir}/table.md, table.csv, table.tex and curves/", file=sys.stderr)
     if not cli.report and failed:

@@ -6,6 +6,7 @@ smacv2, smax) the evaluation win rate, the paper's unit. With ``--plot_dir`` als
 mean-and-range learning curve per group, and per ``<env>/<task>/<exp_name>`` one picture that
 overlays the algorithms run under that experiment name.
 """
+
 import argparse
 import os
 import sys
@@ -38,8 +39,9 @@ def main() -> None:
         raise SystemExit(f"no run with an evaluation under {args.results_dir}")
     print(markdown_table(groups))
     if args.plot_dir:
-        set_message(f"interrupted (Ctrl+C) while writing the plots to {args.plot_dir}; run the command again "
-                    "to write them all")
+        set_message(
+            f"interrupted (Ctrl+C) while writing the plots to {args.plot_dir}; run the command again to write them all"
+        )
         os.makedirs(args.plot_dir, exist_ok=True)
         for group, runs in groups.items():
             path = os.path.join(args.plot_dir, group.replace("/", "__") + ".png")

@@ -2,6 +2,7 @@
 
 Any config key can be overridden with ``--KEY VALUE``; see ``--help`` and ``--list_keys``.
 """
+
 import logging
 import os
 import sys
@@ -25,10 +26,14 @@ def interrupted_message(run_dir: str) -> str:
     if os.path.isfile(os.path.join(models, "actor_agent0.pt")):
         return f"interrupted (Ctrl+C) after the run finished; its results are in {run_dir}"
     if os.path.isfile(os.path.join(models, "checkpoint.pt")):
-        return (f"interrupted (Ctrl+C); the run's last checkpoint is kept: continue with: python "
-                f"examples/train.py --resume {run_dir}")
-    return (f"interrupted (Ctrl+C) before the run's first checkpoint; {run_dir} holds its config and "
-            "logs only: start the run again")
+        return (
+            f"interrupted (Ctrl+C); the run's last checkpoint is kept: continue with: python "
+            f"examples/train.py --resume {run_dir}"
+        )
+    return (
+        f"interrupted (Ctrl+C) before the run's first checkpoint; {run_dir} holds its config and "
+        "logs only: start the run again"
+    )
 
 
 def main() -> None:

@@ -1,4 +1,5 @@
 """Settings shared by every test."""
+
 from __future__ import annotations
 
 import pytest

@@ -1,4 +1,5 @@
 """Shared helpers of the end-to-end training tests: tiny configs and a run-directory check."""
+
 from __future__ import annotations
 
 import csv
@@ -108,13 +109,15 @@ def kill_and_resume(command: list[str], run_root: str, min_rows: int, timeout_s:
             run_dir = found[0]
             break
         time.sleep(0.2)
-    assert run_dir is not None, f"run did not reach {min_rows} rows: {proc.stderr.read().decode()[-2000:] if proc.poll() is not None else 'timeout'}"
+    tail = proc.stderr.read().decode()[-2000:] if run_dir is None and proc.poll() is not None else "timeout"
+    assert run_dir is not None, f"run did not reach {min_rows} rows: {tail}"
     os.killpg(proc.pid, signal.SIGKILL)  # the trainer and its env workers, as an OOM kill would
     proc.wait(timeout=10)
     steps_before = int(read_progress(run_dir)[-1]["env_steps"])
     train_py = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples", "train.py")
-    resumed = subprocess.run([sys.executable, train_py, "--resume", run_dir],
-                             capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run(
+        [sys.executable, train_py, "--resume", run_dir], capture_output=True, text=True, timeout=300
+    )
     return run_dir, steps_before, resumed
 
 
@@ -142,8 +145,9 @@ def assert_run_layout(run_dir: str, num_env_steps: int) -> list[dict[str, str]]:
 HEAVY_PACKAGES = ("torch", "jax", "tensorboard")
 
 
-def heavy_import_recorder(folder: str, preamble: str = "", env: dict[str, str] | None = None
-                          ) -> tuple[dict[str, str], str]:
+def heavy_import_recorder(
+    folder: str, preamble: str = "", env: dict[str, str] | None = None
+) -> tuple[dict[str, str], str]:
     """A subprocess environment (``env``, default ``os.environ``, with ``folder`` first on
     PYTHONPATH) whose interpreter runs ``folder/sitecustomize.py`` at start-up: ``preamble``,
     then, at exit, it writes which of :data:`HEAVY_PACKAGES` were imported to
@@ -155,11 +159,13 @@ def heavy_import_recorder(folder: str, preamble: str = "", env: dict[str, str] |
     os.makedirs(folder, exist_ok=True)
     record = os.path.join(folder, "imported.txt")
     with open(os.path.join(folder, "sitecustomize.py"), "w", encoding="utf-8") as file:
-        file.write(preamble + "\nimport atexit as _atexit, sys as _sys\n\n\n"
-                   "def _record_heavy_imports():\n"
-                   f"    with open({record!r}, 'w', encoding='utf-8') as out:\n"
-                   f"        out.write(' '.join(m for m in {HEAVY_PACKAGES!r} if m in _sys.modules))\n\n\n"
-                   "_atexit.register(_record_heavy_imports)\n")
+        file.write(
+            preamble + "\nimport atexit as _atexit, sys as _sys\n\n\n"
+            "def _record_heavy_imports():\n"
+            f"    with open({record!r}, 'w', encoding='utf-8') as out:\n"
+            f"        out.write(' '.join(m for m in {HEAVY_PACKAGES!r} if m in _sys.modules))\n\n\n"
+            "_atexit.register(_record_heavy_imports)\n"
+        )
     env = dict(os.environ if env is None else env)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [folder, env.get("PYTHONPATH")]))
     return env, record

@@ -12,6 +12,7 @@ battle is won once every enemy is dead and otherwise ends when every ally is dea
 episode limit. ``step`` raises on an unavailable action, so a run that finishes proves the
 adapter and the algorithms respected the availability masks.
 """
+
 from __future__ import annotations
 
 import sys
@@ -41,17 +42,52 @@ P_ENEMY_IN_RANGE = 0.5
 N_NON_ATTACK_ACTIONS = 6
 
 # The keyword arguments smacv2's StarCraft2Env accepts (the wrapper passes all of its own on).
-SMACV2_PARAMETERS = frozenset({
-    "map_name", "step_mul", "move_amount", "difficulty", "game_version", "seed",
-    "continuing_episode", "obs_all_health", "obs_own_health", "obs_last_action",
-    "obs_pathing_grid", "obs_terrain_height", "obs_instead_of_state", "obs_timestep_number",
-    "obs_own_pos", "obs_starcraft", "conic_fov", "num_fov_actions", "state_last_action",
-    "state_timestep_number", "reward_sparse", "reward_only_positive", "reward_death_value",
-    "reward_win", "reward_defeat", "reward_negative_scale", "reward_scale", "reward_scale_rate",
-    "use_unit_ranges", "min_attack_range", "kill_unit_step_mul", "fully_observable",
-    "capability_config", "replay_dir", "replay_prefix", "window_size_x", "window_size_y",
-    "heuristic_ai", "heuristic_rest", "debug", "prob_obs_enemy", "action_mask",
-})
+SMACV2_PARAMETERS = frozenset(
+    {
+        "map_name",
+        "step_mul",
+        "move_amount",
+        "difficulty",
+        "game_version",
+        "seed",
+        "continuing_episode",
+        "obs_all_health",
+        "obs_own_health",
+        "obs_last_action",
+        "obs_pathing_grid",
+        "obs_terrain_height",
+        "obs_instead_of_state",
+        "obs_timestep_number",
+        "obs_own_pos",
+        "obs_starcraft",
+        "conic_fov",
+        "num_fov_actions",
+        "state_last_action",
+        "state_timestep_number",
+        "reward_sparse",
+        "reward_only_positive",
+        "reward_death_value",
+        "reward_win",
+        "reward_defeat",
+        "reward_negative_scale",
+        "reward_scale",
+        "reward_scale_rate",
+        "use_unit_ranges",
+        "min_attack_range",
+        "kill_unit_step_mul",
+        "fully_observable",
+        "capability_config",
+        "replay_dir",
+        "replay_prefix",
+        "window_size_x",
+        "window_size_y",
+        "heuristic_ai",
+        "heuristic_rest",
+        "debug",
+        "prob_obs_enemy",
+        "action_mask",
+    }
+)
 
 _SMAC_ENV_INIT = "from fake_starcraft import FakeStarCraft2Env as StarCraft2Env\n"
 _SMACV2_ENV_INIT = (
@@ -210,8 +246,13 @@ def write_sc2_folder(root: Path, maps: tuple[str, ...] = ALL_MAP_FILES, versions
 
 
 def install_fakes(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, packages: bool = True, smac3: bool = False,
-    versions: bool = True, maps: tuple[str, ...] = ALL_MAP_FILES,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    packages: bool = True,
+    smac3: bool = False,
+    versions: bool = True,
+    maps: tuple[str, ...] = ALL_MAP_FILES,
 ) -> Path:
     """Make the fakes what ``import smac`` / ``import smacv2`` and ``SC2PATH`` find for this
     test: the fake packages first on ``sys.path`` (no package at all when not ``packages``),

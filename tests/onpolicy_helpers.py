@@ -1,4 +1,5 @@
 """Small shared fixtures for the on-policy model, buffer and algorithm tests."""
+
 from __future__ import annotations
 
 

@@ -1,4 +1,5 @@
 """Actor updates (HAPPO, HATRPO, HAA2C, MAPPO) and the V critic."""
+
 from __future__ import annotations
 
 import copy
@@ -212,8 +213,13 @@ def test_value_loss_clipping_and_huber_on_hand_made_numbers():
 @pytest.mark.parametrize("use_valuenorm", [False, True])
 def test_vcritic_loss_decreases_on_fixed_regression_batch(use_valuenorm):
     args = make_args(
-        episode_length=16, n_rollout_threads=4, critic_lr=1e-2, use_clipped_value_loss=False,
-        use_huber_loss=False, critic_epoch=5, critic_num_mini_batch=2,
+        episode_length=16,
+        n_rollout_threads=4,
+        critic_lr=1e-2,
+        use_clipped_value_loss=False,
+        use_huber_loss=False,
+        critic_epoch=5,
+        critic_num_mini_batch=2,
     )
     space = gym.spaces.Box(-1.0, 1.0, (4,), np.float32)
     critic = VCritic(args, space)

@@ -1,5 +1,6 @@
 """The benchmark script's comparison mode: the baseline run gets the same overrides from its own
 config, and the ratios are the candidate's over the baseline's."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -13,16 +14,37 @@ spec.loader.exec_module(bench_train)
 
 
 def test_baseline_argv_swaps_the_config_and_keeps_the_overrides():
-    argv = ["--load_config", "haqo.json", "--algo", "haqo", "--env=pettingzoo_mpe", "--num_env_steps", "1000",
-            "--seed", "3"]
+    argv = [
+        "--load_config",
+        "haqo.json",
+        "--algo",
+        "haqo",
+        "--env=pettingzoo_mpe",
+        "--num_env_steps",
+        "1000",
+        "--seed",
+        "3",
+    ]
     assert bench_train.with_config(argv, "happo.json") == [
-        "--load_config", "happo.json", "--num_env_steps", "1000", "--seed", "3"
+        "--load_config",
+        "happo.json",
+        "--num_env_steps",
+        "1000",
+        "--seed",
+        "3",
     ]
 
 
 def _result(algo: str, s_per_1k: float, rss: float, gpu: float) -> dict:
-    return {"algo": algo, "task": "t", "env_steps": 1000, "device": "cpu", "s_per_1k_steps": s_per_1k,
-            "peak_rss_mib": rss, "peak_gpu_mib": gpu}
+    return {
+        "algo": algo,
+        "task": "t",
+        "env_steps": 1000,
+        "device": "cpu",
+        "s_per_1k_steps": s_per_1k,
+        "peak_rss_mib": rss,
+        "peak_gpu_mib": gpu,
+    }
 
 
 def test_ratios_are_candidate_over_baseline():
@@ -45,8 +67,13 @@ def test_diffusion_bench_prints_a_row_per_width_and_step_count():
     import sys
 
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_diffusion.py"
-    result = subprocess.run([sys.executable, str(script), "--repeats", "1", "--steps", "2", "4", "--hidden", "16",
-                             "--batch", "8"], capture_output=True, text=True, timeout=300, check=True)
+    result = subprocess.run(
+        [sys.executable, str(script), "--repeats", "1", "--steps", "2", "4", "--hidden", "16", "--batch", "8"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
     rows = [line for line in result.stdout.splitlines() if line.startswith("| 20 |")]
     assert [row.split("|")[2].strip() for row in rows] == ["2", "4"] and rows[0].endswith("| 1.00x |")
 

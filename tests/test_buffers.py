@@ -1,4 +1,5 @@
 """Rollout buffers: returns (GAE, time limits, value normalisation) and mini-batch generators."""
+
 from __future__ import annotations
 
 import gymnasium as gym
@@ -35,14 +36,21 @@ RETURNS_MC_NO_DONE = [6.688, 6.32, 4.8]
 
 def _critic_buffer(use_gae=True, use_proper_time_limits=True, done_at=None, truncated=False):
     args = make_args(
-        episode_length=3, n_rollout_threads=1, gamma=0.9, gae_lambda=0.8,
-        use_gae=use_gae, use_proper_time_limits=use_proper_time_limits,
+        episode_length=3,
+        n_rollout_threads=1,
+        gamma=0.9,
+        gae_lambda=0.8,
+        use_gae=use_gae,
+        use_proper_time_limits=use_proper_time_limits,
     )
     buf = OnPolicyCriticBufferEP(args, SHARE_OBS)
     for t in range(3):
         ended = done_at == t
         buf.insert(
-            np.zeros((1, 4)), np.zeros((1, 1, 16)), np.array([[VALUES[t]]]), np.array([[REWARDS[t]]]),
+            np.zeros((1, 4)),
+            np.zeros((1, 1, 16)),
+            np.array([[VALUES[t]]]),
+            np.array([[REWARDS[t]]]),
             masks=np.array([[0.0 if ended else 1.0]]),
             bad_masks=np.array([[0.0 if ended and truncated else 1.0]]),
         )
@@ -91,8 +99,14 @@ def test_fp_buffer_computes_returns_per_agent():
         if t == 1:
             masks[1, 2] = 0.0  # env 1, agent 2 truncated after step 1
             bad_masks[1, 2] = 0.0
-        buf.insert(np.zeros((2, 3, 4)), np.zeros((2, 3, 1, 16)), np.full((2, 3, 1), VALUES[t]),
-                   np.full((2, 3, 1), REWARDS[t]), masks, bad_masks)
+        buf.insert(
+            np.zeros((2, 3, 4)),
+            np.zeros((2, 3, 1, 16)),
+            np.full((2, 3, 1), VALUES[t]),
+            np.full((2, 3, 1), REWARDS[t]),
+            masks,
+            bad_masks,
+        )
     buf.compute_returns(np.full((2, 3, 1), VALUES[3], np.float32))
     returns = buf.returns[:-1, ..., 0]
     assert np.allclose(returns[:, 1, 2], RETURNS_TRUNCATED, atol=1e-5)
@@ -163,9 +177,15 @@ def test_insert_after_update_and_concatenate():
     args = make_args(episode_length=2, n_rollout_threads=2)
     buf = OnPolicyActorBuffer(args, OBS, gym.spaces.Discrete(3))
     for t in range(2):
-        buf.insert(np.full((2, 2), t + 1.0), np.full((2, 1, 16), t + 1.0), np.full((2, 1), t),
-                   np.full((2, 1), -1.0), np.array([[1.0], [0.0]]), np.array([[1.0], [0.0]]),
-                   np.array([[1.0, 0.0, 1.0]] * 2))
+        buf.insert(
+            np.full((2, 2), t + 1.0),
+            np.full((2, 1, 16), t + 1.0),
+            np.full((2, 1), t),
+            np.full((2, 1), -1.0),
+            np.array([[1.0], [0.0]]),
+            np.array([[1.0], [0.0]]),
+            np.array([[1.0, 0.0, 1.0]] * 2),
+        )
     assert buf.step == 0 and np.all(buf.obs[2] == 2.0) and np.all(buf.actions[1] == 1)
     buf.after_update()
     assert np.all(buf.obs[0] == 2.0) and buf.masks[0, 1, 0] == 0.0 and buf.available_actions[0, 0, 1] == 0.0

@@ -1,6 +1,7 @@
 """HAQO's exact categorical control (``actor: categorical``): masked sampling, exact entropy and
 KL against hand computations, the update and its line search, stacked sampling, checkpoints, the
 refusal of Box spaces, and tiny end-to-end runs."""
+
 from __future__ import annotations
 
 import copy
@@ -13,14 +14,14 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-
 from e2e_helpers import TINY_OFF_POLICY, assert_run_layout, read_progress, train
-from harl.algorithms.actors.haqo import POLICY_CLASSES, HAQO, sample_candidates, select_joint_actions
+from test_haqo import make_args as haqo_args
+
+from harl.algorithms.actors.haqo import HAQO, POLICY_CLASSES, sample_candidates, select_joint_actions
 from harl.models.policy_models.categorical_candidate_policy import CategoricalCandidatePolicy
 from harl.models.policy_models.diffusion_policy import start_group_sampling
 from harl.utils.config_ranges import describe, load_rules
 from harl.utils.configs_tools import ConfigError
-from test_haqo import make_args as haqo_args
 
 OBS = gym.spaces.Box(-1.0, 1.0, (3,), np.float32)
 BOX = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
@@ -138,8 +139,12 @@ def test_actions_are_always_available_through_selection_acting_and_training():
 @pytest.mark.parametrize("enumerate_discrete", [True, False])
 def test_update_learns_the_best_available_action(enumerate_discrete, device):
     torch.manual_seed(0)
-    actor = HAQO(make_args(actor="categorical", enumerate_discrete=enumerate_discrete, lr=3e-3), OBS,
-                 gym.spaces.Discrete(4), device)
+    actor = HAQO(
+        make_args(actor="categorical", enumerate_discrete=enumerate_discrete, lr=3e-3),
+        OBS,
+        gym.spaces.Discrete(4),
+        device,
+    )
     obs = torch.randn(64, 3, device=device)
     avail = torch.ones(64, 4, device=device)
     avail[:, 3] = 0.0  # the critic's favourite is never available
@@ -155,7 +160,9 @@ def test_update_learns_the_best_available_action(enumerate_discrete, device):
 def test_line_search_bounds_the_exact_kl():
     torch.manual_seed(0)
     threshold = 1e-3
-    actor = HAQO(make_args(actor="categorical", lr=3e-2, kl_threshold=threshold, ls_steps=6), OBS, gym.spaces.Discrete(5))
+    actor = HAQO(
+        make_args(actor="categorical", lr=3e-2, kl_threshold=threshold, ls_steps=6), OBS, gym.spaces.Discrete(5)
+    )
     obs = torch.randn(64, 3)
     avail = (torch.rand(64, 5) < 0.7).float()
     avail[:, 0] = 1.0
@@ -178,8 +185,11 @@ def test_entropy_term_keeps_the_policy_wider():
     entropies = {}
     for alpha in (0.0, 1.0):
         torch.manual_seed(0)
-        actor = HAQO(make_args(actor="categorical", entropy_alpha=alpha, lr=3e-3, drift="none", enumerate_discrete=True),
-                     OBS, gym.spaces.Discrete(4))
+        actor = HAQO(
+            make_args(actor="categorical", entropy_alpha=alpha, lr=3e-3, drift="none", enumerate_discrete=True),
+            OBS,
+            gym.spaces.Discrete(4),
+        )
         obs = torch.randn(64, 3)
         q_fn = lambda joint: joint[..., 1:2]  # noqa: E731
         for _ in range(100):
@@ -283,10 +293,26 @@ def test_box_agent_refused_by_the_runner_before_anything_is_written(tmp_path):
 
 def test_box_refused_through_examples_train(tmp_path):
     out = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "examples", "train.py"), "--algo", "haqo", "--env", "pettingzoo_mpe",
-         "--actor", "categorical", "--continuous_actions", "True", "--n_env_workers", "0",
-         "--log_dir", str(tmp_path / "results")],
-        capture_output=True, text=True, timeout=300, cwd=ROOT,
+        [
+            sys.executable,
+            os.path.join(ROOT, "examples", "train.py"),
+            "--algo",
+            "haqo",
+            "--env",
+            "pettingzoo_mpe",
+            "--actor",
+            "categorical",
+            "--continuous_actions",
+            "True",
+            "--n_env_workers",
+            "0",
+            "--log_dir",
+            str(tmp_path / "results"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
     )
     assert out.returncode != 0
     assert "actor 'categorical' needs Discrete actions" in out.stderr and "Traceback" not in out.stderr
@@ -320,8 +346,12 @@ def test_mpe_discrete_share_param_end_to_end_and_resume(tmp_path):
     from harl.runners import RUNNER_REGISTRY
     from harl.utils.cli import parse_train_args
 
-    runner = train("haqo", "pettingzoo_mpe", str(tmp_path),
-                   {**TINY_HAQO, "actor": "categorical", "continuous_actions": False, "share_param": True})
+    runner = train(
+        "haqo",
+        "pettingzoo_mpe",
+        str(tmp_path),
+        {**TINY_HAQO, "actor": "categorical", "continuous_actions": False, "share_param": True},
+    )
     assert_run_layout(runner.run_dir, 120)
     assert read_progress(runner.run_dir)[-1]["agent0/kl"] != ""
     args, algo_args, env_args = parse_train_args(["--resume", runner.run_dir])

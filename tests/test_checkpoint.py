@@ -1,4 +1,5 @@
 """Atomic checkpoint writes, checkpoint loading errors, RNG capture/restore, seeding, device."""
+
 import logging
 import os
 import random
@@ -50,6 +51,7 @@ def test_failed_write_keeps_old_checkpoint_and_no_temp(tmp_path, monkeypatch, fa
         raise OSError("simulated crash")
 
     if failing == "save":
+
         def partial_save(obj, file):
             file.write(b"half a checkpoint")
             boom()
@@ -156,8 +158,9 @@ def test_get_device_cpu_and_thread_cap(caplog):
     before = torch.get_num_threads()
     try:
         with caplog.at_level(logging.INFO, logger="harl.utils.envs_tools"):
-            device = get_device(cuda=torch.cuda.is_available(), cuda_deterministic=True,
-                                torch_threads=available_cpu_count() + 7)
+            device = get_device(
+                cuda=torch.cuda.is_available(), cuda_deterministic=True, torch_threads=available_cpu_count() + 7
+            )
         assert device.type == ("cuda" if torch.cuda.is_available() else "cpu")
         assert torch.get_num_threads() == available_cpu_count()
         assert "capped" in caplog.text

@@ -1,4 +1,5 @@
 """examples/train.py's command line: parsing, --help, --list_keys and clean error exits."""
+
 import shutil
 import subprocess
 import sys
@@ -33,7 +34,10 @@ def configs(tmp_path, monkeypatch):
 def run_train(*argv, timeout=60):
     start = time.monotonic()
     proc = subprocess.run(
-        [sys.executable, str(TRAIN), *argv], capture_output=True, text=True, timeout=timeout,
+        [sys.executable, str(TRAIN), *argv],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
         cwd=REPO,
     )
     return proc, time.monotonic() - start
@@ -44,11 +48,21 @@ def run_train(*argv, timeout=60):
 
 def test_overrides_in_both_forms(configs):
     args, algo_args, env_args = parse_train_args(
-        ["--algo", "hatrpo", "--env", "toyenv", "--kl_threshold", "0.005", "--hidden_sizes=[64,64]",
-         "--n_env_workers", "-1", "--episode_limit", "50"]
+        [
+            "--algo",
+            "hatrpo",
+            "--env",
+            "toyenv",
+            "--kl_threshold",
+            "0.005",
+            "--hidden_sizes=[64,64]",
+            "--n_env_workers",
+            "-1",
+            "--episode_limit",
+            "50",
+        ]
     )
-    assert args == {"algo": "hatrpo", "env": "toyenv", "exp_name": "installtest",
-                    "load_config": "", "resume": ""}
+    assert args == {"algo": "hatrpo", "env": "toyenv", "exp_name": "installtest", "load_config": "", "resume": ""}
     assert algo_args["algo"]["kl_threshold"] == 0.005
     assert algo_args["model"]["hidden_sizes"] == [64, 64]
     assert algo_args["train"]["n_env_workers"] == -1 and env_args["episode_limit"] == 50
@@ -81,8 +95,12 @@ def test_handle_cli_errors_exit_codes(capsys):
     err = capsys.readouterr().err
     assert err == "error: Unknown config key 'lrr'. Did you mean: lr?\n"
 
-    for error in (EnvWorkerError("worker 1 died"), EnvNotInstalledError("pip install -e .[mpe]"),
-                  CheckpointError("checkpoint.pt is truncated")):
+    for error in (
+        EnvWorkerError("worker 1 died"),
+        EnvNotInstalledError("pip install -e .[mpe]"),
+        CheckpointError("checkpoint.pt is truncated"),
+    ):
+
         def fail(error=error):
             raise error
 

@@ -1,6 +1,7 @@
 """The train command fails fast and clearly: a missing environment package and a killed
 environment worker each end ``examples/train.py`` non-zero within seconds, with a message that
 says what to do (unknown keys are covered in test_cli.py)."""
+
 from __future__ import annotations
 
 import os
@@ -48,9 +49,22 @@ def test_missing_environment_package_exits_with_the_pip_line(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(shadow)}
     start = time.time()
     out = subprocess.run(
-        [sys.executable, TRAIN, "--algo", "happo", "--env", "pettingzoo_mpe", "--exp_name", "x",
-         "--log_dir", str(tmp_path / "results")],
-        capture_output=True, text=True, timeout=120, env=env,
+        [
+            sys.executable,
+            TRAIN,
+            "--algo",
+            "happo",
+            "--env",
+            "pettingzoo_mpe",
+            "--exp_name",
+            "x",
+            "--log_dir",
+            str(tmp_path / "results"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
     )
     assert out.returncode == 1
     assert time.time() - start < 60
@@ -60,10 +74,32 @@ def test_missing_environment_package_exits_with_the_pip_line(tmp_path):
 
 def test_killed_env_worker_ends_training_within_seconds(tmp_path):
     proc = subprocess.Popen(
-        [sys.executable, TRAIN, "--algo", "happo", "--env", "toy", "--exp_name", "x",
-         "--log_dir", str(tmp_path), "--n_env_workers", "2", "--n_rollout_threads", "2",
-         "--num_env_steps", "10000000", "--use_eval", "False", "--torch_threads", "1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        [
+            sys.executable,
+            TRAIN,
+            "--algo",
+            "happo",
+            "--env",
+            "toy",
+            "--exp_name",
+            "x",
+            "--log_dir",
+            str(tmp_path),
+            "--n_env_workers",
+            "2",
+            "--n_rollout_threads",
+            "2",
+            "--num_env_steps",
+            "10000000",
+            "--use_eval",
+            "False",
+            "--torch_threads",
+            "1",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
     )
     try:
         deadline = time.time() + 90

@@ -1,4 +1,5 @@
 """Config loading, --KEY VALUE overrides, config.json round trips, run dirs and tuned configs."""
+
 import json
 import logging
 import os
@@ -283,7 +284,10 @@ def test_config_json_round_trip(configs, tmp_path):
     path = save_config(args, algo_args, env_args, str(run_dir))
     saved = json.loads(Path(path).read_text())
     assert saved["main_args"] == {
-        "algo": "hatrpo", "env": "toyenv", "exp_name": "exp", "load_config": "",
+        "algo": "hatrpo",
+        "env": "toyenv",
+        "exp_name": "exp",
+        "load_config": "",
     }
     main_args, loaded_algo, loaded_env = load_config_json(path)
     assert (loaded_algo, loaded_env) == (algo_args, env_args)
@@ -291,7 +295,10 @@ def test_config_json_round_trip(configs, tmp_path):
     # --load_config takes algo/env/exp_name from the file; overrides apply on top of it.
     args2, algo2, env2 = build_run_config(None, None, None, path, "", {"gamma": "0.9"})
     assert (args2["algo"], args2["env"], args2["exp_name"], args2["load_config"]) == (
-        "hatrpo", "toyenv", "exp", path,
+        "hatrpo",
+        "toyenv",
+        "exp",
+        path,
     )
     assert algo2["algo"]["kl_threshold"] == 0.005 and algo2["algo"]["gamma"] == 0.9
     assert env2["episode_limit"] == 50
@@ -300,11 +307,15 @@ def test_config_json_round_trip(configs, tmp_path):
 
 def test_config_json_missing_keys_take_defaults_and_are_logged(configs, tmp_path, caplog):
     path = tmp_path / "config.json"
-    path.write_text(json.dumps({
-        "main_args": {"algo": "happo", "env": "toyenv", "exp_name": "old", "load_config": ""},
-        "algo_args": {"model": {"lr": 0.001}, "algo": {"value_loss_coef": 1}},
-        "env_args": {"scenario": "simple_reference_v2"},
-    }))
+    path.write_text(
+        json.dumps(
+            {
+                "main_args": {"algo": "happo", "env": "toyenv", "exp_name": "old", "load_config": ""},
+                "algo_args": {"model": {"lr": 0.001}, "algo": {"value_loss_coef": 1}},
+                "env_args": {"scenario": "simple_reference_v2"},
+            }
+        )
+    )
     with caplog.at_level(logging.INFO, logger="harl.utils.configs_tools"):
         _, algo_args, env_args = load_config_json(path)
     assert algo_args["model"]["lr"] == 0.001 and algo_args["train"]["checkpoint_interval"] == 10
@@ -316,12 +327,12 @@ def test_config_json_missing_keys_take_defaults_and_are_logged(configs, tmp_path
 @pytest.mark.parametrize(
     "content, expected",
     [
-        ({"main_args": {"algo": "happo", "env": "toyenv"}, "algo_args": {"model": {"lrr": 1.0}}},
-         r"Unknown config key 'lrr'.*lr"),
-        ({"main_args": {"algo": "happo", "env": "toyenv"}, "env_args": {"foo": 1}},
-         "Unknown config key 'foo'"),
-        ({"main_args": {"algo": "happo", "env": "toyenv"}, "algo_args": {"eval": {"use_eval": 1}}},
-         "expects a bool"),
+        (
+            {"main_args": {"algo": "happo", "env": "toyenv"}, "algo_args": {"model": {"lrr": 1.0}}},
+            r"Unknown config key 'lrr'.*lr",
+        ),
+        ({"main_args": {"algo": "happo", "env": "toyenv"}, "env_args": {"foo": 1}}, "Unknown config key 'foo'"),
+        ({"main_args": {"algo": "happo", "env": "toyenv"}, "algo_args": {"eval": {"use_eval": 1}}}, "expects a bool"),
         ({"main_args": {"env": "toyenv"}}, "must name 'algo' and 'env'"),
         ({"algo_args": {}}, "not a HARL config.json"),
         ({"main_args": {"algo": "nope", "env": "toyenv"}}, "Unknown algorithm 'nope'"),
@@ -360,9 +371,7 @@ def test_resume_rules(configs, tmp_path):
     with pytest.raises(CheckpointError, match="no .*checkpoint.pt"):
         build_run_config(None, None, None, "", str(run_dir), {})
     Path(checkpoint_path(run_dir)).write_bytes(b"x")
-    resumed, _, _ = build_run_config(
-        None, None, None, "", str(run_dir / "models"), {"n_env_workers": "0"}
-    )
+    resumed, _, _ = build_run_config(None, None, None, "", str(run_dir / "models"), {"n_env_workers": "0"})
     assert resumed["resume"] == str(run_dir) and resumed["exp_name"] == "exp"
     with pytest.raises(ConfigError, match="only .*may change, not lr"):
         build_run_config(None, None, None, "", str(run_dir), {"lr": "0.1"})
@@ -392,12 +401,23 @@ TUNED_FILES = sorted(TUNED.glob("*/*/*/config.json"))
 
 
 def test_tuned_configs_present():
-    published = [p for p in TUNED_FILES if p.parts[-2] not in ("haqo", "qmix", "vdn")
-                 and p.parts[-4:-1:2] != ("football", "mappo")]  # ours: HARL published HAPPO's only
+    published = [
+        p
+        for p in TUNED_FILES
+        if p.parts[-2] not in ("haqo", "qmix", "vdn") and p.parts[-4:-1:2] != ("football", "mappo")
+    ]  # ours: HARL published HAPPO's only
     per_env = {env: len([p for p in published if p.parts[-4] == env]) for env in {p.parts[-4] for p in published}}
     # HARL's files (MPE, MaMuJoCo, SMAC, SMACv2), and the StarCraft ones again on SMAX but
     # corridor (terrain SMAX cannot play)
-    assert per_env == {"pettingzoo_mpe": 42, "mamujoco": 52, "smac": 28, "smacv2": 10, "smax": 35, "football": 5, "dexhands": 3}
+    assert per_env == {
+        "pettingzoo_mpe": 42,
+        "mamujoco": 52,
+        "smac": 28,
+        "smacv2": 10,
+        "smax": 35,
+        "football": 5,
+        "dexhands": 3,
+    }
     assert not list(TUNED.glob("*/*/had3qn"))
 
 
@@ -419,10 +439,15 @@ def test_value_decomposition_tuned_configs_are_pymarl2_settings_beside_happo():
     global state."""
     from harl.utils.configs_tools import get_defaults_yaml_args
 
-    per_map = {"6h_vs_8z": {"epsilon_anneal_steps": 500000, "td_lambda": 0.3},
-               "3s5z_vs_3s6z": {"n_rollout_threads": 4, "batch_episodes": 64}}
-    happo_files = [p for p in TUNED.glob("*/*/happo/config.json")
-                   if p.parts[-4] in ("smac", "smacv2", "smax", "football") or p.parts[-3].endswith("-discrete")]
+    per_map = {
+        "6h_vs_8z": {"epsilon_anneal_steps": 500000, "td_lambda": 0.3},
+        "3s5z_vs_3s6z": {"n_rollout_threads": 4, "batch_episodes": 64},
+    }
+    happo_files = [
+        p
+        for p in TUNED.glob("*/*/happo/config.json")
+        if p.parts[-4] in ("smac", "smacv2", "smax", "football") or p.parts[-3].endswith("-discrete")
+    ]
     for algo in ("qmix", "vdn"):
         files = sorted(TUNED.glob(f"*/*/{algo}/config.json"))
         assert len(files) == len(happo_files) == 37  # 3 discrete MPE, 10 SMAC, 5 SMACv2, 14 SMAX, 5 Football
@@ -436,19 +461,26 @@ def test_value_decomposition_tuned_configs_are_pymarl2_settings_beside_happo():
                 defaults[section] = happo["algo_args"][section]
             defaults["train"]["num_env_steps"] = happo["algo_args"]["train"]["num_env_steps"]
             assert config["algo_args"] == defaults, path
-            assert config["env_args"] == {**happo["env_args"], **({"state_type": "EP"} if "state_type" in happo["env_args"] else {})}
+            assert config["env_args"] == {
+                **happo["env_args"],
+                **({"state_type": "EP"} if "state_type" in happo["env_args"] else {}),
+            }
 
 
 def test_football_mappo_files_are_happos_as_harls_mappo_files_differ_from_its_happo_ones():
     """HARL published Football settings for HAPPO only; MAPPO's files (Table 5 has a MAPPO column)
     take HAPPO's, changed where HARL's own MAPPO files differ from its HAPPO ones (MaMuJoCo):
     parameter sharing (and fixed_order, which MAPPO does not read), in every one of them."""
+
     def differences(mappo_path: Path) -> frozenset:
         mappo = json.loads(mappo_path.read_text())
         happo = json.loads((mappo_path.parent.parent / "happo" / "config.json").read_text())
-        return frozenset(((section, key), value) for section in mappo["algo_args"]
-                         for key, value in mappo["algo_args"][section].items()
-                         if happo["algo_args"][section].get(key) != value)
+        return frozenset(
+            ((section, key), value)
+            for section in mappo["algo_args"]
+            for key, value in mappo["algo_args"][section].items()
+            if happo["algo_args"][section].get(key) != value
+        )
 
     sharing = frozenset({(("algo", "share_param"), True), (("algo", "fixed_order"), True)})
     harl = [differences(path) for path in TUNED.glob("mamujoco/*/mappo/config.json")]
@@ -457,7 +489,10 @@ def test_football_mappo_files_are_happos_as_harls_mappo_files_differ_from_its_ha
     assert len(files) == 5
     for path in files:
         assert differences(path) == sharing, path
-        mappo, happo = json.loads(path.read_text()), json.loads((path.parent.parent / "happo" / "config.json").read_text())
+        mappo, happo = (
+            json.loads(path.read_text()),
+            json.loads((path.parent.parent / "happo" / "config.json").read_text()),
+        )
         assert mappo["main_args"] == {**happo["main_args"], "algo": "mappo"} and mappo["env_args"] == happo["env_args"]
 
 
@@ -481,7 +516,9 @@ def test_haqo_tuned_configs_share_happo_settings():
                 assert haqo["algo_args"][section][key] == happo["algo_args"][section][key], (path, key)
         happo_train = happo["algo_args"]["train"]
         # same env steps between evaluations: HAPPO counts rollouts, HAQO vector steps
-        assert haqo["algo_args"]["train"]["eval_interval"] == happo_train["eval_interval"] * happo_train["episode_length"]
+        assert (
+            haqo["algo_args"]["train"]["eval_interval"] == happo_train["eval_interval"] * happo_train["episode_length"]
+        )
 
 
 def test_vector_step_files_do_not_checkpoint_every_step():
@@ -531,7 +568,8 @@ def test_tuned_config_loads(path):
     if reference.is_file():
         published = json.loads(reference.read_text())
         assert (content["algo_args"], content["env_args"]) == (
-            published["algo_args"], published["env_args"],
+            published["algo_args"],
+            published["env_args"],
         )
 
 
@@ -540,8 +578,11 @@ def test_config_json_without_a_newer_key_keeps_the_behaviour_it_ran_with(tmp_pat
     run does: a config.json written before it loads with eps, so its runs repeat; a file that
     sets it keeps its value."""
     path = tmp_path / "config.json"
-    old = {"main_args": {"algo": "haqo", "env": "smax"}, "algo_args": {"model": {"lr": 0.001}},
-           "env_args": {"map_name": "3m"}}
+    old = {
+        "main_args": {"algo": "haqo", "env": "smax"},
+        "algo_args": {"model": {"lr": 0.001}},
+        "env_args": {"map_name": "3m"},
+    }
     path.write_text(json.dumps(old))
     _, algo_args, _ = load_config_json(path)
     assert algo_args["model"]["prediction"] == "eps" and algo_args["model"]["condition_on_available"] is False

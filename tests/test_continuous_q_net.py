@@ -1,4 +1,5 @@
 """ContinuousQNet's critic forms (model key ``critic_form``)."""
+
 import gymnasium
 import pytest
 import torch
@@ -14,8 +15,13 @@ OBS = [gymnasium.spaces.Box(-1.0, 1.0, (4,)), gymnasium.spaces.Box(-1.0, 1.0, (6
 
 def make_net(form: str, act_spaces=DISCRETE, n_heads: int = 2) -> ContinuousQNet:
     torch.manual_seed(0)
-    return ContinuousQNet({"hidden_sizes": [16, 16], "activation_func": "relu", "critic_form": form},
-                          SHARE, act_spaces, n_heads, obs_spaces=OBS)
+    return ContinuousQNet(
+        {"hidden_sizes": [16, 16], "activation_func": "relu", "critic_form": form},
+        SHARE,
+        act_spaces,
+        n_heads,
+        obs_spaces=OBS,
+    )
 
 
 def joint(net: ContinuousQNet, a0: int, a1: int) -> torch.Tensor:
@@ -89,4 +95,6 @@ def test_auto_form_is_local_on_discrete_actions_and_joint_otherwise():
 
 def test_local_form_needs_the_observation_spaces():
     with pytest.raises(ValueError, match="obs_spaces"):
-        ContinuousQNet({"hidden_sizes": [16], "activation_func": "relu", "critic_form": "additive_local"}, SHARE, DISCRETE)
+        ContinuousQNet(
+            {"hidden_sizes": [16], "activation_func": "relu", "critic_form": "additive_local"}, SHARE, DISCRETE
+        )

@@ -1,5 +1,6 @@
 """benchmarks/critic_control.py (control (a) of issue 32): Monte-Carlo returns with time-limit cuts,
 and the quick path end to end with a randomly initialised teacher (shapes and ranges only)."""
+
 from __future__ import annotations
 
 import argparse
@@ -30,11 +31,26 @@ def test_mc_returns_restart_at_episode_ends_and_flag_cut_or_open_episodes():
 
 def test_quick_path_with_a_random_teacher_reports_numbers_in_range():
     pytest.importorskip("jaxmarl")
-    args = argparse.Namespace(teacher=None, random_teacher=True, steps=5_000, test_steps=1_000, updates=500,
-                              report_every=250, n_envs=16, seed=1, threads=1, quick=True, map_name="3m", critic_form="joint")
+    args = argparse.Namespace(
+        teacher=None,
+        random_teacher=True,
+        steps=5_000,
+        test_steps=1_000,
+        updates=500,
+        report_every=250,
+        n_envs=16,
+        seed=1,
+        threads=1,
+        quick=True,
+        map_name="3m",
+        critic_form="joint",
+    )
     lines = list(critic_control.run(args))
-    rows = [line for line in lines if line.startswith("| ") and not line.startswith("| updates")
-            and not line.startswith("| ---")]
+    rows = [
+        line
+        for line in lines
+        if line.startswith("| ") and not line.startswith("| updates") and not line.startswith("| ---")
+    ]
     assert [row.split(" | ")[0] for row in rows] == ["| 250", "| 500", "| MC regression, 500"]
     for row in rows:
         cells = [c.strip() for c in row.strip("|").split("|")]

@@ -1,5 +1,6 @@
 """Bi-DexterousHands (``--env dexhands``) without Isaac Gym: the missing-package message, and the
 adapter driven end to end against a fake of the benchmark's multi-agent vectorised task."""
+
 from __future__ import annotations
 
 import os
@@ -10,8 +11,8 @@ import time
 import numpy as np
 import pytest
 import torch
-
 from e2e_helpers import TINY_OFF_POLICY, TINY_ON_POLICY, TINY_PER_ALGO, heavy_import_recorder, read_progress, train
+
 from harl.envs import EnvNotInstalledError, check_env_args, make_train_env
 from harl.envs.dexhands import dexhands_env
 
@@ -25,7 +26,8 @@ class _Space:
 
 class FakeMultiVecTask:
     """The benchmark's ``MultiVecTaskPython`` as its README documents it: ``step`` takes the
-    agents' actions (``actions[i]`` is agent i's ``(E, a_i)``, concatenated in order) and returns torch tensors obs ``(E, N, d)``, state
+    agents' actions (``actions[i]`` is agent i's ``(E, a_i)``, concatenated in order) and returns
+    torch tensors obs ``(E, N, d)``, state
     ``(E, N, s)``, rewards ``(E, N, 1)``, dones ``(E, N)``, infos and None; an environment whose
     ``reset_buf`` is set is reset at the start of its next step. Here each hand moves a point by
     its mean action; the episode ends after ``episode_length`` steps or when the point leaves
@@ -55,7 +57,7 @@ class FakeMultiVecTask:
         e = self.num_envs
         features = torch.cat([self.points, self.progress[:, None].float()], 1)  # (E, 3)
         obs = torch.stack([torch.cat([features, torch.full((e, 2), float(i))], 1) for i in range(2)], 1)
-        state = torch.cat([features, self.points ** 2, torch.ones(e, 2)], 1)
+        state = torch.cat([features, self.points**2, torch.ones(e, 2)], 1)
         return obs, torch.stack([state, state], 1)
 
     def reset(self):
@@ -99,7 +101,11 @@ def test_missing_isaac_gym_stops_train_py_in_seconds(tmp_path):
     start = time.monotonic()
     out = subprocess.run(
         [sys.executable, "examples/train.py", "--algo", "happo", "--env", "dexhands", "--log_dir", str(log_dir)],
-        capture_output=True, text=True, cwd=ROOT, timeout=60, env=env,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+        env=env,
     )
     elapsed = time.monotonic() - start
     print(f"missing Isaac Gym: examples/train.py exited {out.returncode} after {elapsed:.2f} s")
@@ -159,15 +165,22 @@ def test_termination_before_the_limit_is_not_a_truncation(fake_benchmark):
 @pytest.mark.parametrize("algo", ["happo", "haqo"])
 def test_training_end_to_end_on_the_fake_task(tmp_path, fake_benchmark, algo):
     tiny = {**(TINY_ON_POLICY if algo == "happo" else TINY_OFF_POLICY), **TINY_PER_ALGO.get(algo, {})}
-    runner = train(algo, "dexhands", str(tmp_path),
-                   {**tiny, "num_env_steps": 80, "hands_episode_length": 10, "task": "ShadowHandPen"})
+    runner = train(
+        algo,
+        "dexhands",
+        str(tmp_path),
+        {**tiny, "num_env_steps": 80, "hands_episode_length": 10, "task": "ShadowHandPen"},
+    )
     rows = read_progress(runner.run_dir)
     assert int(rows[-1]["env_steps"]) == 80 and rows[-1]["eval_episode_return"] != ""
     assert type(runner.envs).__name__ == "DexHandsVecEnv"
     assert all(t.actions_seen for t in fake_benchmark)
     # the buffers keep the observations as tensors on the training device
-    stored = [runner.actor_buffer[0].obs, runner.critic_buffer.share_obs] if algo == "happo" else [
-        runner.buffer.obs[0], runner.buffer.share_obs]
+    stored = (
+        [runner.actor_buffer[0].obs, runner.critic_buffer.share_obs]
+        if algo == "happo"
+        else [runner.buffer.obs[0], runner.buffer.share_obs]
+    )
     assert all(isinstance(x, torch.Tensor) and x.device == runner.device for x in stored)
 
 
@@ -197,10 +210,13 @@ def test_observations_kept_on_the_device_train_as_host_copies_would(tmp_path, mo
             torch.testing.assert_close(p, q, rtol=0, atol=1e-5)
 
 
-@pytest.mark.parametrize("missing, wording", [
-    (["NVIDIA Isaac Gym (...)"], "It is not on PyPI"),
-    (["NVIDIA Isaac Gym (...)", "the Bi-DexterousHands package (...)"], "Neither is on PyPI"),
-])
+@pytest.mark.parametrize(
+    "missing, wording",
+    [
+        (["NVIDIA Isaac Gym (...)"], "It is not on PyPI"),
+        (["NVIDIA Isaac Gym (...)", "the Bi-DexterousHands package (...)"], "Neither is on PyPI"),
+    ],
+)
 def test_the_message_counts_what_is_missing(monkeypatch, missing, wording):
     monkeypatch.setattr(dexhands_env, "missing_requirements", lambda: missing)
     with pytest.raises(EnvNotInstalledError, match=wording):

@@ -1,4 +1,5 @@
 """Diffusion actor (and the Gaussian ablation): schedules, sampler, action codec, losses, path KL."""
+
 from __future__ import annotations
 
 import copy
@@ -12,10 +13,10 @@ from torch import nn
 
 from harl.models.base.distributions import masked_kl
 from harl.models.policy_models.diffusion_policy import (
-    chain_log_probs,
     ActionCodec,
     DiffusionPolicy,
     beta_schedule,
+    chain_log_probs,
     sinusoidal_embedding,
 )
 from harl.models.policy_models.gaussian_candidate_policy import GaussianCandidatePolicy
@@ -27,9 +28,18 @@ DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.i
 
 def make_args(**overrides):
     args = dict(
-        hidden_sizes=[32, 32], activation_func="relu", use_feature_normalization=True,
-        initialization_method="orthogonal_", gain=0.01, n_timesteps=8, beta_schedule="vp",
-        beta_min=0.1, beta_max=10.0, time_embed_dim=16, eval_samples=16, prediction="eps",
+        hidden_sizes=[32, 32],
+        activation_func="relu",
+        use_feature_normalization=True,
+        initialization_method="orthogonal_",
+        gain=0.01,
+        n_timesteps=8,
+        beta_schedule="vp",
+        beta_min=0.1,
+        beta_max=10.0,
+        time_embed_dim=16,
+        eval_samples=16,
+        prediction="eps",
     )
     args.update(overrides)
     return args
@@ -321,8 +331,11 @@ def test_action_kl_is_zero_for_an_identical_actor_and_below_the_path_kl():
     available = torch.ones(16, 4)
     available[:8, 0] = 0.0
     record = old.action_record(obs, available, 4000)
-    assert (old.chain_actions(obs, record.noise, record.available).unsqueeze(-1) != 0).logical_or(
-        available[:, None, :1].bool()).all()  # action 0 never where unavailable
+    assert (
+        (old.chain_actions(obs, record.noise, record.available).unsqueeze(-1) != 0)
+        .logical_or(available[:, None, :1].bool())
+        .all()
+    )  # action 0 never where unavailable
     assert torch.equal(copy.deepcopy(old).kl_from_record(obs, record), torch.zeros(16))
     new = copy.deepcopy(old)
     with torch.no_grad():

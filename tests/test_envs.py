@@ -106,21 +106,15 @@ def test_mpe_spaces_steps_and_truncation(scenario, continuous, obs_sizes, state_
     env.close()
 
 
-@pytest.mark.parametrize(
-    "scenario", ["simple_spread_v3", "simple_reference_v3", "simple_speaker_listener_v4"]
-)
+@pytest.mark.parametrize("scenario", ["simple_spread_v3", "simple_reference_v3", "simple_speaker_listener_v4"])
 @pytest.mark.parametrize("continuous", [True, False])
 def test_mpe_adapter_equals_pettingzoo_parallel_env(scenario, continuous):
     """The adapter steps mpe2's unwrapped AEC env; it must match the public parallel_env."""
     pytest.importorskip("mpe2")
     import importlib
 
-    reference = importlib.import_module(f"mpe2.{scenario}").parallel_env(
-        continuous_actions=continuous, max_cycles=6
-    )
-    env = load_adapter("pettingzoo_mpe")(
-        {"scenario": scenario, "continuous_actions": continuous, "max_cycles": 6}
-    )
+    reference = importlib.import_module(f"mpe2.{scenario}").parallel_env(continuous_actions=continuous, max_cycles=6)
+    env = load_adapter("pettingzoo_mpe")({"scenario": scenario, "continuous_actions": continuous, "max_cycles": 6})
     names = reference.possible_agents
     ref_obs, _ = reference.reset(seed=4)
     obs, share_obs, _ = env.reset(4)
@@ -354,14 +348,22 @@ def test_toy_fp_state_has_agent_ids():
 
 
 def test_unknown_env_name_lists_registered_names():
-    with pytest.raises(ValueError, match="registered environments: dexhands, football, mamujoco, occupation, pettingzoo_mpe, smac, smacv2, smax, toy"):
+    with pytest.raises(
+        ValueError,
+        match="registered environments: dexhands, football, mamujoco, occupation, pettingzoo_mpe, smac, smacv2, "
+        "smax, toy",
+    ):
         make_train_env("starcraft3", 1, 2, {}, 0)
     assert set(ENV_REGISTRY) >= {"pettingzoo_mpe", "mamujoco", "smac", "smacv2", "smax", "toy", "occupation"}
 
 
 @pytest.mark.parametrize(
     "env_name,package,extra",
-    [("pettingzoo_mpe", "mpe2", "mpe"), ("mamujoco", "gymnasium_robotics", "mamujoco"), ("smax", "jaxmarl.environments.smax", "smax")],
+    [
+        ("pettingzoo_mpe", "mpe2", "mpe"),
+        ("mamujoco", "gymnasium_robotics", "mamujoco"),
+        ("smax", "jaxmarl.environments.smax", "smax"),
+    ],
 )
 def test_missing_package_names_the_pip_extra(monkeypatch, env_name, package, extra):
     module_name = ENV_REGISTRY[env_name].partition(":")[0]

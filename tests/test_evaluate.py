@@ -1,5 +1,6 @@
 """examples/evaluate.py: a finished run's saved policy is evaluated again from its own config,
 reproducibly, and a directory that is not a run is a clear error."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -8,8 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from e2e_helpers import TINY_OFF_POLICY, TINY_ON_POLICY, TINY_QMIX, train
+
 from harl.utils.configs_tools import ConfigError
 
 SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "evaluate.py"
@@ -18,10 +19,13 @@ evaluate_script = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(evaluate_script)
 
 
-@pytest.mark.parametrize("algo, overrides", [
-    ("happo", {**TINY_ON_POLICY, "num_env_steps": 80}),
-    ("haqo", {**TINY_OFF_POLICY, "n_timesteps": 4, "num_env_steps": 120}),
-])
+@pytest.mark.parametrize(
+    "algo, overrides",
+    [
+        ("happo", {**TINY_ON_POLICY, "num_env_steps": 80}),
+        ("haqo", {**TINY_OFF_POLICY, "n_timesteps": 4, "num_env_steps": 120}),
+    ],
+)
 def test_evaluates_the_saved_policy_with_the_runs_settings(tmp_path, algo, overrides):
     runner = train(algo, "pettingzoo_mpe", str(tmp_path / "runs"), {**overrides, "max_cycles": 10})
     first = evaluate_script.evaluate_run(runner.run_dir, 4, 7)
@@ -32,20 +36,27 @@ def test_evaluates_the_saved_policy_with_the_runs_settings(tmp_path, algo, overr
     assert other_seed["eval_episode_return"] != first["eval_episode_return"]
 
 
-@pytest.mark.parametrize("algo, overrides", [
-    ("happo", {**TINY_ON_POLICY, "num_env_steps": 80}),
-    ("haqo", {**TINY_OFF_POLICY, "n_timesteps": 4, "num_env_steps": 120}),
-    # the schedule's end at 1.0: a uniformly random behaviour policy, far from the greedy one
-    ("qmix", {**TINY_QMIX, "num_env_steps": 120, "continuous_actions": False, "epsilon_finish": 1.0}),
-])
+@pytest.mark.parametrize(
+    "algo, overrides",
+    [
+        ("happo", {**TINY_ON_POLICY, "num_env_steps": 80}),
+        ("haqo", {**TINY_OFF_POLICY, "n_timesteps": 4, "num_env_steps": 120}),
+        # the schedule's end at 1.0: a uniformly random behaviour policy, far from the greedy one
+        ("qmix", {**TINY_QMIX, "num_env_steps": 120, "continuous_actions": False, "epsilon_finish": 1.0}),
+    ],
+)
 def test_stochastic_evaluation_acts_as_in_training_reproducibly(tmp_path, algo, overrides):
     runner = train(algo, "pettingzoo_mpe", str(tmp_path / "runs"), {**overrides, "max_cycles": 10})
     deterministic = evaluate_script.evaluate_run(runner.run_dir, 4, 7)
     sampled = evaluate_script.evaluate_run(runner.run_dir, 4, 7, explore=True)
     assert sampled == evaluate_script.evaluate_run(runner.run_dir, 4, 7, explore=True)
     assert sampled["eval_episode_return"] != deterministic["eval_episode_return"]
-    result = subprocess.run([sys.executable, str(SCRIPT), runner.run_dir, "--eval_episodes", "4", "--eval_seed", "7",
-                             "--stochastic"], capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), runner.run_dir, "--eval_episodes", "4", "--eval_seed", "7", "--stochastic"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     row = result.stdout.splitlines()[-1].split(" | ")
     assert row[3] == "sampled" and float(row[5]) == pytest.approx(sampled["eval_episode_return"], abs=0.006)
 
@@ -58,7 +69,9 @@ def test_a_directory_without_a_run_is_a_config_error(tmp_path):
 
 
 def test_a_run_without_final_weights_is_evaluated_from_its_checkpoint(tmp_path, capsys):
-    runner = train("happo", "pettingzoo_mpe", str(tmp_path / "runs"), {**TINY_ON_POLICY, "num_env_steps": 80, "max_cycles": 10})
+    runner = train(
+        "happo", "pettingzoo_mpe", str(tmp_path / "runs"), {**TINY_ON_POLICY, "num_env_steps": 80, "max_cycles": 10}
+    )
     final = evaluate_script.evaluate_run(runner.run_dir, 4, 7)
     models = Path(runner.run_dir) / "models"
     for weights in models.glob("*_agent*.pt"):

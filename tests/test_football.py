@@ -1,5 +1,6 @@
 """Google Research Football (``--env football``): the adapter's own computations always; the real
 engine (``gfootball``, built by ``scripts/install_football.sh``, which CI runs) where installed."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -10,8 +11,8 @@ import time
 
 import numpy as np
 import pytest
-
 from e2e_helpers import TINY_OFF_POLICY, TINY_ON_POLICY, TINY_PER_ALGO, heavy_import_recorder, read_progress, train
+
 from harl.envs import EnvNotInstalledError, check_env_args, make_train_env
 from harl.envs.football.features import ACADEMY_PLAYERS, CHECKPOINT_BONUS, checkpoint_rewards, global_state
 
@@ -160,7 +161,8 @@ def test_training_end_to_end_reports_the_score_rate(tmp_path, algo):
     assert type(runner.envs).__name__ == "SubprocVecEnv"
     if algo == "happo":  # the re-evaluation script reports the score rate too
         script = os.path.join(os.path.dirname(__file__), "..", "examples", "evaluate.py")
-        out = subprocess.run([sys.executable, script, runner.run_dir, "--eval_episodes", "2"],
-                             capture_output=True, text=True, check=True).stdout
+        out = subprocess.run(
+            [sys.executable, script, runner.run_dir, "--eval_episodes", "2"], capture_output=True, text=True, check=True
+        ).stdout
         rate = out.strip().splitlines()[-1].split("|")[6].strip()
         assert 0.0 <= float(rate) <= 1.0

@@ -1,4 +1,5 @@
 """HAQO actor: weights, candidate selection, the update, the KL line search, config and checkpoints."""
+
 from __future__ import annotations
 
 import copy
@@ -157,7 +158,7 @@ def test_select_joint_actions_picks_the_best_by_q_and_respects_bounds():
     actors = [HAQO(make_args(), OBS, BOX), HAQO(make_args(), OBS, gym.spaces.Box(0.0, 2.0, (1,)))]
     obs = [torch.randn(40, 3), torch.randn(40, 3)]
     # Q rewards agent 0's first coordinate and agent 1's action
-    q_fn = lambda joint: (joint[..., :1] + joint[..., 2:3])  # noqa: E731
+    q_fn = lambda joint: joint[..., :1] + joint[..., 2:3]  # noqa: E731
     one = select_joint_actions(actors, obs, [None, None], 1)
     torch.manual_seed(1)
     best = select_joint_actions(actors, obs, [None, None], 16, q_fn)
@@ -222,8 +223,10 @@ def test_one_network_call_per_step_for_all_agents_candidates_and_envs(monkeypatc
         actors = [HAQO(make_args(n_timesteps=steps), OBS, BOX)] * 3
         expected = [("own", (4, 3, 20))] * steps  # (K, agents, B)
     else:
-        actors = [HAQO(make_args(n_timesteps=steps), gym.spaces.Box(-1, 1, (d,)), space)
-                  for d, space in zip(obs_sizes, [BOX, gym.spaces.Discrete(3), BOX])]
+        actors = [
+            HAQO(make_args(n_timesteps=steps), gym.spaces.Box(-1, 1, (d,)), space)
+            for d, space in zip(obs_sizes, [BOX, gym.spaces.Discrete(3), BOX])
+        ]
         expected = [("stacked", (2, 4, 20)), ("own", (4, 1, 20))] * steps
     calls = _count_network_calls(monkeypatch, actors)
     xs = [sample.x for sample in sample_candidates(actors, [torch.randn(20, d) for d in obs_sizes], 4)]
@@ -268,7 +271,9 @@ def test_stacked_observation_parts_equal_each_denoisers_own(feature_norm):
         mixed_obs = [torch.randn(6, 7, 3), torch.randn(6, 7, 5)]
         sampling = start_group_sampling([a.actor for a in mixed], mixed_obs, n=2)
         for g, (a, o) in enumerate(zip(mixed, mixed_obs)):
-            torch.testing.assert_close(sampling.conditions[:, g, 0], a.actor.denoiser.step_conditions(o), rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(
+                sampling.conditions[:, g, 0], a.actor.denoiser.step_conditions(o), rtol=1e-5, atol=1e-5
+            )
 
 
 def _group_sample(actors, obs, seed):
@@ -382,8 +387,17 @@ def test_update_moves_the_policy_toward_high_q(actor_kind, device):
         info = actor.train(obs, [torch.zeros(128, 2, device=device)], 0, peak_q(target))
     after = (actor.get_actions(obs) - target).pow(2).sum(-1).mean()
     assert after < 0.5 * before
-    expected_keys = {"loss_qv", "loss_ent", "weight_mean", "weight_nonzero", "q_mean", "candidate_spread",
-                     "grad_norm", "time_sampling", "time_update"}
+    expected_keys = {
+        "loss_qv",
+        "loss_ent",
+        "weight_mean",
+        "weight_nonzero",
+        "q_mean",
+        "candidate_spread",
+        "grad_norm",
+        "time_sampling",
+        "time_update",
+    }
     assert set(info) == expected_keys and all(isinstance(v, float) for v in info.values())
 
 
@@ -414,8 +428,11 @@ def test_action_kl_line_search_on_discrete_actions():
     on fixed chains), which the path KL overstates on Discrete codes."""
     torch.manual_seed(0)
     threshold = 0.02
-    actor = HAQO(make_args(lr=1e-2, kl_threshold=threshold, kl_measure="action", enumerate_discrete=True), OBS,
-                 gym.spaces.Discrete(4))
+    actor = HAQO(
+        make_args(lr=1e-2, kl_threshold=threshold, kl_measure="action", enumerate_discrete=True),
+        OBS,
+        gym.spaces.Discrete(4),
+    )
     obs, avail = torch.randn(64, 3), torch.ones(64, 4)
     avail[:32, 3] = 0.0
     q_fn = lambda joint: joint[..., 1:2]  # noqa: E731  (action 1 is the best everywhere)
@@ -433,8 +450,14 @@ def test_condition_on_available_lets_the_actor_learn_a_mask_dependent_policy():
     hits = {}
     for conditioned in (True, False):
         torch.manual_seed(0)
-        args = make_args(condition_on_available=conditioned, prediction="x0", enumerate_discrete=True, drift="none",
-                         lr=3e-3, entropy_alpha=0.0)
+        args = make_args(
+            condition_on_available=conditioned,
+            prediction="x0",
+            enumerate_discrete=True,
+            drift="none",
+            lr=3e-3,
+            entropy_alpha=0.0,
+        )
         actor = HAQO(args, OBS, gym.spaces.Discrete(4))
         assert actor.policy_input(torch.zeros(5, 3), None).shape == (5, 3 + 4 * conditioned)
 
@@ -602,9 +625,23 @@ def test_yaml_every_key_commented_and_shared_keys_match_hasac():
             if any(key in s for s in haqo.values()):
                 assert key in haqo[section], f"{key} is in {section} in hasac.yaml"
     algo = haqo["algo"]
-    for key in ("behavior_candidates", "target_candidates", "train_candidates", "chosen", "q_transform",
-                "qcut_epsilon", "entropy_alpha", "entropy_samples", "actor_steps", "drift", "kl_threshold",
-                "ls_steps", "sequential", "fixed_order", "max_grad_norm"):
+    for key in (
+        "behavior_candidates",
+        "target_candidates",
+        "train_candidates",
+        "chosen",
+        "q_transform",
+        "qcut_epsilon",
+        "entropy_alpha",
+        "entropy_samples",
+        "actor_steps",
+        "drift",
+        "kl_threshold",
+        "ls_steps",
+        "sequential",
+        "fixed_order",
+        "max_grad_norm",
+    ):
         assert key in algo
     model_keys = ("n_timesteps", "beta_schedule", "actor", "hidden_sizes", "activation_func", "lr")
     for key in (*model_keys, "use_feature_normalization"):
@@ -615,12 +652,20 @@ def test_yaml_every_key_commented_and_shared_keys_match_hasac():
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        ({"actor": "flow"}, "actor"), ({"drift": "clip"}, "drift"), ({"q_transform": "exp"}, "q_transform"),
-        ({"train_candidates": 1, "chosen": 1}, "train_candidates"), ({"chosen": 5}, "chosen"),
-        ({"entropy_samples": 0}, "entropy_samples"), ({"policy_freq": 0}, "policy_freq"),
-        ({"kl_measure": "exact"}, "kl_measure"), ({"kl_chains": 0}, "kl_chains"),
+        ({"actor": "flow"}, "actor"),
+        ({"drift": "clip"}, "drift"),
+        ({"q_transform": "exp"}, "q_transform"),
+        ({"train_candidates": 1, "chosen": 1}, "train_candidates"),
+        ({"chosen": 5}, "chosen"),
+        ({"entropy_samples": 0}, "entropy_samples"),
+        ({"policy_freq": 0}, "policy_freq"),
+        ({"kl_measure": "exact"}, "kl_measure"),
+        ({"kl_chains": 0}, "kl_chains"),
         ({"kl_measure": "action"}, "kl_measure 'action' estimates the KL of Discrete actions"),
-        ({"behavior_candidates": 1, "target_candidates": 2}, r"'behavior_candidates' \(1\) must be >= target_candidates \(2\)"),
+        (
+            {"behavior_candidates": 1, "target_candidates": 2},
+            r"'behavior_candidates' \(1\) must be >= target_candidates \(2\)",
+        ),
     ],
 )
 def test_invalid_settings_raise(overrides, message):

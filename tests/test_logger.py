@@ -1,4 +1,5 @@
 """progress.csv, TensorBoard purge on resume, the progress display and episode tracking."""
+
 import csv
 import io
 import time
@@ -38,7 +39,10 @@ def test_csv_columns_blanks_and_window_means(tmp_path):
     row = read_rows(tmp_path)[1]
     assert row["train_episode_return"] == row["train_won"] == ""
     assert (row["wall_time"], row["fps"], row["eval_episode_return"], row["eval_won"]) == (
-        "12.5", "7.0", "-4.0", "1.0",
+        "12.5",
+        "7.0",
+        "-4.0",
+        "1.0",
     )
 
 
@@ -57,14 +61,15 @@ def test_resume_truncates_csv_and_purges_tensorboard(tmp_path):
     with RunLogger(str(tmp_path), (), 1000, disable_progress=True) as logger:
         for step in (100, 200, 300):
             logger.log_row(step, row={"eval_episode_return": float(step)})
-    with RunLogger(str(tmp_path), (), 1000, start_step=200, start_wall=50.0,
-                   disable_progress=True) as logger:
+    with RunLogger(str(tmp_path), (), 1000, start_step=200, start_wall=50.0, disable_progress=True) as logger:
         assert [r["env_steps"] for r in read_rows(tmp_path)] == ["100", "200"]
         assert logger.wall_time() >= 50.0
         logger.log_row(300, row={"eval_episode_return": -1.0})
     rows = read_rows(tmp_path)
     assert [(r["env_steps"], r["eval_episode_return"]) for r in rows] == [
-        ("100", "100.0"), ("200", "200.0"), ("300", "-1.0"),
+        ("100", "100.0"),
+        ("200", "200.0"),
+        ("300", "-1.0"),
     ]
     assert float(rows[-1]["wall_time"]) >= 50.0
     events = EventAccumulator(str(tmp_path / "logs"))
@@ -133,7 +138,9 @@ def test_progress_phases_show_no_eta_and_the_rate_starts_after_them(tmp_path):
         logger.advance(600)  # the second mark: a rate, printed at once
         elapsed = time.monotonic() - start
     lines = stream.getvalue().splitlines()
-    assert lines[0] == "[harl] 0/1,000 steps (0.0%) | compiling the batched environment | train return - | eval return -"
+    assert (
+        lines[0] == "[harl] 0/1,000 steps (0.0%) | compiling the batched environment | train return - | eval return -"
+    )
     assert lines[1].startswith("[harl] 100/1,000 steps (10.0%) | warm-up 100/400 random steps | train return")
     assert lines[2].startswith("[harl] 400/1,000 steps (40.0%) | measuring speed |")
     assert all("ETA" not in line and "fps" not in line for line in lines[:3])
@@ -213,5 +220,4 @@ def test_episode_tracker_returns_and_metrics():
     assert finished.metrics == {}
     tracker.update(rewards, not_done)
     tracker.reset()
-    np.testing.assert_allclose(tracker.update(rewards, [{"episode_done": True}] * 3).returns,
-                               [2.0, 0.0, -2.0])
+    np.testing.assert_allclose(tracker.update(rewards, [{"episode_done": True}] * 3).returns, [2.0, 0.0, -2.0])

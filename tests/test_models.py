@@ -1,4 +1,5 @@
 """Networks, distributions, value normalisation and trust-region utilities."""
+
 from __future__ import annotations
 
 import gymnasium as gym
@@ -239,7 +240,9 @@ def test_kl_divergences_match_torch():
     mu_p, mu_q = torch.randn(5, 3), torch.randn(5, 3)
     s_p, s_q = torch.rand(5, 3) + 0.1, torch.rand(5, 3) + 0.1
     ours = kl_divergence(FixedNormal(mu_p, s_p), FixedNormal(mu_q, s_q))
-    ref = torch.distributions.kl_divergence(torch.distributions.Normal(mu_p, s_p), torch.distributions.Normal(mu_q, s_q))
+    ref = torch.distributions.kl_divergence(
+        torch.distributions.Normal(mu_p, s_p), torch.distributions.Normal(mu_q, s_q)
+    )
     assert torch.allclose(ours, ref.sum(-1), atol=1e-5)
 
 

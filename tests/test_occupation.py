@@ -1,11 +1,12 @@
 """The occupation game (harl/envs/occupation) and MPE landmark coverage: geometry, reward,
 coverage metrics, training."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from e2e_helpers import TINY_OFF_POLICY, TINY_ON_POLICY, assert_run_layout, train
+
 from harl.envs import check_env_args, make_train_env
 from harl.envs.coverage import balance, occupancy
 from harl.envs.occupation.occupation_env import OccupationEnv, target_positions
@@ -79,12 +80,15 @@ def test_spaces_observations_and_seeded_resets(state_type):
     assert np.all(env.positions <= 1.0)
 
 
-@pytest.mark.parametrize("bad, message", [
-    ({"n_agents": 0}, "n_agents must be a positive integer"),
-    ({"target_radius": -0.1}, "target_radius must be a positive number"),
-    ({"target_distance": 0.9, "target_radius": 0.2}, "must be at most 1"),
-    ({"state_type": "XP"}, "state_type"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ({"n_agents": 0}, "n_agents must be a positive integer"),
+        ({"target_radius": -0.1}, "target_radius must be a positive number"),
+        ({"target_distance": 0.9, "target_radius": 0.2}, "must be at most 1"),
+        ({"state_type": "XP"}, "state_type"),
+    ],
+)
 def test_bad_settings_are_refused_with_the_reason(bad, message):
     with pytest.raises(ValueError, match=message):
         check_env_args("occupation", bad)
@@ -99,11 +103,14 @@ def test_vector_env_reports_the_coverage_metrics():
     assert all(info["episode_done"] and info["episode_metrics"]["coverage"] == 0.0 for info in result.infos)
 
 
-@pytest.mark.parametrize("algo, overrides", [
-    ("happo", TINY_ON_POLICY),
-    ("haqo", {**TINY_OFF_POLICY, "n_timesteps": 2}),
-    ("haqo", {**TINY_OFF_POLICY, "n_timesteps": 2, "actor": "gaussian"}),
-])
+@pytest.mark.parametrize(
+    "algo, overrides",
+    [
+        ("happo", TINY_ON_POLICY),
+        ("haqo", {**TINY_OFF_POLICY, "n_timesteps": 2}),
+        ("haqo", {**TINY_OFF_POLICY, "n_timesteps": 2, "actor": "gaussian"}),
+    ],
+)
 def test_training_logs_coverage_for_haqo_its_gaussian_ablation_and_happo(tmp_path, algo, overrides):
     runner = train(algo, "occupation", str(tmp_path), {**overrides, "num_env_steps": 200, "episode_limit": 10})
     rows = assert_run_layout(runner.run_dir, 200)
@@ -139,8 +146,12 @@ def test_landmark_coverage_is_simple_spread_with_two_agents_and_three_fixed_land
 
 
 def test_training_on_landmark_coverage_logs_per_landmark_coverage(tmp_path):
-    runner = train("haqo", "pettingzoo_mpe", str(tmp_path),
-                   {**TINY_OFF_POLICY, "n_timesteps": 2, "num_env_steps": 200, "scenario": "landmark_coverage"})
+    runner = train(
+        "haqo",
+        "pettingzoo_mpe",
+        str(tmp_path),
+        {**TINY_OFF_POLICY, "n_timesteps": 2, "num_env_steps": 200, "scenario": "landmark_coverage"},
+    )
     evaluated = [r for r in assert_run_layout(runner.run_dir, 200) if r["eval_coverage"] != ""]
     assert evaluated and all(r["eval_landmark_2"] != "" for r in evaluated)
     assert "landmark_coverage" in runner.run_dir

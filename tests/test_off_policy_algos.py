@@ -1,4 +1,5 @@
 """Off-policy actors and critics: TD targets, twin-min, Polyak, temperature, masks, updates."""
+
 from __future__ import annotations
 
 import copy
@@ -27,12 +28,29 @@ MIXED_ACTS = [gym.spaces.Box(-1.0, 1.0, (2,), np.float32), gym.spaces.Discrete(4
 
 def make_args(**overrides):
     args = dict(
-        hidden_sizes=[32, 32], activation_func="relu", final_activation_func="tanh",
-        use_feature_normalization=True, initialization_method="orthogonal_", gain=0.01,
-        lr=1e-3, critic_lr=1e-3, polyak=0.005, gamma=0.9, use_policy_active_masks=True,
-        use_proper_time_limits=True, use_huber_loss=False, huber_delta=10.0, use_valuenorm=False,
-        auto_alpha=True, alpha=0.2, alpha_lr=3e-4, expl_noise=0.1, policy_noise=0.2, noise_clip=0.5,
-        policy_freq=2, critic_form="joint",
+        hidden_sizes=[32, 32],
+        activation_func="relu",
+        final_activation_func="tanh",
+        use_feature_normalization=True,
+        initialization_method="orthogonal_",
+        gain=0.01,
+        lr=1e-3,
+        critic_lr=1e-3,
+        polyak=0.005,
+        gamma=0.9,
+        use_policy_active_masks=True,
+        use_proper_time_limits=True,
+        use_huber_loss=False,
+        huber_delta=10.0,
+        use_valuenorm=False,
+        auto_alpha=True,
+        alpha=0.2,
+        alpha_lr=3e-4,
+        expl_noise=0.1,
+        policy_noise=0.2,
+        noise_clip=0.5,
+        policy_freq=2,
+        critic_form="joint",
     )
     args.update(overrides)
     return args
@@ -43,7 +61,8 @@ def make_batch(act_spaces, state_type="EP", seed=0):
     g = torch.Generator().manual_seed(seed)
     stream = (B, 2) if state_type == "FP" else (B,)
     actions = [
-        torch.randint(0, sp.n, (B, 1), generator=g).float() if isinstance(sp, gym.spaces.Discrete)
+        torch.randint(0, sp.n, (B, 1), generator=g).float()
+        if isinstance(sp, gym.spaces.Discrete)
         else torch.rand(B, sp.shape[0], generator=g)
         for sp in act_spaces
     ]
@@ -179,8 +198,9 @@ DISCRETE_ACTS = [gym.spaces.Discrete(3), gym.spaces.Discrete(4)]
 def test_local_additive_critic_reads_the_batch_observations(state_type):
     """critic_form additive_local: TD training reads batch.obs / batch.next_obs, evaluations take obs."""
     torch.manual_seed(0)
-    critic = TwinContinuousQCritic(make_args(critic_lr=5e-3, critic_form="additive_local"), SHARE, DISCRETE_ACTS, 2,
-                                   state_type, obs_spaces=OBS)
+    critic = TwinContinuousQCritic(
+        make_args(critic_lr=5e-3, critic_form="additive_local"), SHARE, DISCRETE_ACTS, 2, state_type, obs_spaces=OBS
+    )
     batch = make_batch(DISCRETE_ACTS, state_type)
     next_actions = next_actions_for(batch, DISCRETE_ACTS)
     losses = [critic.train(batch, next_actions)["critic_loss"] for _ in range(100)]
@@ -199,8 +219,9 @@ def test_min_q_fn_scores_like_min_q_and_reads_the_observations_once(state_type, 
     """HAQO's actor round scores every agent's candidates at the same states: min_q_fn gives
     min_q's values, and the local utilities are computed when it is built, not at every call."""
     torch.manual_seed(0)
-    critic = TwinContinuousQCritic(make_args(critic_form=critic_form), SHARE, DISCRETE_ACTS, 2, state_type,
-                                   obs_spaces=OBS)
+    critic = TwinContinuousQCritic(
+        make_args(critic_form=critic_form), SHARE, DISCRETE_ACTS, 2, state_type, obs_spaces=OBS
+    )
     batch = make_batch(DISCRETE_ACTS, state_type)
     calls = []
     for head in critic.critic.heads:
@@ -209,14 +230,16 @@ def test_min_q_fn_scores_like_min_q_and_reads_the_observations_once(state_type, 
     q_fn = critic.min_q_fn(batch.share_obs, batch.obs, target=False)
     built = len(calls)
     for candidates in (torch.randn(5, B, 7), torch.randn(B, 7)):
-        torch.testing.assert_close(q_fn(candidates), critic.min_q(batch.share_obs, candidates, obs=batch.obs),
-                                   rtol=0, atol=0)
+        torch.testing.assert_close(
+            q_fn(candidates), critic.min_q(batch.share_obs, candidates, obs=batch.obs), rtol=0, atol=0
+        )
     if critic_form == "additive_local":  # only the two min_q calls computed utilities again
         assert (built, len(calls)) == (critic.n_heads, 3 * critic.n_heads)
     target_fn = critic.min_q_fn(batch.share_obs, batch.obs, target=True)
     candidates = torch.randn(3, B, 7)
-    torch.testing.assert_close(target_fn(candidates), critic.min_q(batch.share_obs, candidates, target=True,
-                                                                   obs=batch.obs), rtol=0, atol=0)
+    torch.testing.assert_close(
+        target_fn(candidates), critic.min_q(batch.share_obs, candidates, target=True, obs=batch.obs), rtol=0, atol=0
+    )
 
 
 def test_discrete_actions_enter_the_critic_one_hot():
@@ -299,11 +322,14 @@ def test_ma_variants_share_the_ha_actors():
         HADDPG(make_args(), OBS[1], MIXED_ACTS[1])
 
 
-@pytest.mark.parametrize("actor_cls, critic_cls, act_spaces", [
-    (HADDPG, ContinuousQCritic, BOX_ACTS),
-    (HATD3, TwinContinuousQCritic, BOX_ACTS),
-    (HASAC, SoftTwinContinuousQCritic, MIXED_ACTS),
-])
+@pytest.mark.parametrize(
+    "actor_cls, critic_cls, act_spaces",
+    [
+        (HADDPG, ContinuousQCritic, BOX_ACTS),
+        (HATD3, TwinContinuousQCritic, BOX_ACTS),
+        (HASAC, SoftTwinContinuousQCritic, MIXED_ACTS),
+    ],
+)
 def test_actor_update_improves_its_objective_and_touches_only_its_policy(actor_cls, critic_cls, act_spaces):
     torch.manual_seed(0)
     critic = critic_cls(make_args(), SHARE, act_spaces, 2, "FP")
@@ -334,8 +360,9 @@ def test_hasac_actor_scores_its_actions_with_a_local_additive_critic():
     """critic_form additive_local under HASAC: the actor update hands every agent's observations to
     the critic (all_obs), and only its own utility ranks its actions."""
     torch.manual_seed(0)
-    critic = SoftTwinContinuousQCritic(make_args(critic_form="additive_local"), SHARE, DISCRETE_ACTS, 2, "EP",
-                                       obs_spaces=OBS)
+    critic = SoftTwinContinuousQCritic(
+        make_args(critic_form="additive_local"), SHARE, DISCRETE_ACTS, 2, "EP", obs_spaces=OBS
+    )
     actor = HASAC(make_args(auto_alpha=False, alpha=1e-3), OBS[0], DISCRETE_ACTS[0])
     batch = make_batch(DISCRETE_ACTS)
     joint = critic.encode_actions(batch.actions)
@@ -348,8 +375,16 @@ def test_hasac_actor_scores_its_actions_with_a_local_additive_critic():
 
     start = value()
     for _ in range(30):
-        actor.train(batch.obs[0], batch.share_obs, joint, 0, critic, batch.available_actions[0],
-                    batch.valid_transitions[:, 0], batch.obs)
+        actor.train(
+            batch.obs[0],
+            batch.share_obs,
+            joint,
+            0,
+            critic,
+            batch.available_actions[0],
+            batch.valid_transitions[:, 0],
+            batch.obs,
+        )
     assert value() > start
     with pytest.raises(ValueError, match="pass obs"):
         actor.train(batch.obs[0], batch.share_obs, joint, 0, critic, batch.available_actions[0])
@@ -421,18 +456,24 @@ def test_state_dict_round_trip_of_actor_and_critic(tmp_path):
     actor3.restore(str(tmp_path), 1)
     critic3 = SoftTwinContinuousQCritic(make_args(use_valuenorm=True), SHARE, MIXED_ACTS, 2, "EP")
     critic3.restore(str(tmp_path))
-    for online, loaded in ((actor.actor, actor3.actor), (critic.critic, critic3.critic),
-                           (critic.target_critic, critic3.target_critic)):
+    for online, loaded in (
+        (actor.actor, actor3.actor),
+        (critic.critic, critic3.critic),
+        (critic.target_critic, critic3.target_critic),
+    ):
         for p, q in zip(online.parameters(), loaded.parameters()):
             torch.testing.assert_close(p, q)
     torch.testing.assert_close(critic3.value_normalizer.running_mean, critic.value_normalizer.running_mean)
 
 
 @pytest.mark.parametrize("device", ["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
-@pytest.mark.parametrize("actor_cls, critic_cls, act_spaces", [
-    (HATD3, TwinContinuousQCritic, BOX_ACTS),
-    (HASAC, SoftTwinContinuousQCritic, MIXED_ACTS),
-])
+@pytest.mark.parametrize(
+    "actor_cls, critic_cls, act_spaces",
+    [
+        (HATD3, TwinContinuousQCritic, BOX_ACTS),
+        (HASAC, SoftTwinContinuousQCritic, MIXED_ACTS),
+    ],
+)
 def test_one_full_update_on_device(device, actor_cls, critic_cls, act_spaces):
     args = make_args(use_valuenorm=True)
     critic = critic_cls(args, SHARE, act_spaces, 2, "EP", device=device)

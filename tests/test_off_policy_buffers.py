@@ -1,4 +1,5 @@
 """Off-policy replay buffers: n-step targets, termination vs truncation, masks, checkpoints."""
+
 from __future__ import annotations
 
 import io
@@ -83,8 +84,15 @@ def by_start(batch, env=0):
 #   t=4: 16 + 16 + 16 = 48,     .125, obs 7                      (step 6 is the newest row)
 #   t=5: 32 + .5*64 = 64,       .25,  obs 7                      (cut at the newest row)
 #   t=6: 64,                    .5,   obs 7
-EXPECTED = {0: (3.0, 0.125, 1003.0), 1: (4.0, 0.25, 1003.0), 2: (4.0, 0.5, 1003.0), 3: (24.0, 0.125, 6.0),
-            4: (48.0, 0.125, 7.0), 5: (64.0, 0.25, 7.0), 6: (64.0, 0.5, 7.0)}
+EXPECTED = {
+    0: (3.0, 0.125, 1003.0),
+    1: (4.0, 0.25, 1003.0),
+    2: (4.0, 0.5, 1003.0),
+    3: (24.0, 0.125, 6.0),
+    4: (48.0, 0.125, 7.0),
+    5: (64.0, 0.25, 7.0),
+    6: (64.0, 0.5, 7.0),
+}
 REWARDS = [1, 2, 4, 8, 16, 32, 64]
 
 
@@ -277,17 +285,28 @@ def test_successor_states_match_the_trajectory_through_wrap_around_resets_and_re
         final = rng.normal(size=E).astype(np.float32)
         infos = [{"bad_transition": False, "episode_done": bool(reset[e])} for e in range(E)]
         for e in np.flatnonzero(reset):
-            infos[e].update(final_obs=[np.full(2, final[e]), final[e:e + 1]],
-                            final_share_obs=np.full((N_AGENTS, 3), final[e]),
-                            final_available_actions=[None, np.array([1.0, 0.0, 0.0], np.float32)])
+            infos[e].update(
+                final_obs=[np.full(2, final[e]), final[e : e + 1]],
+                final_share_obs=np.full((N_AGENTS, 3), final[e]),
+                final_available_actions=[None, np.array([1.0, 0.0, 0.0], np.float32)],
+            )
         next_avail = np.zeros((E, 3), np.float32)
         next_avail[:, 2] = 1.0
-        result = StepResult([np.stack([result_obs] * 2, 1), result_obs[:, None]],
-                            np.repeat(result_obs[:, None, None], N_AGENTS, 1).repeat(3, 2),
-                            np.zeros((E, N_AGENTS), np.float32), np.repeat(reset[:, None], N_AGENTS, 1),
-                            [None, next_avail], infos)
-        buffer.insert(np.repeat(obs[:, None, None], N_AGENTS, 1).repeat(3, 2), [np.stack([obs] * 2, 1), obs[:, None]],
-                      [np.zeros((E, 2), np.float32), np.zeros((E, 1))], [None, np.ones((E, 3), np.float32)], result)
+        result = StepResult(
+            [np.stack([result_obs] * 2, 1), result_obs[:, None]],
+            np.repeat(result_obs[:, None, None], N_AGENTS, 1).repeat(3, 2),
+            np.zeros((E, N_AGENTS), np.float32),
+            np.repeat(reset[:, None], N_AGENTS, 1),
+            [None, next_avail],
+            infos,
+        )
+        buffer.insert(
+            np.repeat(obs[:, None, None], N_AGENTS, 1).repeat(3, 2),
+            [np.stack([obs] * 2, 1), obs[:, None]],
+            [np.zeros((E, 2), np.float32), np.zeros((E, 1))],
+            [None, np.ones((E, 3), np.float32)],
+            result,
+        )
         for e in range(E):
             expected[float(obs[e])] = (final[e], 0.0) if reset[e] else (result_obs[e], 2.0)
         obs = result_obs

@@ -3,6 +3,7 @@ training rate can be measured (compiling, warm-up) and shows no ETA until then; 
 and the task's rate appear as episodes finish; progress.csv gets a row at least every few percent
 of the budget whatever the evaluation interval; learning curves draw the task's headline metric
 (win rate, success rate, ...) beside the return."""
+
 from __future__ import annotations
 
 import functools
@@ -12,8 +13,8 @@ from unittest import mock
 
 import matplotlib.image
 import pytest
-
 from e2e_helpers import TINY_OFF_POLICY, TINY_ON_POLICY, TINY_QMIX, read_progress, train
+
 from harl.experiments.report import build_report, gather
 from harl.experiments.spec import Experiment, RunSpec, TaskSpec
 from harl.runners import base_runner
@@ -45,7 +46,9 @@ def test_off_policy_warm_up_says_so_and_training_returns_come_before_the_first_e
     lines = progress_lines()
     assert lines[0].startswith("[harl] 2/400 steps (0.5%) | warm-up 2/100 random steps | train return")
     warm_up = [line for line in lines if "warm-up" in line]
-    assert lines[:len(warm_up)] == warm_up and warm_up[-1].startswith("[harl] 100/400 steps (25.0%) | warm-up 100/100 ")
+    assert lines[: len(warm_up)] == warm_up and warm_up[-1].startswith(
+        "[harl] 100/400 steps (25.0%) | warm-up 100/100 "
+    )
     assert not any("ETA" in line or "fps" in line for line in warm_up)
     after = lines[len(warm_up)]
     assert after.startswith("[harl] 102/400") and "| measuring speed |" in after and "ETA" not in after
@@ -59,13 +62,26 @@ def test_off_policy_warm_up_says_so_and_training_returns_come_before_the_first_e
     assert _field(lines[-1], "eval return") != "-" and _field(lines[-1], "eval success rate") != "-"
 
 
-@pytest.mark.parametrize("algo,overrides", [
-    ("hasac", {**TINY_OFF_POLICY, "num_env_steps": 400}),
-    ("haqo", {**TINY_OFF_POLICY, "num_env_steps": 400, "n_timesteps": 2}),
-    ("qmix", {**TINY_QMIX, "num_env_steps": 400}),
-    ("happo", {**TINY_ON_POLICY, "num_env_steps": 4000, "ppo_epoch": 1, "critic_epoch": 1, "log_interval": NEVER,
-               "checkpoint_interval": NEVER}),
-], ids=["hasac", "haqo", "qmix", "happo"])
+@pytest.mark.parametrize(
+    "algo,overrides",
+    [
+        ("hasac", {**TINY_OFF_POLICY, "num_env_steps": 400}),
+        ("haqo", {**TINY_OFF_POLICY, "num_env_steps": 400, "n_timesteps": 2}),
+        ("qmix", {**TINY_QMIX, "num_env_steps": 400}),
+        (
+            "happo",
+            {
+                **TINY_ON_POLICY,
+                "num_env_steps": 4000,
+                "ppo_epoch": 1,
+                "critic_epoch": 1,
+                "log_interval": NEVER,
+                "checkpoint_interval": NEVER,
+            },
+        ),
+    ],
+    ids=["hasac", "haqo", "qmix", "happo"],
+)
 def test_progress_rows_every_few_percent_whatever_the_evaluation_interval(tmp_path, progress_lines, algo, overrides):
     total = overrides["num_env_steps"]
     # episodes of 4 steps: every row's window (4 vectorised steps or more) has finished ones
@@ -102,8 +118,14 @@ def test_smax_says_it_compiles_before_its_first_steps(tmp_path, progress_lines, 
         with pytest.raises(Compiling):
             train(algo, "smax", str(tmp_path / algo), {**tiny, "map_name": "3m", "num_env_steps": 400})
     lines = progress_lines()
-    assert lines == ["[harl] 0/400 steps (0.0%) | compiling the batched environment | train return - | "
-                     "train win rate - | eval return - | eval win rate -"] * 2
+    assert (
+        lines
+        == [
+            "[harl] 0/400 steps (0.0%) | compiling the batched environment | train return - | "
+            "train win rate - | eval return - | eval win rate -"
+        ]
+        * 2
+    )
 
 
 def test_a_short_smax_run_compiles_then_shows_its_win_rates(tmp_path, progress_lines):
@@ -114,7 +136,10 @@ def test_a_short_smax_run_compiles_then_shows_its_win_rates(tmp_path, progress_l
     first_rate = next(i for i, line in enumerate(lines) if "ETA" in line)
     assert first_rate > 1 and "| 40/120" not in lines[first_rate]  # a rate needs two whole iterations
     assert "compiling the evaluation environment" in lines[1] or "first update" in lines[1]
-    assert all(re.search(r"train win rate [\d.]+ \| eval return [-\d.]+ \| eval win rate [\d.]+", line) for line in lines[first_rate:])
+    assert all(
+        re.search(r"train win rate [\d.]+ \| eval return [-\d.]+ \| eval win rate [\d.]+", line)
+        for line in lines[first_rate:]
+    )
     assert _png_width(f"{runner.run_dir}/{CURVE_NAME}") == 1200  # return and win rate
 
 
@@ -123,10 +148,24 @@ def _png_width(path) -> int:
 
 
 def test_learning_curve_draws_the_headline_metric_beside_the_return():
-    rows = [{"env_steps": "100", "train_episode_return": "1.0", "eval_episode_return": "", "train_win_rate": "0.5",
-             "eval_win_rate": "", "train_kills": "3"},
-            {"env_steps": "200", "train_episode_return": "", "eval_episode_return": "2.0", "train_win_rate": "",
-             "eval_win_rate": "0.75", "train_kills": ""}]
+    rows = [
+        {
+            "env_steps": "100",
+            "train_episode_return": "1.0",
+            "eval_episode_return": "",
+            "train_win_rate": "0.5",
+            "eval_win_rate": "",
+            "train_kills": "3",
+        },
+        {
+            "env_steps": "200",
+            "train_episode_return": "",
+            "eval_episode_return": "2.0",
+            "train_win_rate": "",
+            "eval_win_rate": "0.75",
+            "train_kills": "",
+        },
+    ]
     figure = learning_curve_figure(rows, "happo on smax 3m")
     assert [ax.get_ylabel() for ax in figure.axes] == ["episode return", "win rate"]
     assert [[line.get_label() for line in ax.get_lines()] for ax in figure.axes] == [["train", "eval"]] * 2
@@ -156,7 +195,10 @@ def _fake_run(root, algo, seed, win_rates):
 
 
 def test_report_curves_draw_the_return_beside_a_metric_that_is_not_it(tmp_path):
-    runs = {algo: [_fake_run(tmp_path, algo, seed, [0.1 * seed, 0.2 * seed]) for seed in (1, 2)] for algo in ("happo", "haqo")}
+    runs = {
+        algo: [_fake_run(tmp_path, algo, seed, [0.1 * seed, 0.2 * seed]) for seed in (1, 2)]
+        for algo in ("happo", "haqo")
+    }
     wins = {algo: [read_run(d) for d in dirs] for algo, dirs in runs.items()}
     returns = {algo: [read_run(d, "eval_episode_return") for d in dirs] for algo, dirs in runs.items()}
     plot_comparison(wins, "3m", str(tmp_path / "one.png"))

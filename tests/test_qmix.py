@@ -1,5 +1,6 @@
 """QMIX and VDN: the mixers, the episode buffer, the TD(lambda) targets, masked acting and
 targets, padding, end-to-end runs and resume."""
+
 from __future__ import annotations
 
 import copy
@@ -10,8 +11,8 @@ import sys
 import numpy as np
 import pytest
 import torch
-
 from e2e_helpers import TINY_QMIX, assert_run_layout, kill_and_resume, read_progress, train
+
 from harl.algorithms.qmix import QMIX, masked_argmax, td_lambda_targets
 from harl.common.buffers.episode_buffer import EpisodeReplayBuffer
 from harl.experiments.evaluation import evaluate_run
@@ -22,10 +23,23 @@ from harl.utils.cli import parse_train_args
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 LEARNER_ARGS = {
-    "mixer": "qmix", "hidden_sizes": [16], "activation_func": "relu", "initialization_method": "orthogonal_",
-    "use_feature_normalization": False, "obs_last_action": True, "obs_agent_id": True, "lr": 1e-3,
-    "mixing_embed_dim": 8, "hypernet_embed": 16, "hypernet_layers": 2, "gamma": 0.9, "td_lambda": 0.6,
-    "double_q": True, "max_grad_norm": 10.0, "target_update_interval": 5, "polyak": 1.0,
+    "mixer": "qmix",
+    "hidden_sizes": [16],
+    "activation_func": "relu",
+    "initialization_method": "orthogonal_",
+    "use_feature_normalization": False,
+    "obs_last_action": True,
+    "obs_agent_id": True,
+    "lr": 1e-3,
+    "mixing_embed_dim": 8,
+    "hypernet_embed": 16,
+    "hypernet_layers": 2,
+    "gamma": 0.9,
+    "td_lambda": 0.6,
+    "double_q": True,
+    "max_grad_norm": 10.0,
+    "target_update_interval": 5,
+    "polyak": 1.0,
 }
 
 
@@ -35,7 +49,16 @@ LEARNER_ARGS = {
 @pytest.mark.parametrize("layers", [1, 2])
 def test_qmix_is_monotonic_in_every_agent_q(layers):
     torch.manual_seed(0)
-    mixer = QMixer(4, 12, {"mixing_embed_dim": 8, "hypernet_embed": 16, "hypernet_layers": layers, "use_feature_normalization": layers == 2})
+    mixer = QMixer(
+        4,
+        12,
+        {
+            "mixing_embed_dim": 8,
+            "hypernet_embed": 16,
+            "hypernet_layers": layers,
+            "use_feature_normalization": layers == 2,
+        },
+    )
     qs = (5 * torch.randn(256, 4)).requires_grad_()
     states = 3 * torch.randn(256, 12)
     mixer(qs, states).sum().backward()
@@ -50,7 +73,9 @@ def test_qmix_is_monotonic_in_every_agent_q(layers):
 def test_vdn_is_the_sum_and_shapes_keep_their_leading_dims():
     qs, states = torch.randn(3, 7, 5), torch.randn(3, 7, 10)
     torch.testing.assert_close(VDNMixer(5, 10, {})(qs, states), qs.sum(-1, keepdim=True))
-    mixer = QMixer(5, 10, {"mixing_embed_dim": 4, "hypernet_embed": 8, "hypernet_layers": 2, "use_feature_normalization": True})
+    mixer = QMixer(
+        5, 10, {"mixing_embed_dim": 4, "hypernet_embed": 8, "hypernet_layers": 2, "use_feature_normalization": True}
+    )
     assert mixer(qs, states).shape == (3, 7, 1)
 
 
@@ -110,10 +135,21 @@ def _filled_buffer(lengths, n_agents=2, obs_dim=3, n_actions=4, capacity=1000, s
     for length in lengths:
         for t in range(length):
             ended = t == length - 1
-            final = {0: (rng.normal(size=(n_agents, obs_dim)), rng.normal(size=5), np.ones((n_agents, n_actions), bool))} if ended else {}
-            buffer.add_step(rng.normal(size=(1, n_agents, obs_dim)), rng.normal(size=(1, 5)),
-                            rng.random((1, n_agents, n_actions)) > 0.3, rng.integers(0, n_actions, (1, n_agents)),
-                            np.array([float(length)]), np.array([float(ended)]), np.array([ended]), final)
+            final = (
+                {0: (rng.normal(size=(n_agents, obs_dim)), rng.normal(size=5), np.ones((n_agents, n_actions), bool))}
+                if ended
+                else {}
+            )
+            buffer.add_step(
+                rng.normal(size=(1, n_agents, obs_dim)),
+                rng.normal(size=(1, 5)),
+                rng.random((1, n_agents, n_actions)) > 0.3,
+                rng.integers(0, n_actions, (1, n_agents)),
+                np.array([float(length)]),
+                np.array([float(ended)]),
+                np.array([ended]),
+                final,
+            )
     return buffer
 
 
@@ -195,22 +231,38 @@ def test_train_on_the_masked_heterogeneous_toy_and_discrete_mpe(tmp_path, algo):
     # the saved weights evaluate again from the run directory (examples/evaluate.py's engine)
     again = evaluate_run(runner.run_dir, eval_episodes=4, eval_seed=0)
     assert again["algo"] == algo and np.isfinite(again["eval_episode_return"])
-    runner = train(algo, "pettingzoo_mpe", str(tmp_path), {**TINY_QMIX, "num_env_steps": 200, "continuous_actions": False})
+    runner = train(
+        algo, "pettingzoo_mpe", str(tmp_path), {**TINY_QMIX, "num_env_steps": 200, "continuous_actions": False}
+    )
     rows = assert_run_layout(runner.run_dir, 200)
     # the epsilon of the last vectorised step, taken at env step 198 of the 200-step anneal
     assert float(rows[-1]["train/epsilon"]) == pytest.approx(1.0 - 0.95 * 198 / 200)
 
 
-@pytest.mark.parametrize("extra, message", [
-    (["--continuous_actions", "True"], "needs Discrete actions"),
-    # MPE episodes last max_cycles 25 steps: 26 rows with the final observation
-    (["--continuous_actions", "False", "--buffer_size", "25"], "cannot hold one whole episode"),
-])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--continuous_actions", "True"], "needs Discrete actions"),
+        # MPE episodes last max_cycles 25 steps: 26 rows with the final observation
+        (["--continuous_actions", "False", "--buffer_size", "25"], "cannot hold one whole episode"),
+    ],
+)
 def test_box_actions_and_a_buffer_below_one_episode_are_refused_before_anything_is_written(tmp_path, extra, message):
     done = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "examples", "train.py"), "--algo", "qmix", "--env", "pettingzoo_mpe",
-         *extra, "--log_dir", str(tmp_path)],
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            os.path.join(ROOT, "examples", "train.py"),
+            "--algo",
+            "qmix",
+            "--env",
+            "pettingzoo_mpe",
+            *extra,
+            "--log_dir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 2
     assert message in done.stderr and "Traceback" not in done.stderr
@@ -235,8 +287,18 @@ def test_resume_restores_the_episode_buffer_and_the_epsilon_schedule(tmp_path):
 
 def test_sigkill_and_resume_reach_the_end(tmp_path):
     total = 1200
-    command = [sys.executable, os.path.join(ROOT, "examples", "train.py"), "--algo", "qmix", "--env", "toy",
-               "--exp_name", "resume", "--log_dir", str(tmp_path)]
+    command = [
+        sys.executable,
+        os.path.join(ROOT, "examples", "train.py"),
+        "--algo",
+        "qmix",
+        "--env",
+        "toy",
+        "--exp_name",
+        "resume",
+        "--log_dir",
+        str(tmp_path),
+    ]
     for key, value in {**TINY_QMIX, "checkpoint_interval": 80, "num_env_steps": total}.items():
         command += [f"--{key}", str(value).replace(" ", "")]
     run_dir, steps_before, resumed = kill_and_resume(command, str(tmp_path), min_rows=8)

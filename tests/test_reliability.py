@@ -1,6 +1,7 @@
 """Runs stop cleanly: at the first NaN or infinity (nothing non-finite trained on or saved), on
 SIGTERM/SIGINT (a final checkpoint, then ``--resume`` finishes the run), and a finished or
 non-finite checkpoint is refused on resume."""
+
 from __future__ import annotations
 
 import errno
@@ -15,13 +16,13 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-
 from e2e_helpers import TINY_OFF_POLICY, TINY_ON_POLICY, read_progress, train
+
 from harl.algorithms.critics.continuous_q_critic import ContinuousQCritic
 from harl.algorithms.critics.v_critic import VCritic
 from harl.runners.base_runner import BaseRunner
-from harl.utils.configs_tools import ConfigError
 from harl.utils.checkpoint import CheckpointError, atomic_torch_save, checkpoint_path, load_checkpoint
+from harl.utils.configs_tools import ConfigError
 from harl.utils.finite import NonFiniteError, blame, guarded_step, non_finite_entries, torch_refusals_as_non_finite
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -85,12 +86,17 @@ def test_non_finite_entries_check_large_buffers_in_chunks_and_find_a_nan_anywher
         bad = ring.copy()
         bad.reshape(-1)[flat_index] = np.inf
         assert non_finite_entries({"ring": torch.from_numpy(bad), "array": bad[:, ::2]}) == (
-            ["ring", "array"] if flat_index % 2 == 0 else ["ring"])
+            ["ring", "array"] if flat_index % 2 == 0 else ["ring"]
+        )
 
 
 def test_non_finite_entries_name_the_paths():
-    state = {"critic": {"w": torch.tensor([1.0, math.inf]), "steps": torch.tensor([3])},
-             "buffer": [torch.zeros(2), torch.tensor([math.nan])], "alpha": math.nan, "name": "x"}
+    state = {
+        "critic": {"w": torch.tensor([1.0, math.inf]), "steps": torch.tensor([3])},
+        "buffer": [torch.zeros(2), torch.tensor([math.nan])],
+        "alpha": math.nan,
+        "name": "x",
+    }
     assert sorted(non_finite_entries(state)) == ["alpha", "buffer/1", "critic/w"]
 
 
@@ -174,10 +180,32 @@ def test_a_diverging_learning_rate_is_reported_not_a_torch_traceback(tmp_path, a
 
 
 def test_the_command_line_prints_one_paragraph_and_exits_1(tmp_path):
-    command = [sys.executable, TRAIN_PY, "--algo", "happo", "--env", "toy", "--exp_name", "nan",
-               "--log_dir", str(tmp_path), "--num_env_steps", "400", "--n_rollout_threads", "2",
-               "--episode_length", "20", "--critic_lr", "1e30", "--checkpoint_interval", "1",
-               "--n_env_workers", "0", "--torch_threads", "1"]
+    command = [
+        sys.executable,
+        TRAIN_PY,
+        "--algo",
+        "happo",
+        "--env",
+        "toy",
+        "--exp_name",
+        "nan",
+        "--log_dir",
+        str(tmp_path),
+        "--num_env_steps",
+        "400",
+        "--n_rollout_threads",
+        "2",
+        "--episode_length",
+        "20",
+        "--critic_lr",
+        "1e30",
+        "--checkpoint_interval",
+        "1",
+        "--n_env_workers",
+        "0",
+        "--torch_threads",
+        "1",
+    ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert done.returncode == 1, done.stderr[-2000:]
     assert "Traceback" not in done.stderr
@@ -188,24 +216,71 @@ def test_the_command_line_prints_one_paragraph_and_exits_1(tmp_path):
 
 
 def _train_command(algo: str, log_dir: str, total: int) -> list[str]:
-    common = ["--env", "toy", "--exp_name", "signal", "--log_dir", log_dir, "--num_env_steps", str(total),
-              "--n_rollout_threads", "2", "--hidden_sizes", "[16, 16]", "--n_env_workers", "0",
-              "--torch_threads", "1", "--eval_episodes", "2", "--n_eval_rollout_threads", "2"]
+    common = [
+        "--env",
+        "toy",
+        "--exp_name",
+        "signal",
+        "--log_dir",
+        log_dir,
+        "--num_env_steps",
+        str(total),
+        "--n_rollout_threads",
+        "2",
+        "--hidden_sizes",
+        "[16, 16]",
+        "--n_env_workers",
+        "0",
+        "--torch_threads",
+        "1",
+        "--eval_episodes",
+        "2",
+        "--n_eval_rollout_threads",
+        "2",
+    ]
     if algo == "happo":
-        extra = ["--episode_length", "20", "--ppo_epoch", "2", "--log_interval", "1", "--eval_interval", "50",
-                 "--checkpoint_interval", "1000"]
+        extra = [
+            "--episode_length",
+            "20",
+            "--ppo_epoch",
+            "2",
+            "--log_interval",
+            "1",
+            "--eval_interval",
+            "50",
+            "--checkpoint_interval",
+            "1000",
+        ]
     else:  # a checkpoint interval longer than the run: only the signal's checkpoint exists
-        extra = ["--warmup_steps", "40", "--train_interval", "5", "--update_per_train", "0.2",
-                 "--batch_size", "16", "--buffer_size", "4000", "--eval_interval", "20",
-                 "--checkpoint_interval", str(10 * total)]
+        extra = [
+            "--warmup_steps",
+            "40",
+            "--train_interval",
+            "5",
+            "--update_per_train",
+            "0.2",
+            "--batch_size",
+            "16",
+            "--buffer_size",
+            "4000",
+            "--eval_interval",
+            "20",
+            "--checkpoint_interval",
+            str(10 * total),
+        ]
     return [sys.executable, TRAIN_PY, "--algo", algo] + common + extra
 
 
 @pytest.mark.parametrize("algo,sig", [("happo", signal.SIGTERM), ("hasac", signal.SIGTERM), ("happo", signal.SIGINT)])
 def test_a_stop_signal_checkpoints_and_resume_reaches_the_same_final_step(tmp_path, algo, sig):
     total = 4000
-    proc = subprocess.Popen(_train_command(algo, str(tmp_path), total), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        _train_command(algo, str(tmp_path), total),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     deadline = time.time() + 120
     run_dir = None
     while time.time() < deadline and proc.poll() is None:
@@ -222,7 +297,9 @@ def test_a_stop_signal_checkpoints_and_resume_reaches_the_same_final_step(tmp_pa
     stopped_at = int(load_checkpoint(checkpoint_path(run_dir))["total_steps"])
     assert 0 < stopped_at < total
 
-    resumed = subprocess.run([sys.executable, TRAIN_PY, "--resume", run_dir], capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run(
+        [sys.executable, TRAIN_PY, "--resume", run_dir], capture_output=True, text=True, timeout=300
+    )
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     steps = [int(r["env_steps"]) for r in read_progress(run_dir)]
     assert steps[-1] == total and steps == sorted(set(steps))
@@ -233,7 +310,9 @@ def test_a_stop_signal_checkpoints_and_resume_reaches_the_same_final_step(tmp_pa
 
 def test_resuming_a_finished_run_says_so(tmp_path):
     runner = train("happo", "toy", str(tmp_path), TINY["happo"])
-    done = subprocess.run([sys.executable, TRAIN_PY, "--resume", runner.run_dir], capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, TRAIN_PY, "--resume", runner.run_dir], capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 2
     assert "already finished at 240 env steps" in done.stderr and "examples/evaluate.py" in done.stderr
 
@@ -247,8 +326,8 @@ def test_a_non_finite_checkpoint_is_not_resumed(tmp_path):
     tensor = next(v for v in first_actor.values() if isinstance(v, torch.Tensor) and v.is_floating_point())
     tensor.view(-1)[0] = math.nan
     atomic_torch_save(state, path)
-    from harl.utils.cli import parse_train_args
     from harl.runners import RUNNER_REGISTRY
+    from harl.utils.cli import parse_train_args
 
     args, algo_args, env_args = parse_train_args(["--resume", runner.run_dir])
     resumed = RUNNER_REGISTRY[args["algo"]](args, algo_args, env_args)
@@ -259,25 +338,27 @@ def test_a_non_finite_checkpoint_is_not_resumed(tmp_path):
         resumed.close()
 
 
-
 # --- values checked before anything is written ------------------------------------------------
 
 
-@pytest.mark.parametrize("overrides, message", [
-    (["--n_rollout_threads", "0"], "'n_rollout_threads' must be >= 1, got 0"),
-    (["--hidden_sizes", "[]"], "'hidden_sizes' must not be empty"),
-    (["--hidden_sizes", "[0]"], "'hidden_sizes' needs every item >= 1, got [0]"),
-    (["--episode_length", "0"], "'episode_length' must be >= 1"),
-    (["--checkpoint_interval", "0"], "'checkpoint_interval' must be >= 1"),
-    (["--seed", "-3"], "'seed' must be >= 0 and <= 4294967295, got -3"),
-    (["--lr", "-0.1"], "'lr' must be > 0, got -0.1"),
-    (["--lr", "1e400"], "'lr' must be > 0, got inf"),
-    (["--eval_episodes", "0"], "'eval_episodes' must be >= 1"),
-    (["--gamma", "1.5"], "'gamma' must be >= 0 and <= 1"),
-    (["--n_env_workers", "1.5"], "'n_env_workers' must be null or an integer >= -1, got 1.5"),
-    (["--n_env_workers", "True"], "'n_env_workers' must be null or an integer >= -1, got True"),
-    (["--n_env_workers", "-2"], "'n_env_workers' must be integer >= -1, got -2"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["--n_rollout_threads", "0"], "'n_rollout_threads' must be >= 1, got 0"),
+        (["--hidden_sizes", "[]"], "'hidden_sizes' must not be empty"),
+        (["--hidden_sizes", "[0]"], "'hidden_sizes' needs every item >= 1, got [0]"),
+        (["--episode_length", "0"], "'episode_length' must be >= 1"),
+        (["--checkpoint_interval", "0"], "'checkpoint_interval' must be >= 1"),
+        (["--seed", "-3"], "'seed' must be >= 0 and <= 4294967295, got -3"),
+        (["--lr", "-0.1"], "'lr' must be > 0, got -0.1"),
+        (["--lr", "1e400"], "'lr' must be > 0, got inf"),
+        (["--eval_episodes", "0"], "'eval_episodes' must be >= 1"),
+        (["--gamma", "1.5"], "'gamma' must be >= 0 and <= 1"),
+        (["--n_env_workers", "1.5"], "'n_env_workers' must be null or an integer >= -1, got 1.5"),
+        (["--n_env_workers", "True"], "'n_env_workers' must be null or an integer >= -1, got True"),
+        (["--n_env_workers", "-2"], "'n_env_workers' must be integer >= -1, got -2"),
+    ],
+)
 def test_out_of_range_values_are_config_errors(overrides, message):
     from harl.utils.cli import parse_train_args
 
@@ -286,12 +367,18 @@ def test_out_of_range_values_are_config_errors(overrides, message):
     assert message in str(info.value)
 
 
-@pytest.mark.parametrize("overrides, message", [
-    (["--batch_size", "0"], "'batch_size' must be >= 1"),
-    (["--train_interval", "0"], "'train_interval' must be >= 1"),
-    (["--buffer_size", "100", "--batch_size", "256"], "'buffer_size' (100) must be >= batch_size (256)"),
-    (["--behavior_candidates", "1", "--target_candidates", "2"], "'behavior_candidates' (1) must be >= target_candidates (2)"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["--batch_size", "0"], "'batch_size' must be >= 1"),
+        (["--train_interval", "0"], "'train_interval' must be >= 1"),
+        (["--buffer_size", "100", "--batch_size", "256"], "'buffer_size' (100) must be >= batch_size (256)"),
+        (
+            ["--behavior_candidates", "1", "--target_candidates", "2"],
+            "'behavior_candidates' (1) must be >= target_candidates (2)",
+        ),
+    ],
+)
 def test_haqo_ranges_and_relations(overrides, message):
     from harl.utils.cli import parse_train_args
 
@@ -315,13 +402,19 @@ def test_every_numeric_key_of_every_yaml_has_a_range():
     assert keys - set(load_rules().keys) == set()
 
 
-@pytest.mark.parametrize("algo, overrides, message", [
-    ("happo", {"num_env_steps": 10}, "smaller than one rollout"),
-    ("hasac", {"num_env_steps": 20, "warmup_steps": 40}, "leaves no training after warmup"),
-    ("happo", {"model_dir": "/nonexistent/models"}, "holds no weights"),
-    ("happo", {"use_recurrent_policy": True, "episode_length": 12, "data_chunk_length": 5},
-     r"episode_length \(12\) must be a multiple of data_chunk_length \(5\)"),
-])
+@pytest.mark.parametrize(
+    "algo, overrides, message",
+    [
+        ("happo", {"num_env_steps": 10}, "smaller than one rollout"),
+        ("hasac", {"num_env_steps": 20, "warmup_steps": 40}, "leaves no training after warmup"),
+        ("happo", {"model_dir": "/nonexistent/models"}, "holds no weights"),
+        (
+            "happo",
+            {"use_recurrent_policy": True, "episode_length": 12, "data_chunk_length": 5},
+            r"episode_length \(12\) must be a multiple of data_chunk_length \(5\)",
+        ),
+    ],
+)
 def test_a_refused_setting_leaves_no_run_directory(tmp_path, algo, overrides, message):
     tiny = TINY_ON_POLICY if algo == "happo" else TINY_OFF_POLICY
     with pytest.raises(ConfigError, match=message):
@@ -354,7 +447,9 @@ def test_a_full_disk_is_reported_with_the_space_needed(tmp_path, monkeypatch):
     with pytest.raises(OSError) as info:
         checkpoint.atomic_torch_save({"big": torch.zeros(2**20)}, path)
     assert info.value.errno == errno.ENOSPC
-    assert "the disk is full" in str(info.value) and "about 4 MiB" in str(info.value) and "0 MiB free" in str(info.value)
+    assert (
+        "the disk is full" in str(info.value) and "about 4 MiB" in str(info.value) and "0 MiB free" in str(info.value)
+    )
     assert os.listdir(tmp_path) == []
 
 

@@ -1,5 +1,6 @@
 """examples/reproduce.py: experiment files, a resumable sweep that survives a killed sweep and
 a killed run without repeating finished runs, Ray tasks equal to the local pool, and the report."""
+
 from __future__ import annotations
 
 import json
@@ -14,8 +15,8 @@ from unittest import mock
 
 import numpy as np
 import pytest
-
 from e2e_helpers import read_progress
+
 from harl.experiments.evaluation import evaluate_run
 from harl.experiments.report import build_report, decimals_for, gather
 from harl.experiments.spec import load_experiment, parse_only
@@ -26,8 +27,28 @@ from harl.utils.stats import iqm
 
 ROOT = Path(__file__).resolve().parents[1]
 REPRODUCE = str(ROOT / "examples" / "reproduce.py")
-TINY = ["--n_rollout_threads", "2", "--episode_length", "20", "--hidden_sizes", "[16, 16]", "--critic_epoch", "2", "--eval_interval", "2", "--eval_episodes", "2", "--n_eval_rollout_threads", "2",
-        "--log_interval", "1", "--checkpoint_interval", "2", "--n_env_workers", "0"]
+TINY = [
+    "--n_rollout_threads",
+    "2",
+    "--episode_length",
+    "20",
+    "--hidden_sizes",
+    "[16, 16]",
+    "--critic_epoch",
+    "2",
+    "--eval_interval",
+    "2",
+    "--eval_episodes",
+    "2",
+    "--n_eval_rollout_threads",
+    "2",
+    "--log_interval",
+    "1",
+    "--checkpoint_interval",
+    "2",
+    "--n_env_workers",
+    "0",
+]
 TINY_PER_ALGO = {"happo": ["--ppo_epoch", "2"], "haa2c": ["--a2c_epoch", "2"]}
 
 
@@ -48,7 +69,9 @@ def tiny_experiment(tmp_path: Path, algos=("happo", "haa2c"), seeds=(1, 2)) -> P
     return path
 
 
-EXPERIMENT_FILES = sorted(str(p.relative_to(ROOT / "experiments").with_suffix("")) for p in (ROOT / "experiments").glob("*/*.yaml"))
+EXPERIMENT_FILES = sorted(
+    str(p.relative_to(ROOT / "experiments").with_suffix("")) for p in (ROOT / "experiments").glob("*/*.yaml")
+)
 
 
 def test_every_experiment_file_is_tested():
@@ -60,8 +83,10 @@ def test_the_experiment_files_load_with_a_tuned_config_per_cell(table):
     experiment = load_experiment(ROOT / "experiments" / f"{table}.yaml")
     runs = experiment.runs(seeds=3, num_env_steps=1000)
     assert len(runs) == 3 * len(experiment.cells()) and all(os.path.isfile(r.config) for r in runs)
-    assert all(r.exp_name == (f"{experiment.name}_1000" if r.label == r.algo else f"{experiment.name}-{r.label}_1000")
-               for r in runs)
+    assert all(
+        r.exp_name == (f"{experiment.name}_1000" if r.label == r.algo else f"{experiment.name}-{r.label}_1000")
+        for r in runs
+    )
     for run in runs:  # every file trains with the settings it was written with
         args, algo_args, env_args = parse_train_args(["--load_config", run.config])
         assert (args["algo"], args["env"]) == (run.algo, run.env)
@@ -75,17 +100,30 @@ def test_table1_skips_the_cells_the_paper_leaves_empty():
 
 def test_table_decimals_follow_the_size_of_the_numbers():
     assert [decimals_for(np.array(v)) for v in ([-62.3, -30.0], [0.39, 0.66], [1.29, 0.3], [0.0], [], [1234.0])] == [
-        1, 3, 2, 1, 1, 1]
+        1,
+        3,
+        2,
+        1,
+        1,
+        1,
+    ]
 
 
-@pytest.mark.parametrize("arguments, message", [
-    (["--stochastic", "--report"], "--stochastic re-evaluates the final policies: give --eval_episodes N"),
-    (["--eval_episodes", "-1"], "--eval_episodes must be >= 0, got -1"),
-    (["--budget_scale", "0"], "--budget_scale must be > 0, got 0"),
-])
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["--stochastic", "--report"], "--stochastic re-evaluates the final policies: give --eval_episodes N"),
+        (["--eval_episodes", "-1"], "--eval_episodes must be >= 0, got -1"),
+        (["--budget_scale", "0"], "--budget_scale must be > 0, got 0"),
+    ],
+)
 def test_bad_reproduce_options_stop_before_anything_runs(tmp_path, arguments, message):
-    result = subprocess.run([sys.executable, REPRODUCE, "experiments/paper/table3.yaml", "--log_dir", str(tmp_path),
-                             *arguments], capture_output=True, text=True, cwd=ROOT)
+    result = subprocess.run(
+        [sys.executable, REPRODUCE, "experiments/paper/table3.yaml", "--log_dir", str(tmp_path), *arguments],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert result.returncode == 2 and message in result.stderr and not os.listdir(tmp_path)
 
 
@@ -93,8 +131,21 @@ def test_a_budget_no_run_can_train_with_refuses_the_whole_sweep_once(tmp_path):
     """Checked in-process before any run starts, as train.py would check each run."""
     path = tiny_experiment(tmp_path)  # 2 algorithms x 2 seeds, one rollout = 2 x 20 env steps
     for extra in ([], ["--dry_run"]):
-        result = subprocess.run([sys.executable, REPRODUCE, str(path), "--num_env_steps", "30", "--log_dir",
-                                 str(tmp_path / "results"), *extra], capture_output=True, text=True, cwd=ROOT)
+        result = subprocess.run(
+            [
+                sys.executable,
+                REPRODUCE,
+                str(path),
+                "--num_env_steps",
+                "30",
+                "--log_dir",
+                str(tmp_path / "results"),
+                *extra,
+            ],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+        )
         assert result.returncode == 2 and "Traceback" not in result.stderr
         assert result.stderr.count("is smaller than one rollout") == 1
         assert "4 of 4 runs (happo on toy/toy-discrete, seed 1;" in result.stderr
@@ -117,7 +168,9 @@ def test_bad_experiment_files_are_config_errors(tmp_path):
         load_experiment(path)
     path = tiny_experiment(tmp_path / "paper")
     path.write_text(path.read_text().replace("happo: [0.0, 0.5]", "happo: 94.7"))
-    with pytest.raises(ConfigError, match=r"task toy-discrete: paper value of happo must be \[mean, std\] or null, not 94.7"):
+    with pytest.raises(
+        ConfigError, match=r"task toy-discrete: paper value of happo must be \[mean, std\] or null, not 94.7"
+    ):
         load_experiment(path)
 
 
@@ -128,13 +181,24 @@ def _finished_weights(run_dirs):
 def test_a_killed_sweep_and_a_killed_run_finish_without_repeating_finished_runs(tmp_path):
     path = tiny_experiment(tmp_path)
     log_dir = tmp_path / "results"
-    command = [sys.executable, REPRODUCE, str(path), "--num_env_steps", "1200", "--workers", "1",
-               "--log_dir", str(log_dir)]
+    command = [
+        sys.executable,
+        REPRODUCE,
+        str(path),
+        "--num_env_steps",
+        "1200",
+        "--workers",
+        "1",
+        "--log_dir",
+        str(log_dir),
+    ]
     experiment = load_experiment(path)
     runs = experiment.runs(num_env_steps=1200)
     # kill the whole sweep (and the run it is training) once the first run has finished and the
     # second has logged a few rows
-    sweep = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    sweep = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
     deadline = time.time() + 180
     while time.time() < deadline and sweep.poll() is None:
         states = [run_state(r, str(log_dir)) for r in runs]
@@ -170,9 +234,23 @@ def test_a_signalled_sweep_checkpoints_its_running_runs_and_starts_no_other(tmp_
     path = tiny_experiment(tmp_path)
     log_dir = tmp_path / "results"
     runs = load_experiment(path).runs(num_env_steps=400000)
-    sweep = subprocess.Popen([sys.executable, REPRODUCE, str(path), "--num_env_steps", "400000", "--workers", "2",
-                              "--log_dir", str(log_dir)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                             start_new_session=True)
+    sweep = subprocess.Popen(
+        [
+            sys.executable,
+            REPRODUCE,
+            str(path),
+            "--num_env_steps",
+            "400000",
+            "--workers",
+            "2",
+            "--log_dir",
+            str(log_dir),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     deadline = time.time() + 180
     while time.time() < deadline and sweep.poll() is None:
         running = [next(iter(_seed_dirs_with_progress(r, log_dir)), None) for r in runs[:2]]
@@ -201,11 +279,17 @@ def test_runs_finished_earlier_are_counted_before_any_run_starts(tmp_path, monke
     runs = load_experiment(tiny_experiment(tmp_path, seeds=(1, 2))).runs(num_env_steps=200)
     finished = {runs[-1].key, runs[-2].key}
     monkeypatch.setattr(sweep, "run_state", lambda spec, log_dir: ("finished" if spec.key in finished else "new", None))
-    monkeypatch.setattr(sweep, "execute_run", lambda fields, *rest: {"status": "done", "seconds": 1.0, "run_dir": None, "log": ""})
+    monkeypatch.setattr(
+        sweep, "execute_run", lambda fields, *rest: {"status": "done", "seconds": 1.0, "run_dir": None, "log": ""}
+    )
     results = run_sweep("tiny", runs, str(tmp_path / "results"), workers=1, torch_threads=1)
     assert [r["status"] for r in results] == ["done"] * (len(runs) - 2) + ["skipped"] * 2
     lines = capfd.readouterr().err.splitlines()
-    assert [line.split(" | ")[1].split(":")[0] for line in lines[:3]] == ["already finished", "already finished", "starting"]
+    assert [line.split(" | ")[1].split(":")[0] for line in lines[:3]] == [
+        "already finished",
+        "already finished",
+        "starting",
+    ]
     assert f"2/{len(runs)} finished (2 earlier)" in lines[2]
 
 
@@ -223,8 +307,24 @@ def test_ray_tasks_give_the_same_runs_as_the_local_pool(tmp_path):
     finals = {}
     for mode, option in (("local", []), ("ray", ["--ray", "auto"])):
         log_dir = str(tmp_path / mode)
-        result = subprocess.run([sys.executable, REPRODUCE, str(path), "--num_env_steps", "400", "--workers", "2",
-                                 "--log_dir", log_dir, *option], capture_output=True, text=True, cwd=ROOT, timeout=600)
+        result = subprocess.run(
+            [
+                sys.executable,
+                REPRODUCE,
+                str(path),
+                "--num_env_steps",
+                "400",
+                "--workers",
+                "2",
+                "--log_dir",
+                log_dir,
+                *option,
+            ],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=600,
+        )
         assert result.returncode == 0, result.stderr
         assert "os.fork()" not in result.stderr
         finals[mode] = [read_progress(run_state(r, log_dir)[1])[-1]["eval_episode_return"] for r in runs]
@@ -242,13 +342,17 @@ def test_a_variant_column_runs_its_own_file_into_its_own_directories_and_column(
     experiment = load_experiment(path)
     runs = experiment.runs(num_env_steps=200)
     assert [(r.algo, r.label, r.exp_name) for r in runs] == [
-        ("happo", "happo", "tiny_200"), ("happo", "happo_one_epoch", "tiny-happo_one_epoch_200")]
+        ("happo", "happo", "tiny_200"),
+        ("happo", "happo_one_epoch", "tiny-happo_one_epoch_200"),
+    ]
     assert [r.algo for r in experiment.runs(num_env_steps=200, only=parse_only("algo=happo_one_epoch"))] == ["happo"]
     log_dir = str(tmp_path / "results")
     assert all(r["status"] == "done" for r in run_sweep("tiny", runs, log_dir, workers=1, torch_threads=1))
     cells = gather(experiment, runs, log_dir)
     assert {key: len(cell.runs) for key, cell in cells.items()} == {
-        ("toy-discrete", "happo"): 1, ("toy-discrete", "happo_one_epoch"): 1}
+        ("toy-discrete", "happo"): 1,
+        ("toy-discrete", "happo_one_epoch"): 1,
+    }
     dirs = [run_state(r, log_dir)[1] for r in runs]
     assert dirs[0] != dirs[1] and all(f"{os.sep}happo{os.sep}" in d for d in dirs)
     assert parse_train_args(["--resume", dirs[1]])[1]["algo"]["ppo_epoch"] == 1
@@ -271,9 +375,13 @@ def test_the_report_puts_the_paper_beside_ours_with_intervals(tmp_path):
     moved = str(tmp_path / "results_elsewhere")  # a results folder copied to another machine
     shutil.copytree(log_dir, moved)
     with mock.patch("harl.experiments.report.evaluate_run", side_effect=AssertionError("cached run re-evaluated")):
-        assert gather(experiment, runs[:1], moved, 4, 7, str(cache))[("toy-discrete", "happo")].finals.tolist() == [expected]
+        assert gather(experiment, runs[:1], moved, 4, 7, str(cache))[("toy-discrete", "happo")].finals.tolist() == [
+            expected
+        ]
     sampled = gather(experiment, runs[:1], log_dir, 4, 7, str(cache), explore=True)[("toy-discrete", "happo")]
-    assert sampled.finals.tolist() == [evaluate_run(run_state(runs[0], log_dir)[1], 4, 7, explore=True)["eval_episode_return"]]
+    assert sampled.finals.tolist() == [
+        evaluate_run(run_state(runs[0], log_dir)[1], 4, 7, explore=True)["eval_episode_return"]
+    ]
     assert len(json.loads(cache.read_text())) == 2  # a key of its own beside the deterministic one
     out = tmp_path / "report"
     experiment.diagnostics.update({"mean fps": ("mean", "f*s"), "peak fps": ("max", "fps")})
@@ -281,8 +389,10 @@ def test_the_report_puts_the_paper_beside_ours_with_intervals(tmp_path):
     fps = [[float(r["fps"]) for r in read_progress(run_state(spec, log_dir)[1]) if r["fps"]] for spec in runs]
     happo_fps = [np.mean(f) for spec, f in zip(runs, fps) if spec.algo == "happo"]
     assert np.allclose(cells[("toy-discrete", "happo")].diagnostics["mean fps"], happo_fps)
-    assert np.allclose(cells[("toy-discrete", "happo")].diagnostics["peak fps"],
-                       [max(f) for spec, f in zip(runs, fps) if spec.algo == "happo"])
+    assert np.allclose(
+        cells[("toy-discrete", "happo")].diagnostics["peak fps"],
+        [max(f) for spec, f in zip(runs, fps) if spec.algo == "happo"],
+    )
     text = build_report(experiment, cells, str(out), "Budget: 400 env steps per run.")
     assert "Training diagnostics" in text and f"{np.mean(happo_fps):.3g} ({np.std(happo_fps):.2g})" in text
     finals = cells[("toy-discrete", "happo")].finals
@@ -316,8 +426,11 @@ def test_the_report_puts_the_paper_beside_ours_with_intervals(tmp_path):
 
 
 def _staged(repo: Path) -> list[str]:
-    return sorted(subprocess.run(["git", "diff", "--cached", "--name-only"], cwd=repo, capture_output=True,
-                                 text=True, check=True).stdout.split())
+    return sorted(
+        subprocess.run(
+            ["git", "diff", "--cached", "--name-only"], cwd=repo, capture_output=True, text=True, check=True
+        ).stdout.split()
+    )
 
 
 def test_runs_are_kept_for_a_commit_finished_without_checkpoints_stopped_with_one(tmp_path):
@@ -330,8 +443,13 @@ def test_runs_are_kept_for_a_commit_finished_without_checkpoints_stopped_with_on
     for run_dir in (finished, stopped):
         (run_dir / "models").mkdir(parents=True)
         (run_dir / "logs").mkdir()
-        for name in ("config.json", "progress.csv", "learning_curve.png", "models/checkpoint.pt",
-                     "logs/events.out.tfevents.1"):
+        for name in (
+            "config.json",
+            "progress.csv",
+            "learning_curve.png",
+            "models/checkpoint.pt",
+            "logs/events.out.tfevents.1",
+        ):
             (run_dir / name).write_text("x")
     for name in ("models/actor_agent0.pt", "models/actor_agent1.pt", "models/critic_agent.pt"):
         (finished / name).write_text("x")
@@ -340,31 +458,45 @@ def test_runs_are_kept_for_a_commit_finished_without_checkpoints_stopped_with_on
     (repo / ".gitignore").write_text("results/*\n")
     subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
     script = Path(__file__).resolve().parents[1] / "scripts" / "keep_runs.sh"
-    out = subprocess.run(["bash", str(script), "results/football", "results/reports/sweep"], cwd=repo,
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["bash", str(script), "results/football", "results/reports/sweep"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     base, other = "results/football/t/happo/x/seed-00001-a/", "results/football/t/happo/x/seed-00002-b/"
     light = ["config.json", "progress.csv", "learning_curve.png"]
-    finals = [base + name for name in light + ["models/actor_agent0.pt", "models/actor_agent1.pt",
-                                               "models/critic_agent.pt"]]
+    finals = [
+        base + name for name in light + ["models/actor_agent0.pt", "models/actor_agent1.pt", "models/critic_agent.pt"]
+    ]
     assert _staged(repo) == sorted(finals + ["results/reports/sweep/reevaluations.json"])
     assert "1 finished and 0 stopped run(s) staged" in out
 
-    too_big = subprocess.run(["bash", str(script), "--stopped", "results/football"], cwd=repo, capture_output=True,
-                             text=True, env={**os.environ, "KEEP_RUNS_MAX_MB": "0"})
+    too_big = subprocess.run(
+        ["bash", str(script), "--stopped", "results/football"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "KEEP_RUNS_MAX_MB": "0"},
+    )
     assert too_big.returncode == 0 and "left out stopped" in too_big.stderr and "1 MB (> 0 MB" in too_big.stderr
     assert not [name for name in _staged(repo) if name.startswith(other)]
-    out = subprocess.run(["bash", str(script), "--stopped", "results/football"], cwd=repo, capture_output=True,
-                         text=True, check=True).stdout
+    out = subprocess.run(
+        ["bash", str(script), "--stopped", "results/football"], cwd=repo, capture_output=True, text=True, check=True
+    ).stdout
     assert "1 finished and 1 stopped run(s) staged" in out
     assert [name for name in _staged(repo) if name.startswith(other)] == sorted(
-        other + name for name in light + ["models/checkpoint.pt"])
+        other + name for name in light + ["models/checkpoint.pt"]
+    )
 
     # the stopped run is resumed on another machine and finishes: its checkpoint is dropped
     subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "kept"], cwd=repo, check=True)
     (stopped / "models" / "actor_agent0.pt").write_text("y")
     subprocess.run(["bash", str(script), "results/football"], cwd=repo, capture_output=True, text=True, check=True)
-    status = subprocess.run(["git", "status", "--porcelain"], cwd=repo, capture_output=True, text=True,
-                            check=True).stdout.splitlines()
+    status = subprocess.run(
+        ["git", "status", "--porcelain"], cwd=repo, capture_output=True, text=True, check=True
+    ).stdout.splitlines()
     assert f"D  {other}models/checkpoint.pt" in status and f"A  {other}models/actor_agent0.pt" in status
 
     for bad in (["results/nothing"], [], ["--stopped"]):

@@ -1,4 +1,5 @@
 """Aggregation of finished runs: per-seed finals, mean/std, and the seed-range picture."""
+
 from __future__ import annotations
 
 import os
@@ -38,8 +39,12 @@ def test_starcraft_runs_are_summarised_in_win_rate(tmp_path):
     assert [(r.metric, r.final_eval) for r in runs] == [("eval_win_rate", 0.75), ("eval_win_rate", 0.25)]
     # a root below the results folder (results/smax/task) keeps the groups and the win rate
     assert {g: [r.metric for r in rs] for g, rs in collect(str(tmp_path / "smax" / "task")).items()} == {
-        "smax/task/happo/exp": ["eval_win_rate", "eval_win_rate"]}
-    assert "| smax/task/happo/exp | win rate | 2 | 2000 | 1: 0.75, 2: 0.25 | 0.50 | 0.25 | 0.25 | 0.75 |" in markdown_table(groups)
+        "smax/task/happo/exp": ["eval_win_rate", "eval_win_rate"]
+    }
+    assert (
+        "| smax/task/happo/exp | win rate | 2 | 2000 | 1: 0.75, 2: 0.25 | 0.50 | 0.25 | 0.25 | 0.75 |"
+        in markdown_table(groups)
+    )
 
 
 def test_algorithms_of_one_task_are_compared_in_one_picture(tmp_path):
@@ -62,7 +67,10 @@ def test_a_run_is_read_in_the_metric_asked_for(tmp_path):
     _fake_run(tmp_path, 1, [-3.0, -2.0], win_rates=[0.1, 0.4])  # an MPE run: headline metric return
     run_dir = str(next((tmp_path / "pettingzoo_mpe").rglob("seed-*")))
     assert (read_run(run_dir).metric, read_run(run_dir).final_eval) == ("eval_episode_return", -2.0)
-    assert (read_run(run_dir, "eval_win_rate").metric, read_run(run_dir, "eval_win_rate").final_eval) == ("eval_win_rate", 0.4)
+    assert (read_run(run_dir, "eval_win_rate").metric, read_run(run_dir, "eval_win_rate").final_eval) == (
+        "eval_win_rate",
+        0.4,
+    )
 
 
 def test_headline_metric_is_the_papers_unit_per_environment():

@@ -1,12 +1,13 @@
 """The HA sequential property: in one round agent m's update sees agents 1..m-1 already updated
 and m+1..n not; a simultaneous round sees only pre-round actions."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
-
 from e2e_helpers import TINY_OFF_POLICY, train
+
 from harl.common.sequential_update import sequential_round, update_order
 
 
@@ -27,7 +28,7 @@ def _record_round(order, resample_enabled):
 def test_sequential_round_sees_predecessors_updated_and_successors_not(order):
     seen, infos, final = _record_round(order, resample_enabled=True)
     for position, agent_id in enumerate(order):
-        before, after = order[:position], order[position + 1:]
+        before, after = order[:position], order[position + 1 :]
         assert all(seen[agent_id][j] == f"new{j}" for j in before)
         assert all(seen[agent_id][j] == f"old{j}" for j in after + [agent_id])
     assert infos == {i: {"agent": i} for i in order}

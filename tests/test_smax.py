@@ -1,5 +1,6 @@
 """SMAX behind HARL's contract: SMAC's action layout, masks, the Medivac, episode ends, batched
 stepping equal to one-by-one stepping, and one compilation per shape."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -2,6 +2,7 @@
 the documented API (tests/fake_starcraft.py): spaces and shared observations, dead agents,
 truncation, win rate and seeding, HARL's SMACv2 map configs, HAPPO and HAQO trained end to end,
 and the one-paragraph errors when the package, StarCraft II or a map file is missing."""
+
 from __future__ import annotations
 
 import os
@@ -28,14 +29,33 @@ TINY_HAQO = {**TINY_OFF_POLICY, "n_timesteps": 4, "num_env_steps": 120}
 
 # HARL's harl/configs/envs_cfgs/smacv2_map_config/terran_5_vs_5.yaml, as the wrapper receives it.
 HARL_TERRAN_5_VS_5 = {
-    "continuing_episode": False, "difficulty": "7", "game_version": None, "map_name": "10gen_terran",
-    "move_amount": 2, "obs_all_health": True, "obs_instead_of_state": False, "obs_last_action": False,
-    "obs_own_health": True, "obs_pathing_grid": False, "obs_terrain_height": False,
-    "obs_timestep_number": False, "reward_death_value": 10, "reward_defeat": 0,
-    "reward_negative_scale": 0.5, "reward_only_positive": True, "reward_scale": True,
-    "reward_scale_rate": 20, "reward_sparse": False, "reward_win": 200, "replay_dir": "",
-    "replay_prefix": "", "conic_fov": False, "obs_own_pos": True, "use_unit_ranges": True,
-    "min_attack_range": 2, "num_fov_actions": 12,
+    "continuing_episode": False,
+    "difficulty": "7",
+    "game_version": None,
+    "map_name": "10gen_terran",
+    "move_amount": 2,
+    "obs_all_health": True,
+    "obs_instead_of_state": False,
+    "obs_last_action": False,
+    "obs_own_health": True,
+    "obs_pathing_grid": False,
+    "obs_terrain_height": False,
+    "obs_timestep_number": False,
+    "reward_death_value": 10,
+    "reward_defeat": 0,
+    "reward_negative_scale": 0.5,
+    "reward_only_positive": True,
+    "reward_scale": True,
+    "reward_scale_rate": 20,
+    "reward_sparse": False,
+    "reward_win": 200,
+    "replay_dir": "",
+    "replay_prefix": "",
+    "conic_fov": False,
+    "obs_own_pos": True,
+    "use_unit_ranges": True,
+    "min_attack_range": 2,
+    "num_fov_actions": 12,
     "capability_config": {
         "n_units": 5,
         "n_enemies": 5,
@@ -48,7 +68,10 @@ HARL_TERRAN_5_VS_5 = {
         },
         "start_positions": {"dist_type": "surrounded_and_reflect", "p": 0.5, "map_x": 32, "map_y": 32},
     },
-    "state_last_action": True, "state_timestep_number": False, "step_mul": 8, "heuristic_ai": False,
+    "state_last_action": True,
+    "state_timestep_number": False,
+    "step_mul": 8,
+    "heuristic_ai": False,
     "debug": False,
 }
 
@@ -167,8 +190,10 @@ def test_smacv2_map_configs_are_harls():
     assert protoss["map_name"] == "10gen_protoss"
     assert protoss["capability_config"]["n_units"] == 20 and protoss["capability_config"]["n_enemies"] == 23
     assert protoss["capability_config"]["team_gen"] == {
-        "dist_type": "weighted_teams", "unit_types": ["stalker", "zealot", "colossus"],
-        "weights": [0.45, 0.45, 0.1], "observe": True,
+        "dist_type": "weighted_teams",
+        "unit_types": ["stalker", "zealot", "colossus"],
+        "weights": [0.45, 0.45, 0.1],
+        "observe": True,
     }
     zerg = map_config("zerg_10_vs_11")["capability_config"]
     assert (zerg["n_units"], zerg["n_enemies"]) == (10, 11)
@@ -198,14 +223,17 @@ def test_smacv2_team_sizes_come_from_the_capability_config(tmp_path, monkeypatch
 # ---------------------------------------------------------------- training end to end
 
 
-@pytest.mark.parametrize("algo,env_name,env_args", [
-    ("happo", "smac", {"map_name": "3m", "state_type": "EP"}),
-    ("happo", "smacv2", {"map_name": "terran_5_vs_5", "state_type": "FP"}),
-    ("haqo", "smac", {"map_name": "3m", "state_type": "FP"}),
-    ("haqo", "smacv2", {"map_name": "terran_5_vs_5", "state_type": "EP"}),
-    ("qmix", "smac", {"map_name": "3m", "state_type": "EP"}),
-    ("vdn", "smacv2", {"map_name": "terran_5_vs_5", "state_type": "EP"}),
-])
+@pytest.mark.parametrize(
+    "algo,env_name,env_args",
+    [
+        ("happo", "smac", {"map_name": "3m", "state_type": "EP"}),
+        ("happo", "smacv2", {"map_name": "terran_5_vs_5", "state_type": "FP"}),
+        ("haqo", "smac", {"map_name": "3m", "state_type": "FP"}),
+        ("haqo", "smacv2", {"map_name": "terran_5_vs_5", "state_type": "EP"}),
+        ("qmix", "smac", {"map_name": "3m", "state_type": "EP"}),
+        ("vdn", "smacv2", {"map_name": "terran_5_vs_5", "state_type": "EP"}),
+    ],
+)
 def test_training_end_to_end(tmp_path, monkeypatch, algo, env_name, env_args):
     """The fake raises on an unavailable action, so finishing proves every executed action
     (rollouts, warm-up, evaluation) respected the availability masks."""
@@ -231,9 +259,13 @@ def test_missing_starcraft_fails_within_seconds_in_one_paragraph(tmp_path):
     env.update(SC2PATH=str(sc2))
     start = time.perf_counter()
     out = subprocess.run(
-        [sys.executable, TRAIN, "--algo", "haqo", "--env", "smac", "--exp_name", "mmm2",
-         "--log_dir", str(log_dir)],
-        capture_output=True, text=True, timeout=60, env=env, cwd=ROOT, check=False,
+        [sys.executable, TRAIN, "--algo", "haqo", "--env", "smac", "--exp_name", "mmm2", "--log_dir", str(log_dir)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        cwd=ROOT,
+        check=False,
     )
     elapsed = time.perf_counter() - start
     print(f"missing StarCraft II: examples/train.py exited {out.returncode} after {elapsed:.2f} s")
@@ -246,8 +278,14 @@ def test_missing_starcraft_fails_within_seconds_in_one_paragraph(tmp_path):
     message = out.stderr.strip()
     assert "\n" not in message, message
     assert message.startswith("error (EnvNotInstalledError): smac cannot play MMM2: ")
-    for part in ("the Python package smac", 'pip install -e ".[smac]"', f"StarCraft II was not found in {sc2}",
-                 "iagreetotheeula", "MMM2.SC2Map is missing", "--env smax --map_name MMM2"):
+    for part in (
+        "the Python package smac",
+        'pip install -e ".[smac]"',
+        f"StarCraft II was not found in {sc2}",
+        "iagreetotheeula",
+        "MMM2.SC2Map is missing",
+        "--env smax --map_name MMM2",
+    ):
         assert part in message
     assert not log_dir.exists() or not any(log_dir.iterdir())
 
@@ -283,10 +321,13 @@ def test_missing_game_names_the_sc2path_folder(tmp_path, monkeypatch):
     assert "--env smax --map_name 3m" in message
 
 
-@pytest.mark.parametrize("env_name,map_name,map_file,source", [
-    ("smac", "MMM2", "MMM2.SC2Map", "https://github.com/oxwhirl/smac/releases/download/v0.1-beta1/SMAC_Maps.zip"),
-    ("smacv2", "zerg_5_vs_5", "32x32_flat.SC2Map", "https://github.com/oxwhirl/smacv2"),
-])
+@pytest.mark.parametrize(
+    "env_name,map_name,map_file,source",
+    [
+        ("smac", "MMM2", "MMM2.SC2Map", "https://github.com/oxwhirl/smac/releases/download/v0.1-beta1/SMAC_Maps.zip"),
+        ("smacv2", "zerg_5_vs_5", "32x32_flat.SC2Map", "https://github.com/oxwhirl/smacv2"),
+    ],
+)
 def test_missing_map_names_the_map_file(tmp_path, monkeypatch, env_name, map_name, map_file, source):
     sc2 = install_fakes(tmp_path, monkeypatch, maps=())
     with pytest.raises(EnvNotInstalledError) as err:
@@ -298,12 +339,19 @@ def test_missing_map_names_the_map_file(tmp_path, monkeypatch, env_name, map_nam
     assert f"--env smax --map_name {map_name}" in message
 
 
-@pytest.mark.parametrize("env_name,env_args,expected", [
-    ("smac", {"map_name": "4m"}, f"smac: unknown map_name '4m'; valid: {', '.join(SMAC_MAPS)}"),
-    ("smacv2", {"map_name": "protoss_5_vs_6"}, f"smacv2: unknown map_name 'protoss_5_vs_6'; valid: {', '.join(SMACV2_MAPS)}"),
-    ("smac", {"state_type": "XP"}, "smac: state_type must be one of EP, FP, got 'XP'"),
-    ("smacv2", {"state_type": "ep"}, "smacv2: state_type must be one of EP, FP, got 'ep'"),
-])
+@pytest.mark.parametrize(
+    "env_name,env_args,expected",
+    [
+        ("smac", {"map_name": "4m"}, f"smac: unknown map_name '4m'; valid: {', '.join(SMAC_MAPS)}"),
+        (
+            "smacv2",
+            {"map_name": "protoss_5_vs_6"},
+            f"smacv2: unknown map_name 'protoss_5_vs_6'; valid: {', '.join(SMACV2_MAPS)}",
+        ),
+        ("smac", {"state_type": "XP"}, "smac: state_type must be one of EP, FP, got 'XP'"),
+        ("smacv2", {"state_type": "ep"}, "smacv2: state_type must be one of EP, FP, got 'ep'"),
+    ],
+)
 def test_bad_args_list_the_valid_values_before_any_requirement(tmp_path, monkeypatch, env_name, env_args, expected):
     install_fakes(tmp_path, monkeypatch, packages=False)
     with pytest.raises(ValueError, match=f"^{re.escape(expected)}$"):

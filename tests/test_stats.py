@@ -1,4 +1,5 @@
 """Aggregate statistics of harl.utils.stats: IQM, bootstrap intervals, probability of improvement."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -12,8 +13,8 @@ from harl.utils.stats import (
     stratified_bootstrap_ci,
 )
 
-
 # --------------------------------------------------------------------------- iqm
+
 
 def test_iqm_one_value_is_that_value():
     assert iqm(np.array([7.5])) == 7.5
@@ -75,6 +76,7 @@ def test_iqm_rejects_empty_and_non_finite(bad):
 
 # --------------------------------------------------------------------------- bootstrap_ci
 
+
 @pytest.mark.parametrize("statistic", [np.mean, iqm, np.median])
 def test_bootstrap_ci_contains_point_estimate(statistic):
     x = np.random.default_rng(0).normal(loc=10.0, size=20)
@@ -135,17 +137,20 @@ def test_bootstrap_ci_rejects_statistic_without_axis_reduction():
         bootstrap_ci(np.arange(5.0), lambda a, axis: a, n_boot=10)
 
 
-@pytest.mark.parametrize("kwargs", [
-    dict(scores=np.array([])),
-    dict(scores=np.array([1.0, np.nan, 2.0])),
-    dict(scores=np.ones((3, 2))),
-    dict(confidence=0.0),
-    dict(confidence=1.0),
-    dict(confidence=1.5),
-    dict(n_boot=0),
-    dict(n_boot=-3),
-    dict(n_boot=2.5),
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(scores=np.array([])),
+        dict(scores=np.array([1.0, np.nan, 2.0])),
+        dict(scores=np.ones((3, 2))),
+        dict(confidence=0.0),
+        dict(confidence=1.0),
+        dict(confidence=1.5),
+        dict(n_boot=0),
+        dict(n_boot=-3),
+        dict(n_boot=2.5),
+    ],
+)
 def test_bootstrap_ci_rejects_bad_inputs(kwargs):
     args = dict(scores=np.arange(6.0), statistic=iqm, n_boot=10)
     args.update(kwargs)
@@ -154,6 +159,7 @@ def test_bootstrap_ci_rejects_bad_inputs(kwargs):
 
 
 # --------------------------------------------------------------------------- stratified
+
 
 def test_stratified_with_one_task_matches_plain_bootstrap():
     scores = np.random.default_rng(9).normal(size=12)
@@ -197,12 +203,15 @@ def test_stratified_is_reproducible_per_seed():
     assert stratified_bootstrap_ci(matrix, np.mean, n_boot=300, seed=6) != first
 
 
-@pytest.mark.parametrize("matrix", [
-    np.empty((0, 3)),
-    np.empty((3, 0)),
-    np.array([[1.0, np.nan], [2.0, 3.0]]),
-    np.arange(4.0),
-])
+@pytest.mark.parametrize(
+    "matrix",
+    [
+        np.empty((0, 3)),
+        np.empty((3, 0)),
+        np.array([[1.0, np.nan], [2.0, 3.0]]),
+        np.arange(4.0),
+    ],
+)
 def test_stratified_rejects_bad_matrices(matrix):
     with pytest.raises(ValueError):
         stratified_bootstrap_ci(matrix, iqm, n_boot=10)
@@ -216,6 +225,7 @@ def test_stratified_rejects_bad_bootstrap_args():
 
 
 # --------------------------------------------------------------------------- improvement
+
 
 def _brute_force_improvement(x, y):
     wins = sum((xi > yj) + 0.5 * (xi == yj) for xi in x for yj in y)
@@ -282,17 +292,19 @@ def test_improvement_ci_replicates_match_brute_force():
 
 
 def test_improvement_ci_of_dominating_sample_is_degenerate():
-    assert probability_of_improvement_ci(np.array([5.0, 6.0]), np.array([1.0, 2.0, 3.0]),
-                                         n_boot=200) == (1.0, 1.0, 1.0)
+    assert probability_of_improvement_ci(np.array([5.0, 6.0]), np.array([1.0, 2.0, 3.0]), n_boot=200) == (1.0, 1.0, 1.0)
 
 
-@pytest.mark.parametrize("x, y", [
-    (np.array([]), np.array([1.0])),
-    (np.array([1.0]), np.array([])),
-    (np.array([np.nan, 1.0]), np.array([1.0])),
-    (np.array([1.0]), np.array([2.0, np.nan])),
-    (np.ones((2, 2)), np.array([1.0])),
-])
+@pytest.mark.parametrize(
+    "x, y",
+    [
+        (np.array([]), np.array([1.0])),
+        (np.array([1.0]), np.array([])),
+        (np.array([np.nan, 1.0]), np.array([1.0])),
+        (np.array([1.0]), np.array([2.0, np.nan])),
+        (np.ones((2, 2)), np.array([1.0])),
+    ],
+)
 def test_improvement_rejects_bad_inputs(x, y):
     with pytest.raises(ValueError):
         probability_of_improvement(x, y)

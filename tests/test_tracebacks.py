@@ -2,6 +2,7 @@
 commands read is refused with ``FILE:LINE:COLUMN: what`` and exit 2 however it is broken, Ctrl+C
 at any moment ends with one line and exit 130, and a command checks all its arguments before it
 prints anything."""
+
 from __future__ import annotations
 
 import json
@@ -44,8 +45,9 @@ def _write(path: Path, content: bytes | str | None) -> Path:
 
 
 def _run(script: str, *args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(EXAMPLES / script), *map(str, args)], cwd=cwd,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, str(EXAMPLES / script), *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=120
+    )
 
 
 def _assert_refused(done: subprocess.CompletedProcess, path: Path, message: str) -> None:
@@ -138,8 +140,9 @@ def test_malformed_project_yaml_files_name_file_line_and_column(tmp_path, monkey
 
 
 # ----------------------------------------------------------------------------- the commands
-VALID_TUNED = json.dumps({"main_args": {"algo": "happo", "env": "toy"},
-                          "algo_args": {"train": {"num_env_steps": 400}}}).encode()
+VALID_TUNED = json.dumps(
+    {"main_args": {"algo": "happo", "env": "toy"}, "algo_args": {"train": {"num_env_steps": 400}}}
+).encode()
 
 
 def _experiment(tmp_path: Path, tuned: bytes | str | None = VALID_TUNED) -> Path:
@@ -147,8 +150,10 @@ def _experiment(tmp_path: Path, tuned: bytes | str | None = VALID_TUNED) -> Path
     (see :func:`_write`)."""
     _write(tmp_path / "tuned" / "toy" / "toy-discrete" / "happo" / "config.json", tuned)
     path = tmp_path / "exp.yaml"
-    path.write_text("name: t\ntitle: T\nmetric: return\nseeds: [1]\nalgorithms: [happo]\ntuned_dir: tuned\n"
-                    "tasks:\n  - {env: toy, task: toy-discrete}\n")
+    path.write_text(
+        "name: t\ntitle: T\nmetric: return\nseeds: [1]\nalgorithms: [happo]\ntuned_dir: tuned\n"
+        "tasks:\n  - {env: toy, task: toy-discrete}\n"
+    )
     return path
 
 
@@ -298,8 +303,14 @@ def _libraries_loading(pid: int, library: str) -> bool:
 def _ctrl_c_while_importing(tmp_path: Path, argv: list[str]) -> tuple[subprocess.Popen, str, str]:
     """Start ``argv``, wait until torch's shared library is mapped (torch is importing), then
     press Ctrl+C: SIGINT to the whole process group, as a terminal does."""
-    process = subprocess.Popen([sys.executable, *argv], cwd=tmp_path, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+    process = subprocess.Popen(
+        [sys.executable, *argv],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         deadline = time.time() + 60
         while not _libraries_loading(process.pid, "libtorch_cpu") and process.poll() is None:
@@ -342,9 +353,14 @@ def test_ctrl_c_while_torch_imports_is_one_line_and_exit_130(tmp_path, script):
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="watches /proc/PID/maps")
 def test_ctrl_c_half_a_second_into_train_is_one_line(tmp_path):
-    process = subprocess.Popen([sys.executable, str(EXAMPLES / "train.py"), *_commands(tmp_path)["train.py"]],
-                               cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               start_new_session=True)
+    process = subprocess.Popen(
+        [sys.executable, str(EXAMPLES / "train.py"), *_commands(tmp_path)["train.py"]],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     time.sleep(0.5)
     os.killpg(process.pid, signal.SIGINT)
     out, err = process.communicate(timeout=60)
@@ -367,9 +383,28 @@ def test_ctrl_c_while_worker_processes_start_is_one_line(tmp_path, delay):
     tracker, the forkserver) caught while its interpreter starts must not print a traceback."""
     log = tmp_path / "results"
     process = subprocess.Popen(
-        [sys.executable, str(EXAMPLES / "train.py"), "--algo", "happo", "--env", "toy", "--exp_name", "t",
-         "--log_dir", str(log), "--n_env_workers", "2", "--n_rollout_threads", "4"],
-        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        [
+            sys.executable,
+            str(EXAMPLES / "train.py"),
+            "--algo",
+            "happo",
+            "--env",
+            "toy",
+            "--exp_name",
+            "t",
+            "--log_dir",
+            str(log),
+            "--n_env_workers",
+            "2",
+            "--n_rollout_threads",
+            "4",
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         deadline = time.time() + 120
         while not _children(process.pid):
@@ -390,10 +425,32 @@ def test_ctrl_c_while_worker_processes_start_is_one_line(tmp_path, delay):
 def test_a_second_ctrl_c_during_training_stops_at_once_with_one_line(tmp_path):
     log = tmp_path / "results"
     process = subprocess.Popen(
-        [sys.executable, str(EXAMPLES / "train.py"), "--algo", "happo", "--env", "toy", "--exp_name", "t",
-         "--log_dir", str(log), "--num_env_steps", "1000000", "--n_rollout_threads", "2", "--n_env_workers", "0",
-         "--torch_threads", "1"],
-        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        [
+            sys.executable,
+            str(EXAMPLES / "train.py"),
+            "--algo",
+            "happo",
+            "--env",
+            "toy",
+            "--exp_name",
+            "t",
+            "--log_dir",
+            str(log),
+            "--num_env_steps",
+            "1000000",
+            "--n_rollout_threads",
+            "2",
+            "--n_env_workers",
+            "0",
+            "--torch_threads",
+            "1",
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         deadline = time.time() + 120
         while not list(log.glob("*/*/*/*/*/progress.csv")):  # the runner handles SIGINT by now
@@ -412,9 +469,13 @@ def test_a_second_ctrl_c_during_training_stops_at_once_with_one_line(tmp_path):
     # the line says what the run directory holds: whether the first Ctrl+C's checkpoint was
     # written before the second one depends on the machine's speed
     if (run_dir / "models" / "checkpoint.pt").is_file():
-        expected = (f"interrupted (Ctrl+C); the run's last checkpoint is kept: continue with: python "
-                    f"examples/train.py --resume {run_dir}")
+        expected = (
+            f"interrupted (Ctrl+C); the run's last checkpoint is kept: continue with: python "
+            f"examples/train.py --resume {run_dir}"
+        )
     else:
-        expected = (f"interrupted (Ctrl+C) before the run's first checkpoint; {run_dir} holds its config and "
-                    "logs only: start the run again")
+        expected = (
+            f"interrupted (Ctrl+C) before the run's first checkpoint; {run_dir} holds its config and "
+            "logs only: start the run again"
+        )
     assert err.strip().splitlines()[-1] == expected

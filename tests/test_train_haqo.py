@@ -1,11 +1,12 @@
 """End-to-end HAQO on the off-policy HA runner: MPE continuous and discrete, Multi-Agent MuJoCo,
 action masks on the toy env, the simultaneous ablation, the Gaussian ablation, the KL bound in
 every logged window, and resume."""
+
 from __future__ import annotations
 
 import pytest
-
 from e2e_helpers import TINY_OFF_POLICY, assert_run_layout, read_progress, train
+
 from harl.runners import RUNNER_REGISTRY
 from harl.utils.cli import parse_train_args
 
@@ -32,12 +33,15 @@ def test_mamujoco_halfcheetah(tmp_path):
     assert_run_layout(runner.run_dir, 120)
 
 
-@pytest.mark.parametrize("extra", [
-    {"sequential": False},
-    {"actor": "gaussian"},
-    {"drift": "none", "q_transform": "qcut", "chosen": 2, "train_candidates": 4},
-    {"enumerate_discrete": True},
-])
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"sequential": False},
+        {"actor": "gaussian"},
+        {"drift": "none", "q_transform": "qcut", "chosen": 2, "train_candidates": 4},
+        {"enumerate_discrete": True},
+    ],
+)
 def test_toy_masks_and_ablations(tmp_path, extra):
     """The toy env raises on an unavailable action, so finishing proves every executed action
     (warm-up, behaviour candidates, evaluation) respected the availability masks."""

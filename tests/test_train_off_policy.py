@@ -1,5 +1,6 @@
 """End-to-end off-policy training: every algorithm on MPE and Multi-Agent MuJoCo, HASAC on
 discrete MPE and on the toy env (masks, mixed spaces, FP), and kill-and-resume with the buffer."""
+
 from __future__ import annotations
 
 import collections
@@ -9,9 +10,9 @@ import sys
 
 import numpy as np
 import pytest
+from e2e_helpers import TINY_OFF_POLICY, assert_run_layout, kill_and_resume, read_progress, train
 from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 
-from e2e_helpers import TINY_OFF_POLICY, assert_run_layout, kill_and_resume, read_progress, train
 from harl.runners import RUNNER_REGISTRY
 from harl.utils.cli import parse_train_args
 
@@ -33,14 +34,29 @@ def test_mamujoco_halfcheetah(tmp_path, algo):
 
 
 def test_hasac_discrete_mpe_and_mixed_toy_with_fp_state(tmp_path):
-    runner = train("hasac", "pettingzoo_mpe", str(tmp_path), {
-        **TINY_OFF_POLICY, "num_env_steps": 120, "continuous_actions": False,
-    })
+    runner = train(
+        "hasac",
+        "pettingzoo_mpe",
+        str(tmp_path),
+        {
+            **TINY_OFF_POLICY,
+            "num_env_steps": 120,
+            "continuous_actions": False,
+        },
+    )
     assert_run_layout(runner.run_dir, 120)
     # the toy env raises if an unavailable action is executed, so finishing proves the masks hold
-    runner = train("hasac", "toy", str(tmp_path), {
-        **TINY_OFF_POLICY, "num_env_steps": 120, "continuous_agent": True, "state_type": "FP",
-    })
+    runner = train(
+        "hasac",
+        "toy",
+        str(tmp_path),
+        {
+            **TINY_OFF_POLICY,
+            "num_env_steps": 120,
+            "continuous_agent": True,
+            "state_type": "FP",
+        },
+    )
     assert_run_layout(runner.run_dir, 120)
 
 
@@ -62,12 +78,44 @@ def test_resume_restores_the_replay_buffer(tmp_path):
 def test_sigkill_and_resume_off_policy(tmp_path):
     total = 2000
     command = [
-        sys.executable, os.path.join(ROOT, "examples", "train.py"), "--algo", "hasac", "--env", "toy",
-        "--exp_name", "resume", "--log_dir", str(tmp_path), "--num_env_steps", str(total),
-        "--n_rollout_threads", "2", "--hidden_sizes", "[16, 16]", "--warmup_steps", "40",
-        "--train_interval", "5", "--update_per_train", "0.2", "--batch_size", "16",
-        "--buffer_size", "4000", "--eval_interval", "20", "--checkpoint_interval", "80",
-        "--n_env_workers", "0", "--torch_threads", "1", "--eval_episodes", "2", "--n_eval_rollout_threads", "2",
+        sys.executable,
+        os.path.join(ROOT, "examples", "train.py"),
+        "--algo",
+        "hasac",
+        "--env",
+        "toy",
+        "--exp_name",
+        "resume",
+        "--log_dir",
+        str(tmp_path),
+        "--num_env_steps",
+        str(total),
+        "--n_rollout_threads",
+        "2",
+        "--hidden_sizes",
+        "[16, 16]",
+        "--warmup_steps",
+        "40",
+        "--train_interval",
+        "5",
+        "--update_per_train",
+        "0.2",
+        "--batch_size",
+        "16",
+        "--buffer_size",
+        "4000",
+        "--eval_interval",
+        "20",
+        "--checkpoint_interval",
+        "80",
+        "--n_env_workers",
+        "0",
+        "--torch_threads",
+        "1",
+        "--eval_episodes",
+        "2",
+        "--n_eval_rollout_threads",
+        "2",
     ]
     run_dir, steps_before, resumed = kill_and_resume(command, str(tmp_path), min_rows=10)
     assert steps_before < total
@@ -80,7 +128,8 @@ def test_sigkill_and_resume_off_policy(tmp_path):
     points = collections.Counter(
         (value.tag, event.step)
         for path in glob.glob(os.path.join(run_dir, "logs", "events.out.tfevents.*"))
-        for event in EventFileLoader(path).Load() for value in event.summary.value
+        for event in EventFileLoader(path).Load()
+        for value in event.summary.value
     )
     assert points and max(points.values()) == 1
 

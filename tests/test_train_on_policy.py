@@ -1,6 +1,7 @@
 """End-to-end on-policy training: every algorithm on MPE (continuous, discrete), Multi-Agent
 MuJoCo and the toy env, the results layout, recurrent policies, shared parameters, FP states,
 learning on the toy task, determinism and kill-and-resume."""
+
 from __future__ import annotations
 
 import json
@@ -11,7 +12,6 @@ import sys
 
 import numpy as np
 import pytest
-
 from e2e_helpers import TINY_ON_POLICY, assert_run_layout, kill_and_resume, read_progress, train
 
 ON_POLICY = ["happo", "hatrpo", "haa2c", "mappo"]
@@ -22,9 +22,16 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 @pytest.mark.parametrize("continuous", [True, False])
 def test_mpe_simple_spread(tmp_path, algo, continuous):
     steps = 2 * 20 * 4
-    runner = train(algo, "pettingzoo_mpe", str(tmp_path), {
-        **TINY_ON_POLICY, "num_env_steps": steps, "continuous_actions": continuous,
-    })
+    runner = train(
+        algo,
+        "pettingzoo_mpe",
+        str(tmp_path),
+        {
+            **TINY_ON_POLICY,
+            "num_env_steps": steps,
+            "continuous_actions": continuous,
+        },
+    )
     rows = assert_run_layout(runner.run_dir, steps)
     assert all(math.isfinite(float(r["eval_episode_return"])) for r in rows if r["eval_episode_return"])
     task = "simple_spread_v2-continuous" if continuous else "simple_spread_v2-discrete"
@@ -34,9 +41,16 @@ def test_mpe_simple_spread(tmp_path, algo, continuous):
 @pytest.mark.parametrize("algo", ON_POLICY)
 def test_mamujoco_halfcheetah(tmp_path, algo):
     steps = 2 * 20 * 2
-    runner = train(algo, "mamujoco", str(tmp_path), {
-        **TINY_ON_POLICY, "num_env_steps": steps, "episode_limit": 30,
-    })
+    runner = train(
+        algo,
+        "mamujoco",
+        str(tmp_path),
+        {
+            **TINY_ON_POLICY,
+            "num_env_steps": steps,
+            "episode_limit": 30,
+        },
+    )
     assert_run_layout(runner.run_dir, steps)
     assert "HalfCheetah-v2-2x3" in runner.run_dir
 
@@ -44,10 +58,18 @@ def test_mamujoco_halfcheetah(tmp_path, algo):
 def test_heterogeneous_speaker_listener_subprocess_envs(tmp_path):
     """Agents with different observation and action sizes, stepped by worker processes."""
     steps = 2 * 20 * 2
-    runner = train("happo", "pettingzoo_mpe", str(tmp_path), {
-        **TINY_ON_POLICY, "num_env_steps": steps, "scenario": "simple_speaker_listener_v3",
-        "continuous_actions": False, "n_env_workers": 2,
-    })
+    runner = train(
+        "happo",
+        "pettingzoo_mpe",
+        str(tmp_path),
+        {
+            **TINY_ON_POLICY,
+            "num_env_steps": steps,
+            "scenario": "simple_speaker_listener_v3",
+            "continuous_actions": False,
+            "n_env_workers": 2,
+        },
+    )
     assert_run_layout(runner.run_dir, steps)
     sizes = {space.shape[0] for space in runner.envs.observation_spaces}
     assert len(sizes) == 2
@@ -56,22 +78,45 @@ def test_heterogeneous_speaker_listener_subprocess_envs(tmp_path):
 @pytest.mark.parametrize("recurrent_key", ["use_recurrent_policy", "use_naive_recurrent_policy"])
 def test_recurrent_policy_with_action_masks(tmp_path, recurrent_key):
     steps = 2 * 20 * 2
-    runner = train("happo", "toy", str(tmp_path), {
-        **TINY_ON_POLICY, "num_env_steps": steps, recurrent_key: True, "data_chunk_length": 5,
-    })
+    runner = train(
+        "happo",
+        "toy",
+        str(tmp_path),
+        {
+            **TINY_ON_POLICY,
+            "num_env_steps": steps,
+            recurrent_key: True,
+            "data_chunk_length": 5,
+        },
+    )
     assert_run_layout(runner.run_dir, steps)
 
 
 def test_mappo_shared_parameters_and_fp_state(tmp_path):
     steps = 2 * 20 * 2
-    runner = train("mappo", "pettingzoo_mpe", str(tmp_path), {
-        **TINY_ON_POLICY, "num_env_steps": steps, "share_param": True,
-    })
+    runner = train(
+        "mappo",
+        "pettingzoo_mpe",
+        str(tmp_path),
+        {
+            **TINY_ON_POLICY,
+            "num_env_steps": steps,
+            "share_param": True,
+        },
+    )
     assert_run_layout(runner.run_dir, steps)
     assert len({id(actor) for actor in runner.actor}) == 1
-    runner = train("happo", "toy", str(tmp_path), {
-        **TINY_ON_POLICY, "num_env_steps": steps, "state_type": "FP", "continuous_agent": True,
-    })
+    runner = train(
+        "happo",
+        "toy",
+        str(tmp_path),
+        {
+            **TINY_ON_POLICY,
+            "num_env_steps": steps,
+            "state_type": "FP",
+            "continuous_agent": True,
+        },
+    )
     assert_run_layout(runner.run_dir, steps)
 
 
@@ -84,11 +129,23 @@ def test_share_param_with_different_spaces_is_a_config_error(tmp_path):
 
 def test_happo_learns_the_toy_task(tmp_path):
     """The cue-matching game is solved well above chance within a few thousand steps."""
-    runner = train("happo", "toy", str(tmp_path), {
-        **TINY_ON_POLICY, "num_env_steps": 8000, "n_rollout_threads": 4, "episode_length": 50,
-        "hidden_sizes": [32, 32], "lr": 0.003, "critic_lr": 0.003, "eval_interval": 100,
-        "eval_episodes": 8, "checkpoint_interval": 100,
-    })
+    runner = train(
+        "happo",
+        "toy",
+        str(tmp_path),
+        {
+            **TINY_ON_POLICY,
+            "num_env_steps": 8000,
+            "n_rollout_threads": 4,
+            "episode_length": 50,
+            "hidden_sizes": [32, 32],
+            "lr": 0.003,
+            "critic_lr": 0.003,
+            "eval_interval": 100,
+            "eval_episodes": 8,
+            "checkpoint_interval": 100,
+        },
+    )
     rows = read_progress(runner.run_dir)
     final_eval = float(rows[-1]["eval_episode_return"])
     # chance level: a random valid action matches the cue with probability ~1/2 and ~1/3.
@@ -108,11 +165,36 @@ def test_sigkill_and_resume_reaches_the_same_step_count(tmp_path):
     steps_per_episode, episodes, checkpoint_every = 40, 60, 2
     total = steps_per_episode * episodes
     command = [
-        sys.executable, os.path.join(ROOT, "examples", "train.py"), "--algo", "happo", "--env", "toy",
-        "--exp_name", "resume", "--log_dir", str(tmp_path), "--num_env_steps", str(total),
-        "--n_rollout_threads", "2", "--episode_length", "20", "--hidden_sizes", "[16, 16]",
-        "--checkpoint_interval", str(checkpoint_every), "--eval_interval", "1000", "--log_interval", "1",
-        "--n_env_workers", "1", "--torch_threads", "1", "--eval_episodes", "2",
+        sys.executable,
+        os.path.join(ROOT, "examples", "train.py"),
+        "--algo",
+        "happo",
+        "--env",
+        "toy",
+        "--exp_name",
+        "resume",
+        "--log_dir",
+        str(tmp_path),
+        "--num_env_steps",
+        str(total),
+        "--n_rollout_threads",
+        "2",
+        "--episode_length",
+        "20",
+        "--hidden_sizes",
+        "[16, 16]",
+        "--checkpoint_interval",
+        str(checkpoint_every),
+        "--eval_interval",
+        "1000",
+        "--log_interval",
+        "1",
+        "--n_env_workers",
+        "1",
+        "--torch_threads",
+        "1",
+        "--eval_episodes",
+        "2",
     ]
     run_dir, steps_before, resumed = kill_and_resume(command, str(tmp_path), min_rows=12)
     assert steps_before < total, "the run finished before it was killed; make it longer"
@@ -131,12 +213,21 @@ def test_sigkill_and_resume_reaches_the_same_step_count(tmp_path):
 def test_resume_refuses_a_run_without_checkpoint(tmp_path):
     run_dir = tmp_path / "empty"
     (run_dir / "models").mkdir(parents=True)
-    (run_dir / "config.json").write_text(json.dumps({
-        "main_args": {"algo": "happo", "env": "toy", "exp_name": "x", "load_config": ""},
-        "algo_args": {}, "env_args": {},
-    }))
-    out = subprocess.run([sys.executable, os.path.join(ROOT, "examples", "train.py"), "--resume", str(run_dir)],
-                         capture_output=True, text=True, timeout=60)
+    (run_dir / "config.json").write_text(
+        json.dumps(
+            {
+                "main_args": {"algo": "happo", "env": "toy", "exp_name": "x", "load_config": ""},
+                "algo_args": {},
+                "env_args": {},
+            }
+        )
+    )
+    out = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "examples", "train.py"), "--resume", str(run_dir)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode != 0
     assert "checkpoint" in out.stderr.lower()
 

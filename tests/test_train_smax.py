@@ -1,6 +1,7 @@
 """Every algorithm HARL runs on SMAC trains end to end on SMAX (3m): recurrent and FP/EP variants
 of the on-policy ones, HASAC and HAQO; every executed action is available; evaluation writes
 the win rate."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -9,6 +10,7 @@ import pytest
 pytest.importorskip("jaxmarl")
 
 from e2e_helpers import TINY_OFF_POLICY, TINY_ON_POLICY, assert_run_layout, read_progress, train  # noqa: E402
+
 from harl.envs.smax.smax_env import SMAXVecEnv  # noqa: E402
 
 

@@ -226,8 +226,13 @@ def test_time_the_trainer_spends_stopped_is_not_a_workers_silence():
     the stop itself lasted 4.5 s, longer than the whole timeout). Before, it stopped with a
     'hung environment' error. The 1.5 s left give the continued worker time to reply on a
     loaded machine."""
-    proc = subprocess.Popen([sys.executable, "-c", _STEP_AFTER_A_LINE], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _STEP_AFTER_A_LINE],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         worker = int(proc.stdout.readline())
         os.kill(worker, signal.SIGSTOP)  # the step will wait for this worker

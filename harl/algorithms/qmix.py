@@ -16,6 +16,7 @@ whole episodes:
 then one clipped Adam step and, every ``target_update_interval`` updates, the targets move by
 ``polyak`` (1: a copy).
 """
+
 from __future__ import annotations
 
 import copy
@@ -51,8 +52,14 @@ def td_lambda_targets(
     steps = reward.shape[1]
     for t in range(steps - 1, -1, -1):
         # G_{t+1} where step t+1 is real, else (the episode's last step) T(t+1)
-        later = next_values[:, t] if t + 1 == steps else torch.where(mask[:, t + 1] > 0, targets[:, t + 1], next_values[:, t])
-        targets[:, t] = reward[:, t] + gamma * not_done[:, t] * ((1.0 - td_lambda) * next_values[:, t] + td_lambda * later)
+        later = (
+            next_values[:, t]
+            if t + 1 == steps
+            else torch.where(mask[:, t + 1] > 0, targets[:, t + 1], next_values[:, t])
+        )
+        targets[:, t] = reward[:, t] + gamma * not_done[:, t] * (
+            (1.0 - td_lambda) * next_values[:, t] + td_lambda * later
+        )
     return targets * mask
 
 
@@ -71,8 +78,15 @@ class QMIX:
         device: where the networks live.
     """
 
-    def __init__(self, args: dict, n_agents: int, obs_dim: int, n_actions: int, state_dim: int,
-                 device: torch.device | str = torch.device("cpu")) -> None:
+    def __init__(
+        self,
+        args: dict,
+        n_agents: int,
+        obs_dim: int,
+        n_actions: int,
+        state_dim: int,
+        device: torch.device | str = torch.device("cpu"),
+    ) -> None:
         if args["mixer"] not in MIXER_REGISTRY:
             raise ConfigError(f"mixer must be one of {sorted(MIXER_REGISTRY)}, not {args['mixer']!r}")
         self.device = torch.device(device)
@@ -81,8 +95,12 @@ class QMIX:
         self.obs_agent_id = bool(args["obs_agent_id"])
         input_dim = obs_dim + n_actions * self.obs_last_action + n_agents * self.obs_agent_id
         self.agent_net = RecurrentQNet(
-            input_dim, n_actions, list(args["hidden_sizes"]), args["activation_func"],
-            args["initialization_method"], bool(args["use_feature_normalization"]),
+            input_dim,
+            n_actions,
+            list(args["hidden_sizes"]),
+            args["activation_func"],
+            args["initialization_method"],
+            bool(args["use_feature_normalization"]),
         ).to(self.device)
         self.mixer = MIXER_REGISTRY[args["mixer"]](n_agents, state_dim, args).to(self.device)
         self.target_agent_net = copy.deepcopy(self.agent_net)
@@ -105,8 +123,10 @@ class QMIX:
         """``obs (..., N, d)`` and ``last_actions (..., N)`` (-1: none yet) -> ``(..., N, in)``."""
         parts = [obs]
         if self.obs_last_action:
-            parts.append(F.one_hot(last_actions.clamp_min(0), self.n_actions).to(obs.dtype)
-                         * (last_actions >= 0).unsqueeze(-1).to(obs.dtype))
+            parts.append(
+                F.one_hot(last_actions.clamp_min(0), self.n_actions).to(obs.dtype)
+                * (last_actions >= 0).unsqueeze(-1).to(obs.dtype)
+            )
         if self.obs_agent_id:
             parts.append(self.agent_ids.expand(*obs.shape[:-1], self.n_agents))
         return torch.cat(parts, dim=-1)
@@ -117,8 +137,9 @@ class QMIX:
         return self.agent_net.initial_state(n_envs * self.n_agents, self.device)
 
     @torch.no_grad()
-    def act(self, obs: Tensor, available: Tensor, last_actions: Tensor, hidden: Tensor,
-            epsilon: float) -> tuple[Tensor, Tensor]:
+    def act(
+        self, obs: Tensor, available: Tensor, last_actions: Tensor, hidden: Tensor, epsilon: float
+    ) -> tuple[Tensor, Tensor]:
         """Epsilon-greedy actions over the available ones.
 
         Args:
@@ -157,8 +178,9 @@ class QMIX:
             best = masked_argmax(q.detach()[:, 1:] if self.double_q else target_q, next_available)
             next_q = target_q.gather(-1, best.unsqueeze(-1)).squeeze(-1)  # (B, T, N)
             next_values = self.target_mixer(next_q, batch.state[:, 1:]).squeeze(-1)
-            targets = td_lambda_targets(batch.reward, batch.terminated, batch.mask, next_values,
-                                        self.gamma, self.td_lambda)
+            targets = td_lambda_targets(
+                batch.reward, batch.terminated, batch.mask, next_values, self.gamma, self.td_lambda
+            )
         q_tot = self.mixer(chosen, batch.state[:, :-1]).squeeze(-1)  # (B, T)
         n_real = batch.mask.sum().clamp_min(1.0)
         td_error = (q_tot - targets) * batch.mask

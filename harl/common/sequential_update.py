@@ -7,6 +7,7 @@ Decomposition; the on-policy runner gets the same effect from HAPPO's product of
 ``resample=None`` the round is simultaneous: every agent sees the pre-round joint action (the
 MA runners, and HAQO's ``sequential: false`` ablation).
 """
+
 from __future__ import annotations
 
 from typing import Any, Callable, MutableSequence, TypeVar

@@ -1,4 +1,5 @@
 """Running normaliser for value targets (HARL's ``ValueNorm``)."""
+
 from __future__ import annotations
 
 import numpy as np

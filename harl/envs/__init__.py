@@ -58,9 +58,7 @@ _INSTALL_COMMANDS: dict[str, str] = {
 }
 
 _TASK_NAMES: dict[str, Callable[[dict[str, Any]], str]] = {
-    "pettingzoo_mpe": lambda a: (
-        f"{a['scenario']}-{'continuous' if a['continuous_actions'] else 'discrete'}"
-    ),
+    "pettingzoo_mpe": lambda a: f"{a['scenario']}-{'continuous' if a['continuous_actions'] else 'discrete'}",
     "mamujoco": lambda a: f"{a['scenario']}-{a['agent_conf']}",
     "smac": lambda a: a["map_name"],
     "smacv2": lambda a: a["map_name"],
@@ -82,8 +80,7 @@ _EVAL_SEED_OFFSET = 50000
 def _check_name(env_name: str) -> None:
     if env_name not in ENV_REGISTRY:
         raise ValueError(
-            f"unknown environment {env_name!r}; registered environments: "
-            f"{', '.join(sorted(ENV_REGISTRY))}"
+            f"unknown environment {env_name!r}; registered environments: {', '.join(sorted(ENV_REGISTRY))}"
         )
 
 
@@ -187,8 +184,11 @@ def _make_vec_env(
     batched = load_adapter(env_name).make_batched_vec_env(env_args, n_threads, base_seed)
     if batched is not None:
         if n_env_workers:
-            logger.info("%s steps all its environments in one batched call; n_env_workers=%s does not apply",
-                        env_name, n_env_workers)
+            logger.info(
+                "%s steps all its environments in one batched call; n_env_workers=%s does not apply",
+                env_name,
+                n_env_workers,
+            )
         return batched
     factory = EnvFactory(ENV_REGISTRY[env_name], env_args)
     n_workers = resolve_n_env_workers(n_env_workers, n_threads, env_name)
@@ -199,24 +199,31 @@ def _make_vec_env(
 
 
 def make_train_env(
-    env_name: str, seed: int, n_threads: int, env_args: dict[str, Any], n_env_workers: int | None,
+    env_name: str,
+    seed: int,
+    n_threads: int,
+    env_args: dict[str, Any],
+    n_env_workers: int | None,
     reply_timeout_s: float | None = None,
 ) -> InProcessVecEnv | SubprocVecEnv:
     """``n_threads`` training environments; env ``k`` is seeded ``seed * 1000 + k``.
 
     ``n_env_workers``: 0 steps them in this process, k > 0 in k worker processes,
     -1 in one worker per CPU core (capped at ``n_threads``), None as the environment prefers
-    (``default_env_workers``). ``reply_timeout_s``: how long a worker may take to answer before the vector raises ``EnvWorkerError`` (None: no limit).
+    (``default_env_workers``). ``reply_timeout_s``: how long a worker may take to answer before the
+    vector raises ``EnvWorkerError`` (None: no limit).
     """
     return _make_vec_env(env_name, seed * 1000, n_threads, env_args, n_env_workers, reply_timeout_s)
 
 
 def make_eval_env(
-    env_name: str, seed: int, n_threads: int, env_args: dict[str, Any], n_env_workers: int | None,
+    env_name: str,
+    seed: int,
+    n_threads: int,
+    env_args: dict[str, Any],
+    n_env_workers: int | None,
     reply_timeout_s: float | None = None,
 ) -> InProcessVecEnv | SubprocVecEnv:
     """Like :func:`make_train_env` for evaluation; env ``k`` is seeded
     ``seed * 1000 + 50000 + k`` so evaluation never replays training episodes."""
-    return _make_vec_env(
-        env_name, seed * 1000 + _EVAL_SEED_OFFSET, n_threads, env_args, n_env_workers, reply_timeout_s
-    )
+    return _make_vec_env(env_name, seed * 1000 + _EVAL_SEED_OFFSET, n_threads, env_args, n_env_workers, reply_timeout_s)

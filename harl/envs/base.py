@@ -44,9 +44,7 @@ class StepResult(NamedTuple):
 ResetResult = tuple[list[np.ndarray], np.ndarray, list[np.ndarray | None]]
 """``(obs per agent, share_obs (N, s), available_actions per agent)`` of one environment."""
 
-EnvStepResult = tuple[
-    list[np.ndarray], np.ndarray, np.ndarray, np.ndarray, dict[str, Any], list[np.ndarray | None]
-]
+EnvStepResult = tuple[list[np.ndarray], np.ndarray, np.ndarray, np.ndarray, dict[str, Any], list[np.ndarray | None]]
 """``(obs, share_obs (N, s), rewards (N,), dones (N,) bool, info, available_actions)``."""
 
 

@@ -1,4 +1,5 @@
 """Coverage measures shared by the occupation game and MPE's landmark coverage (paper Figs. 1, 2, 5)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -24,8 +25,11 @@ def coverage_metrics(held_steps: np.ndarray, steps: int, prefix: str) -> dict[st
     """An episode's ``coverage`` (mean share of targets held per step), ``balance`` and
     ``<prefix>_<k>`` (share of steps target ``k`` was held), from the steps each was held."""
     shares = held_steps / max(steps, 1)
-    return {"coverage": float(shares.mean()), "balance": balance(held_steps),
-            **{f"{prefix}_{k}": float(s) for k, s in enumerate(shares)}}
+    return {
+        "coverage": float(shares.mean()),
+        "balance": balance(held_steps),
+        **{f"{prefix}_{k}": float(s) for k, s in enumerate(shares)},
+    }
 
 
 def coverage_metric_names(n_targets: int, prefix: str) -> tuple[str, ...]:

@@ -130,8 +130,7 @@ class _EnvChunk:
 
     def _stack_avail(self, per_env: list) -> list[np.ndarray | None]:
         return [
-            _stack([a[i] for a in per_env], np.float32) if self._discrete[i] else None
-            for i in range(self.n_agents)
+            _stack([a[i] for a in per_env], np.float32) if self._discrete[i] else None for i in range(self.n_agents)
         ]
 
 
@@ -209,9 +208,7 @@ class InProcessVecEnv(_VecEnvBase):
         self._chunk.close()
 
 
-def _worker_main(
-    conn: mp_connection.Connection, factory: EnvFactory, env_ids: list[int], seeds: list[int]
-) -> None:
+def _worker_main(conn: mp_connection.Connection, factory: EnvFactory, env_ids: list[int], seeds: list[int]) -> None:
     """Loop of one worker process: build its chunk, then serve reset/step until told to close."""
     # Ctrl+C and a scheduler's SIGTERM reach the whole process group; the main process writes
     # its final checkpoint, then closes us (a dead parent closes our pipe, which ends us too).
@@ -364,17 +361,12 @@ class SubprocVecEnv(_VecEnvBase):
                 pass
 
     def _cat_agents(self, parts: tuple) -> list:
-        return [
-            None if parts[0][i] is None else np.concatenate([p[i] for p in parts])
-            for i in range(self.n_agents)
-        ]
+        return [None if parts[0][i] is None else np.concatenate([p[i] for p in parts]) for i in range(self.n_agents)]
 
     def _request(self, command: str, payloads: list) -> list:
         if self._closed:
             reason = f" after an earlier failure: {self._failure}" if self._failure else ""
-            raise EnvWorkerError(
-                f"the vectorised {self.env_name!r} environment is closed{reason}; create a new one"
-            )
+            raise EnvWorkerError(f"the vectorised {self.env_name!r} environment is closed{reason}; create a new one")
         for w, (conn, payload) in enumerate(zip(self._conns, payloads)):
             try:
                 conn.send((command, payload))
@@ -401,7 +393,8 @@ class SubprocVecEnv(_VecEnvBase):
                 budget -= waited if waited <= wait_s + _WAIT_SLICE_S else wait_s
                 if not ready and budget <= 0:
                     raise self._fail(
-                        min(pending), command,
+                        min(pending),
+                        command,
                         f"it sent no reply within env_reply_timeout={self.reply_timeout_s} s (a hung "
                         "environment?); raise --env_reply_timeout if its steps are legitimately this slow",
                     )
@@ -434,8 +427,7 @@ class SubprocVecEnv(_VecEnvBase):
             except ValueError:
                 name = f"signal {-code}"
             hint = (
-                " (SIGKILL usually means the machine ran out of memory: lower n_rollout_threads"
-                " or n_env_workers)"
+                " (SIGKILL usually means the machine ran out of memory: lower n_rollout_threads or n_env_workers)"
                 if -code == signal.SIGKILL
                 else ""
             )
@@ -445,8 +437,7 @@ class SubprocVecEnv(_VecEnvBase):
     def _fail(self, w: int, command: str, cause: str) -> EnvWorkerError:
         ids = self._chunks[w]
         self._failure = (
-            f"environment worker {w} of {self.env_name!r} (envs {ids[0]}..{ids[-1]}) failed "
-            f"during {command}: {cause}"
+            f"environment worker {w} of {self.env_name!r} (envs {ids[0]}..{ids[-1]}) failed during {command}: {cause}"
         )
         self.close()
         return EnvWorkerError(self._failure)

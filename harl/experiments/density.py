@@ -5,6 +5,7 @@ kept during training (``keep_snapshots``) and at the end, pooled over the seeds 
 The positions are recorded during ordinary evaluation episodes (:func:`evaluate_run` with a
 hook called before every step), so they are those of the evaluated, decentralised policy.
 """
+
 from __future__ import annotations
 
 import glob
@@ -67,8 +68,9 @@ def run_visitation(run_dir: str, weights_dir: str, step: int, episodes: int, eva
     return Visitation(step, np.concatenate(positions), places[0], radius[0])
 
 
-def plan_group(run_dirs: list[str], episodes: int, eval_seed: int,
-               max_points: int = 0) -> tuple[list[int], list[dict[int, str]]]:
+def plan_group(
+    run_dirs: list[str], episodes: int, eval_seed: int, max_points: int = 0
+) -> tuple[list[int], list[dict[int, str]]]:
     """The env steps :func:`group_visitations` evaluates and every run's weights folders, after
     every check that needs nothing built (each run's files and config, the environment's
     package), so that a command refuses bad arguments before evaluating anything.
@@ -93,8 +95,13 @@ def plan_group(run_dirs: list[str], episodes: int, eval_seed: int,
     return common, per_run
 
 
-def group_visitations(run_dirs: list[str], episodes: int, eval_seed: int, max_points: int = 0,
-                      plan: tuple[list[int], list[dict[int, str]]] | None = None) -> list[Visitation]:
+def group_visitations(
+    run_dirs: list[str],
+    episodes: int,
+    eval_seed: int,
+    max_points: int = 0,
+    plan: tuple[list[int], list[dict[int, str]]] | None = None,
+) -> list[Visitation]:
     """One :class:`Visitation` per env step that every run of the group has weights for (the
     seeds of one configuration), their positions pooled; at most ``max_points`` steps, spread
     evenly and always including the last (0 = all). ``plan``: :func:`plan_group`'s result, when
@@ -102,9 +109,12 @@ def group_visitations(run_dirs: list[str], episodes: int, eval_seed: int, max_po
     common, per_run = plan or plan_group(run_dirs, episodes, eval_seed, max_points)
     out = []
     for step in common:
-        parts = [run_visitation(run_dir, found[step], step, episodes, eval_seed)
-                 for run_dir, found in zip(run_dirs, per_run)]
-        out.append(Visitation(step, np.concatenate([p.positions for p in parts]), parts[0].targets, parts[0].hold_radius))
+        parts = [
+            run_visitation(run_dir, found[step], step, episodes, eval_seed) for run_dir, found in zip(run_dirs, per_run)
+        ]
+        out.append(
+            Visitation(step, np.concatenate([p.positions for p in parts]), parts[0].targets, parts[0].hold_radius)
+        )
     return out
 
 
@@ -136,12 +146,19 @@ def plot_densities(groups: dict[str, list[Visitation]], title: str, path: str, b
                 ax.axis("off")
                 continue
             v = visitations[col]
-            ax.hist2d(v.positions[:, 0], v.positions[:, 1], bins=bins, range=[[-half, half], [-half, half]],
-                      norm=LogNorm(), cmap="viridis")
+            ax.hist2d(
+                v.positions[:, 0],
+                v.positions[:, 1],
+                bins=bins,
+                range=[[-half, half], [-half, half]],
+                norm=LogNorm(),
+                cmap="viridis",
+            )
             for k, (centre, share) in enumerate(zip(v.targets, held_shares(v))):
                 ax.add_patch(plt.Circle(centre, v.hold_radius, fill=False, color="red", lw=1))
-                ax.text(centre[0], centre[1] + v.hold_radius * 1.2, f"{share:.2f}", color="red",
-                        ha="center", fontsize=7)
+                ax.text(
+                    centre[0], centre[1] + v.hold_radius * 1.2, f"{share:.2f}", color="red", ha="center", fontsize=7
+                )
             ax.set_aspect("equal")
             ax.set_title(f"{v.step:,} steps", fontsize=8)
             if col == 0:

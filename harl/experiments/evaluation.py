@@ -1,6 +1,7 @@
 """Evaluate a run's saved policy again, from its own config, with more episodes (the engine of
 ``examples/evaluate.py``, of ``examples/reproduce.py --eval_episodes`` and of the
 visitation-density plots)."""
+
 from __future__ import annotations
 
 import os
@@ -14,19 +15,24 @@ from harl.utils.cli import parse_train_args
 from harl.utils.configs_tools import ConfigError, check_run_env_args, load_config_json
 
 
-def _evaluation_config(run_dir: str, eval_episodes: int, eval_seed: int, weights_dir: str = "",
-                       overrides: tuple[str, ...] = ()) -> tuple[tuple[dict, dict, dict], bool, str]:
+def _evaluation_config(
+    run_dir: str, eval_episodes: int, eval_seed: int, weights_dir: str = "", overrides: tuple[str, ...] = ()
+) -> tuple[tuple[dict, dict, dict], bool, str]:
     """``((args, algo_args, env_args), from_checkpoint, checkpoint path)`` of the evaluation of
     ``run_dir`` (see :func:`rebuilt_runner`), or ConfigError saying what is missing."""
     config = os.path.join(run_dir, "config.json")
     models = os.path.join(run_dir, "models")
     if not os.path.exists(run_dir):
-        raise ConfigError(f"{run_dir} does not exist; pass the directory of a run (results/<env>/<task>/<algo>/"
-                          "<exp_name>/seed-...)")
+        raise ConfigError(
+            f"{run_dir} does not exist; pass the directory of a run (results/<env>/<task>/<algo>/<exp_name>/seed-...)"
+        )
     if not os.path.isdir(run_dir):
         raise ConfigError(f"{run_dir} is a file, not a run directory; pass the directory of a run (seed-...)")
-    missing = [name for name, there in (("config.json", os.path.exists(config)), ("models/", os.path.isdir(models)))
-               if not there]
+    missing = [
+        name
+        for name, there in (("config.json", os.path.exists(config)), ("models/", os.path.isdir(models)))
+        if not there
+    ]
     if missing:  # a config.json that is no file is reported by its reader
         raise ConfigError(f"{run_dir} has no {' and no '.join(missing)}; pass the directory of a run (seed-...)")
     if weights_dir and not os.path.isfile(os.path.join(weights_dir, "actor_agent0.pt")):
@@ -45,17 +51,31 @@ def _evaluation_config(run_dir: str, eval_episodes: int, eval_seed: int, weights
         from harl.utils.checkpoint import check_weights
 
         check_weights(weights)
-    parsed = parse_train_args([
-        "--load_config", config, "--use_eval", "True",
-        "--eval_episodes", str(eval_episodes), "--seed", str(eval_seed), "--seed_specify", "True",
-        # nothing is written under --log_dir: a runner creates its directory only in run()
-        "--log_dir", tempfile.gettempdir(), *([] if from_checkpoint else ["--model_dir", weights]), *overrides,
-    ])
+    parsed = parse_train_args(
+        [
+            "--load_config",
+            config,
+            "--use_eval",
+            "True",
+            "--eval_episodes",
+            str(eval_episodes),
+            "--seed",
+            str(eval_seed),
+            "--seed_specify",
+            "True",
+            # nothing is written under --log_dir: a runner creates its directory only in run()
+            "--log_dir",
+            tempfile.gettempdir(),
+            *([] if from_checkpoint else ["--model_dir", weights]),
+            *overrides,
+        ]
+    )
     return parsed, from_checkpoint, checkpoint
 
 
-def check_run(run_dir: str, eval_episodes: int, eval_seed: int, weights_dir: str = "",
-              overrides: tuple[str, ...] = ()) -> None:
+def check_run(
+    run_dir: str, eval_episodes: int, eval_seed: int, weights_dir: str = "", overrides: tuple[str, ...] = ()
+) -> None:
     """Every check :func:`rebuilt_runner` makes before it builds anything (the run's files, its
     config, the evaluation settings, the environment's package), so that a command can refuse
     bad arguments before it prints or evaluates anything.
@@ -68,8 +88,14 @@ def check_run(run_dir: str, eval_episodes: int, eval_seed: int, weights_dir: str
 
 
 @contextmanager
-def rebuilt_runner(run_dir: str, eval_episodes: int, eval_seed: int, weights_dir: str = "",
-                   overrides: tuple[str, ...] = (), explore: bool = False) -> Iterator[Any]:
+def rebuilt_runner(
+    run_dir: str,
+    eval_episodes: int,
+    eval_seed: int,
+    weights_dir: str = "",
+    overrides: tuple[str, ...] = (),
+    explore: bool = False,
+) -> Iterator[Any]:
     """The runner of ``run_dir`` rebuilt from its config with saved weights: ``weights_dir``
     (HARL's ``model_dir``, e.g. a snapshot), else the final weights in ``models/``, else
     ``models/checkpoint.pt`` for a run stopped before its end; ``overrides`` are further
@@ -86,16 +112,25 @@ def rebuilt_runner(run_dir: str, eval_episodes: int, eval_seed: int, weights_dir
         if from_checkpoint:
             state = load_checkpoint(checkpoint, runner.device)
             runner.load_algorithm_state(state["algorithm"])
-            print(f"note: {run_dir} has no final weights (it stopped at env step {int(state['total_steps']):,}); "
-                  "evaluating models/checkpoint.pt", file=sys.stderr)
+            print(
+                f"note: {run_dir} has no final weights (it stopped at env step {int(state['total_steps']):,}); "
+                "evaluating models/checkpoint.pt",
+                file=sys.stderr,
+            )
         yield runner
     finally:
         runner.close()
 
 
-def evaluate_run(run_dir: str, eval_episodes: int, eval_seed: int, weights_dir: str = "",
-                 before_step: Callable[[Any], None] | None = None, overrides: tuple[str, ...] = (),
-                 explore: bool = False) -> dict:
+def evaluate_run(
+    run_dir: str,
+    eval_episodes: int,
+    eval_seed: int,
+    weights_dir: str = "",
+    before_step: Callable[[Any], None] | None = None,
+    overrides: tuple[str, ...] = (),
+    explore: bool = False,
+) -> dict:
     """Rebuild the run of ``run_dir`` (:func:`rebuilt_runner`) and return ``evaluate()``'s result
     with the run's algorithm, task and training seed; ``before_step(runner)`` is called before
     every vectorised evaluation step."""
@@ -104,5 +139,10 @@ def evaluate_run(run_dir: str, eval_episodes: int, eval_seed: int, weights_dir: 
         train_seed = load_config_json(os.path.join(run_dir, "config.json"))[1]["seed"]["seed"]
         hook = None if before_step is None else (lambda: before_step(runner))
         result = runner.evaluate(hook)
-        return {"algo": runner.args["algo"], "env": runner.args["env"], "task": runner.task_name,
-                "train_seed": train_seed, **result}
+        return {
+            "algo": runner.args["algo"],
+            "env": runner.args["env"],
+            "task": runner.task_name,
+            "train_seed": train_seed,
+            **result,
+        }

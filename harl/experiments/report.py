@@ -1,12 +1,13 @@
 """The paper-format report of a sweep: mean (std) over seeds beside the paper's number, the
 interquartile mean with a bootstrap 95% confidence interval, the probability that HAQO beats each
 baseline, sample efficiency, and seed-band learning curves; as Markdown, CSV and LaTeX."""
+
 from __future__ import annotations
 
 import csv
 import io
-import os
 import json
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -53,8 +54,15 @@ class Cell:
         return len(self.runs) >= MIN_SEEDS_FOR_SPREAD
 
 
-def gather(experiment: Experiment, runs: list[RunSpec], log_dir: str, eval_episodes: int = 0,
-           eval_seed: int = 12345, cache_path: str = "", explore: bool = False) -> dict[tuple[str, str], Cell]:
+def gather(
+    experiment: Experiment,
+    runs: list[RunSpec],
+    log_dir: str,
+    eval_episodes: int = 0,
+    eval_seed: int = 12345,
+    cache_path: str = "",
+    explore: bool = False,
+) -> dict[tuple[str, str], Cell]:
     """``(task name, algo) -> Cell`` with every finished run of the sweep; with
     ``eval_episodes``, each run's saved policy is evaluated again for that many episodes (from
     ``eval_seed``, the same start states for every run; ``explore``: acting as in training,
@@ -68,8 +76,9 @@ def gather(experiment: Experiment, runs: list[RunSpec], log_dir: str, eval_episo
         except ConfigError as err:
             raise ConfigError(f"{err}; delete it to evaluate the runs again") from None
         if not isinstance(cache, dict) or not all(isinstance(v, (int, float)) for v in cache.values()):
-            raise ConfigError(f"{cache_path}: the re-evaluation cache must map runs to numbers; delete it "
-                              "to evaluate the runs again")
+            raise ConfigError(
+                f"{cache_path}: the re-evaluation cache must map runs to numbers; delete it to evaluate the runs again"
+            )
     for spec in runs:
         if (spec.task, spec.label) not in cells:
             continue
@@ -117,7 +126,7 @@ def _mean_std(values: np.ndarray, digits: int = 1) -> str:
 
 
 def _seeds_note(cell: Cell) -> str:
-    """", 1 of 3 seeds" for a cell the sweep has not finished yet, else nothing."""
+    """ ", 1 of 3 seeds" for a cell the sweep has not finished yet, else nothing."""
     return f", {len(cell.runs)} of {cell.planned} seeds" if len(cell.runs) < cell.planned else ""
 
 
@@ -136,23 +145,31 @@ def steps_to_reach(runs: list[RunResult], target: float, scale: float) -> float 
     return float(common[reached[0]]) if len(reached) else None
 
 
-def build_report(experiment: Experiment, cells: dict[tuple[str, str], Cell], out_dir: str,
-                 budget_note: str, n_boot: int = 2000) -> str:
+def build_report(
+    experiment: Experiment, cells: dict[tuple[str, str], Cell], out_dir: str, budget_note: str, n_boot: int = 2000
+) -> str:
     """Write ``table.md``, ``table.csv``, ``table.tex`` and ``curves/*.png`` to ``out_dir``;
     returns the Markdown."""
     os.makedirs(os.path.join(out_dir, "curves"), exist_ok=True)
     algos = experiment.algorithms
     unit = experiment.metric.removeprefix("eval_").replace("_", " ")
     digits = decimals_for(np.concatenate([np.zeros(0), *(cell.finals for cell in cells.values())]))
-    md = [f"# {experiment.title}: ours vs the paper", "",
-          f"Final {unit} (x {experiment.paper_scale:g}) at the end of training, mean (std) over seeds; "
-          f"the paper's number below it. {budget_note}", ""]
+    md = [
+        f"# {experiment.title}: ours vs the paper",
+        "",
+        f"Final {unit} (x {experiment.paper_scale:g}) at the end of training, mean (std) over seeds; "
+        f"the paper's number below it. {budget_note}",
+        "",
+    ]
     md += ["| task | " + " | ".join(algos) + " |", "|---|" + "---|" * len(algos)]
     summaries: dict[tuple[str, str], dict] = {}  # (task, algo) -> its CSV row
     tex = ["\\begin{tabular}{l" + "c" * len(algos) + "}", "Task & " + " & ".join(algos) + " \\\\", "\\hline"]
     for task in experiment.tasks:
-        means = {a: cells[(task.task, a)].finals.mean() for a in algos
-                 if (task.task, a) in cells and len(cells[(task.task, a)].runs)}
+        means = {
+            a: cells[(task.task, a)].finals.mean()
+            for a in algos
+            if (task.task, a) in cells and len(cells[(task.task, a)].runs)
+        }
         best = max(means, key=means.get) if means else None
         row, tex_row = [], []
         for algo in algos:
@@ -167,32 +184,53 @@ def build_report(experiment: Experiment, cells: dict[tuple[str, str], Cell], out
                 finals = cell.finals
                 point, low, high = bootstrap_ci(finals, iqm, n_boot=n_boot) if cell.has_spread else ("",) * 3
                 summaries[(task.task, algo)] = {
-                    "task": task.task, "algo": algo, "seeds": len(finals),
-                    "mean": finals.mean() if len(finals) else "", "std": finals.std() if cell.has_spread else "",
-                    "iqm": point, "iqm_ci_low": low, "iqm_ci_high": high,
-                    "paper_mean": paper[0] if paper else "", "paper_std": paper[1] if paper else "",
-                    "per_seed": " ".join(f"{v:.3f}" for v in finals), "planned_seeds": cell.planned,
+                    "task": task.task,
+                    "algo": algo,
+                    "seeds": len(finals),
+                    "mean": finals.mean() if len(finals) else "",
+                    "std": finals.std() if cell.has_spread else "",
+                    "iqm": point,
+                    "iqm_ci_low": low,
+                    "iqm_ci_high": high,
+                    "paper_mean": paper[0] if paper else "",
+                    "paper_std": paper[1] if paper else "",
+                    "per_seed": " ".join(f"{v:.3f}" for v in finals),
+                    "planned_seeds": cell.planned,
                 }
         md.append(f"| {task.label} | " + " | ".join(row) + " |")
         tex.append(task.label.replace("_", "\\_") + " & " + " & ".join(tex_row).replace("_", "\\_") + " \\\\")
     tex.append("\\end{tabular}")
 
-    md += ["", f"Interquartile mean over seeds with a percentile-bootstrap 95% interval ({n_boot} resamples of the seeds; "
-           f"- where a cell has fewer than {MIN_SEEDS_FOR_SPREAD} finished seeds):", "",
-           "| task | " + " | ".join(algos) + " |", "|---|" + "---|" * len(algos)]
+    md += [
+        "",
+        f"Interquartile mean over seeds with a percentile-bootstrap 95% interval ({n_boot} resamples of the seeds; "
+        f"- where a cell has fewer than {MIN_SEEDS_FOR_SPREAD} finished seeds):",
+        "",
+        "| task | " + " | ".join(algos) + " |",
+        "|---|" + "---|" * len(algos),
+    ]
     for task in experiment.tasks:
         cells_row = []
         for algo in algos:
             found = summaries.get((task.task, algo))
-            cells_row.append(f"{found['iqm']:.{digits}f} [{found['iqm_ci_low']:.{digits}f}, {found['iqm_ci_high']:.{digits}f}]"
-                             if found and found["iqm"] != "" else "-")
+            cells_row.append(
+                f"{found['iqm']:.{digits}f} [{found['iqm_ci_low']:.{digits}f}, {found['iqm_ci_high']:.{digits}f}]"
+                if found and found["iqm"] != ""
+                else "-"
+            )
         md.append(f"| {task.label} | " + " | ".join(cells_row) + " |")
 
     baselines = [a for a in algos if a != CANDIDATE]
     if CANDIDATE in algos and baselines:
-        md += ["", f"P({CANDIDATE.upper()} > baseline): the probability that a random seed of {CANDIDATE.upper()} ends above "
-               "a random seed of the baseline, with a bootstrap 95% interval; and whether the IQM intervals "
-               "are apart:", "", "| task | " + " | ".join(baselines) + " |", "|---|" + "---|" * len(baselines)]
+        md += [
+            "",
+            f"P({CANDIDATE.upper()} > baseline): the probability that a random seed of {CANDIDATE.upper()} ends above "
+            "a random seed of the baseline, with a bootstrap 95% interval; and whether the IQM intervals "
+            "are apart:",
+            "",
+            "| task | " + " | ".join(baselines) + " |",
+            "|---|" + "---|" * len(baselines),
+        ]
         verdicts = {b: {"above": 0, "overlaps": 0, "below": 0} for b in baselines}
         for task in experiment.tasks:
             candidate = cells.get((task.task, CANDIDATE))
@@ -213,13 +251,25 @@ def build_report(experiment: Experiment, cells: dict[tuple[str, str], Cell], out
                 verdicts[base][verdict] += 1
                 entries.append(f"{p:.2f} [{low:.2f}, {high:.2f}], {verdict}")
             md.append(f"| {task.label} | " + " | ".join(entries) + " |")
-        md += ["", "IQM interval of " + CANDIDATE.upper() + " vs each baseline's, over tasks: " + "; ".join(
-            f"{b}: {v['above']} above, {v['overlaps']} overlapping, {v['below']} below" for b, v in verdicts.items())]
+        md += [
+            "",
+            "IQM interval of "
+            + CANDIDATE.upper()
+            + " vs each baseline's, over tasks: "
+            + "; ".join(
+                f"{b}: {v['above']} above, {v['overlaps']} overlapping, {v['below']} below" for b, v in verdicts.items()
+            ),
+        ]
 
     if REFERENCE in algos:
-        md += ["", f"Sample efficiency: env steps at which the seed-mean training-time evaluation curve first "
-               f"reaches {REFERENCE.upper()}'s final training-time evaluation mean (- = never within the budget):", "",
-               "| task | target | " + " | ".join(algos) + " |", "|---|---|" + "---|" * len(algos)]
+        md += [
+            "",
+            f"Sample efficiency: env steps at which the seed-mean training-time evaluation curve first "
+            f"reaches {REFERENCE.upper()}'s final training-time evaluation mean (- = never within the budget):",
+            "",
+            "| task | target | " + " | ".join(algos) + " |",
+            "|---|---|" + "---|" * len(algos),
+        ]
         for task in experiment.tasks:
             reference = cells.get((task.task, REFERENCE))
             if not reference or not reference.runs:
@@ -235,14 +285,26 @@ def build_report(experiment: Experiment, cells: dict[tuple[str, str], Cell], out
 
     if experiment.diagnostics:
         labels = list(experiment.diagnostics)
-        md += ["", "Training diagnostics, per run over the whole run (" + "; ".join(
-            f"{label}: {agg} of {pattern}" for label, (agg, pattern) in experiment.diagnostics.items())
-            + "), mean (std) over seeds" + ("; times are seconds on this machine, comparable only between runs of one sweep"
-                                              if any(p.startswith("time/") for _, p in experiment.diagnostics.values()) else "")
-            + ":"]
+        md += [
+            "",
+            "Training diagnostics, per run over the whole run ("
+            + "; ".join(f"{label}: {agg} of {pattern}" for label, (agg, pattern) in experiment.diagnostics.items())
+            + "), mean (std) over seeds"
+            + (
+                "; times are seconds on this machine, comparable only between runs of one sweep"
+                if any(p.startswith("time/") for _, p in experiment.diagnostics.values())
+                else ""
+            )
+            + ":",
+        ]
         for task in experiment.tasks:
-            md += ["", f"{task.label}:", "", f"| column | final {unit} | " + " | ".join(labels) + " |",
-                   "|---|---|" + "---|" * len(labels)]
+            md += [
+                "",
+                f"{task.label}:",
+                "",
+                f"| column | final {unit} | " + " | ".join(labels) + " |",
+                "|---|---|" + "---|" * len(labels),
+            ]
             for algo in algos:
                 cell = cells.get((task.task, algo))
                 if not cell or not cell.runs:
@@ -251,13 +313,14 @@ def build_report(experiment: Experiment, cells: dict[tuple[str, str], Cell], out
                 md.append(f"| {algo} | {_mean_std(cell.finals, digits)} | " + " | ".join(values) + " |")
 
     for task in experiment.tasks:
-        curves = {a: cells[(task.task, a)].runs for a in algos if cells.get((task.task, a)) and cells[(task.task, a)].runs}
+        curves = {
+            a: cells[(task.task, a)].runs for a in algos if cells.get((task.task, a)) and cells[(task.task, a)].runs
+        }
         if curves:
             path = os.path.join(out_dir, "curves", f"{task.env}__{task.task}.png")
             # a metric other than the return (win rate, coverage) is drawn beside the return
             returns = {a: cells[(task.task, a)].return_runs for a in curves}
-            plot_comparison(curves, f"{task.label} ({task.env})", path,
-                            returns if any(returns.values()) else None)
+            plot_comparison(curves, f"{task.label} ({task.env})", path, returns if any(returns.values()) else None)
     if experiment.notes:
         md += ["", experiment.notes.strip()]
     text = "\n".join(md) + "\n"

@@ -24,6 +24,7 @@ one. A name in ``algorithms`` is the folder of that file, i.e. a column of the t
 algorithm, or a variant of one (an ablation, e.g. ``haqo_gaussian``) whose file sets the
 algorithm in ``main_args.algo``; a variant's runs go to ``<algo>/<name>-<variant>_<steps>/``.
 """
+
 from __future__ import annotations
 
 import os
@@ -35,8 +36,13 @@ from harl.utils.files import load_json, load_yaml
 
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 TUNED_DIR = REPO_ROOT / "tuned_configs"
-METRICS = {"return": "eval_episode_return", "win_rate": "eval_win_rate", "score_rate": "eval_score_rate",
-           "coverage": "eval_coverage", "balance": "eval_balance"}
+METRICS = {
+    "return": "eval_episode_return",
+    "win_rate": "eval_win_rate",
+    "score_rate": "eval_score_rate",
+    "coverage": "eval_coverage",
+    "balance": "eval_balance",
+}
 DIAGNOSTIC_AGGREGATES = ("mean", "max")
 
 
@@ -115,8 +121,10 @@ class Experiment:
         runs = []
         for seed in chosen_seeds:
             for task, algo in self.cells():
-                if only and not all(value in only.get(key, {value}) for key, value in
-                                    (("algo", algo), ("task", task.task), ("env", task.env))):
+                if only and not all(
+                    value in only.get(key, {value})
+                    for key, value in (("algo", algo), ("task", task.task), ("env", task.env))
+                ):
                     continue
                 config = self.tuned_config(task, algo)
                 runs_algo, config_steps = _config_algo_and_steps(config)
@@ -134,8 +142,9 @@ def _config_algo_and_steps(config: Path) -> tuple[str, int]:
     try:
         return str(data["main_args"]["algo"]), int(data["algo_args"]["train"]["num_env_steps"])
     except (KeyError, TypeError, ValueError):
-        raise ConfigError(f"{config}: not a HARL config.json: it needs main_args.algo and an integer "
-                          "algo_args.train.num_env_steps") from None
+        raise ConfigError(
+            f"{config}: not a HARL config.json: it needs main_args.algo and an integer algo_args.train.num_env_steps"
+        ) from None
 
 
 def _paper_value(path, task, algo, value) -> tuple[float, float] | None:
@@ -146,31 +155,39 @@ def _paper_value(path, task, algo, value) -> tuple[float, float] | None:
         mean, std = value
         return float(mean), float(std)
     except (TypeError, ValueError):
-        raise ConfigError(f"{path}: task {task}: paper value of {algo} must be [mean, std] or null, "
-                          f"not {value!r}") from None
+        raise ConfigError(
+            f"{path}: task {task}: paper value of {algo} must be [mean, std] or null, not {value!r}"
+        ) from None
 
 
 def _check_shape(path, data: dict) -> None:
     """The types load_experiment relies on, each refused with the key to fix."""
+
     def fail(what: str) -> ConfigError:
         return ConfigError(f"{path}: {what} (see harl/experiments/spec.py for the format)")
 
-    if not isinstance(data["seeds"], list) or not all(isinstance(s, int) and not isinstance(s, bool)
-                                                      for s in data["seeds"]):
+    if not isinstance(data["seeds"], list) or not all(
+        isinstance(s, int) and not isinstance(s, bool) for s in data["seeds"]
+    ):
         raise fail(f"seeds must be a list of integers, not {data['seeds']!r}")
     if not isinstance(data["algorithms"], list) or not all(isinstance(a, str) for a in data["algorithms"]):
         raise fail(f"algorithms must be a list of names, not {data['algorithms']!r}")
     if not isinstance(data["tasks"], list) or not data["tasks"]:
         raise fail("tasks must be a non-empty list of mappings with env and task")
     for i, entry in enumerate(data["tasks"], 1):
-        if not isinstance(entry, dict) or not isinstance(entry.get("env"), str) or not isinstance(entry.get("task"), str):
+        if (
+            not isinstance(entry, dict)
+            or not isinstance(entry.get("env"), str)
+            or not isinstance(entry.get("task"), str)
+        ):
             raise fail(f"task {i} must be a mapping with env and task (strings), not {entry!r}")
         if not isinstance(entry.get("paper") or {}, dict):
             raise fail(f"task {i}: paper must map algorithms to [mean, std] or null")
     if not isinstance(data.get("diagnostics") or {}, dict):
         raise fail("diagnostics must map labels to '<mean|max>:<progress.csv column pattern>'")
-    if "paper_scale" in data and (isinstance(data["paper_scale"], bool)
-                                  or not isinstance(data["paper_scale"], (int, float))):
+    if "paper_scale" in data and (
+        isinstance(data["paper_scale"], bool) or not isinstance(data["paper_scale"], (int, float))
+    ):
         raise fail(f"paper_scale must be a number, not {data['paper_scale']!r}")
     if "tuned_dir" in data and not isinstance(data["tuned_dir"], str):
         raise fail(f"tuned_dir must be a folder name, not {data['tuned_dir']!r}")
@@ -186,8 +203,10 @@ def load_experiment(path: str | os.PathLike) -> Experiment:
         raise ConfigError(f"experiment file {path} not found; the paper's tables are in experiments/paper/")
     data = load_yaml(path, "experiment file")
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: an experiment file is a mapping of name, title, metric, seeds, algorithms "
-                          f"and tasks, not a {type(data).__name__} (see harl/experiments/spec.py for the format)")
+        raise ConfigError(
+            f"{path}: an experiment file is a mapping of name, title, metric, seeds, algorithms "
+            f"and tasks, not a {type(data).__name__} (see harl/experiments/spec.py for the format)"
+        )
     required = ("name", "title", "metric", "seeds", "algorithms", "tasks")
     missing = [key for key in required if key not in data]
     if missing:
@@ -197,29 +216,48 @@ def load_experiment(path: str | os.PathLike) -> Experiment:
     _check_shape(path, data)
     tasks = []
     for entry in data["tasks"]:
-        paper = {algo: _paper_value(path, entry.get("task"), algo, value)
-                 for algo, value in (entry.get("paper") or {}).items()}
-        tasks.append(TaskSpec(entry["env"], entry["task"], entry.get("label", entry["task"]), paper,
-                              entry.get("config_task", entry["task"])))
+        paper = {
+            algo: _paper_value(path, entry.get("task"), algo, value)
+            for algo, value in (entry.get("paper") or {}).items()
+        }
+        tasks.append(
+            TaskSpec(
+                entry["env"],
+                entry["task"],
+                entry.get("label", entry["task"]),
+                paper,
+                entry.get("config_task", entry["task"]),
+            )
+        )
     diagnostics = {}
     for label, text in (data.get("diagnostics") or {}).items():
         agg, _, pattern = str(text).partition(":")
         if agg not in DIAGNOSTIC_AGGREGATES or not pattern:
-            raise ConfigError(f"{path}: diagnostic {label!r} must read '<mean|max>:<progress.csv column pattern>', "
-                              f"not {text!r}")
+            raise ConfigError(
+                f"{path}: diagnostic {label!r} must read '<mean|max>:<progress.csv column pattern>', not {text!r}"
+            )
         diagnostics[str(label)] = (agg, pattern)
     experiment = Experiment(
-        name=str(data["name"]), title=str(data["title"]), metric=METRICS[data["metric"]],
-        paper_scale=float(data.get("paper_scale", 1)), seeds=[int(s) for s in data["seeds"]],
-        algorithms=list(data["algorithms"]), tasks=tasks, notes=str(data.get("notes", "")), path=str(path),
+        name=str(data["name"]),
+        title=str(data["title"]),
+        metric=METRICS[data["metric"]],
+        paper_scale=float(data.get("paper_scale", 1)),
+        seeds=[int(s) for s in data["seeds"]],
+        algorithms=list(data["algorithms"]),
+        tasks=tasks,
+        notes=str(data.get("notes", "")),
+        path=str(path),
         tuned_dir=(Path(path).parent / data["tuned_dir"]).resolve() if "tuned_dir" in data else TUNED_DIR,
         diagnostics=diagnostics,
     )
-    absent = [str(experiment.tuned_config(t, a)) for t, a in experiment.cells()
-              if not experiment.tuned_config(t, a).is_file()]
+    absent = [
+        str(experiment.tuned_config(t, a)) for t, a in experiment.cells() if not experiment.tuned_config(t, a).is_file()
+    ]
     if absent:
-        raise ConfigError(f"{path}: no tuned config for {len(absent)} cell(s): {', '.join(absent[:5])}"
-                          + (" ..." if len(absent) > 5 else ""))
+        raise ConfigError(
+            f"{path}: no tuned config for {len(absent)} cell(s): {', '.join(absent[:5])}"
+            + (" ..." if len(absent) > 5 else "")
+        )
     return experiment
 
 

@@ -1,6 +1,7 @@
 """Run a sweep of :class:`RunSpec` s, each as its own ``examples/train.py`` process, on a local
 pool or as Ray tasks, resumably: a finished run is skipped, a stopped one continues with
 ``--resume``, and one failed run never stops the others."""
+
 from __future__ import annotations
 
 import glob
@@ -60,8 +61,12 @@ class _LocalRuns:
         if self.stop_signal:
             return
         self.stop_signal = signum
-        print(f"[sweep] {signal.Signals(signum).name} received: the running runs save a checkpoint and stop; "
-              "the same command resumes them", file=sys.stderr, flush=True)
+        print(
+            f"[sweep] {signal.Signals(signum).name} received: the running runs save a checkpoint and stop; "
+            "the same command resumes them",
+            file=sys.stderr,
+            flush=True,
+        )
         with self.lock:
             for process in self.processes:
                 if process.poll() is None:
@@ -79,8 +84,9 @@ def _seed_dirs(spec: RunSpec, log_dir: str) -> list[str]:
 
 def _same_run(run_dir: str, spec: RunSpec) -> bool:
     algo_args = load_json(os.path.join(run_dir, "config.json"), "run config")["algo_args"]
-    return (int(algo_args["train"]["num_env_steps"]) == spec.num_env_steps
-            and int(algo_args["seed"]["seed"]) == spec.seed)
+    return (
+        int(algo_args["train"]["num_env_steps"]) == spec.num_env_steps and int(algo_args["seed"]["seed"]) == spec.seed
+    )
 
 
 def run_state(spec: RunSpec, log_dir: str) -> tuple[str, str | None]:
@@ -100,9 +106,24 @@ def train_command(spec: RunSpec, log_dir: str, torch_threads: int, resume_dir: s
     """The ``examples/train.py`` command line of a run (or of its resumption)."""
     if resume_dir:
         return [sys.executable, TRAIN_PY, "--resume", resume_dir, "--torch_threads", str(torch_threads)]
-    return [sys.executable, TRAIN_PY, "--load_config", spec.config, "--exp_name", spec.exp_name,
-            "--seed", str(spec.seed), "--seed_specify", "True", "--num_env_steps", str(spec.num_env_steps),
-            "--log_dir", log_dir, "--torch_threads", str(torch_threads)]
+    return [
+        sys.executable,
+        TRAIN_PY,
+        "--load_config",
+        spec.config,
+        "--exp_name",
+        spec.exp_name,
+        "--seed",
+        str(spec.seed),
+        "--seed_specify",
+        "True",
+        "--num_env_steps",
+        str(spec.num_env_steps),
+        "--log_dir",
+        log_dir,
+        "--torch_threads",
+        str(torch_threads),
+    ]
 
 
 def _refusals(runs: list[RunSpec], log_dir: str, torch_threads: int) -> dict[str, list[str]]:
@@ -178,8 +199,14 @@ def execute_run(spec_fields: dict[str, Any], log_dir: str, torch_threads: int, n
     state, run_dir = run_state(spec, log_dir)
     finished = returncode == 0 and state == "finished"
     status = "done" if finished else "stopped" if _LOCAL_RUNS.stop_signal else "failed"
-    return {"status": status, "returncode": returncode, "run_dir": run_dir,
-            "seconds": time.perf_counter() - start, "log": log, "resumed": state == "resume"}
+    return {
+        "status": status,
+        "returncode": returncode,
+        "run_dir": run_dir,
+        "seconds": time.perf_counter() - start,
+        "log": log,
+        "resumed": state == "resume",
+    }
 
 
 class SweepProgress:
@@ -197,8 +224,12 @@ class SweepProgress:
         if self.durations and remaining:
             seconds = sum(self.durations) / len(self.durations) * remaining / max(1, min(self.workers, remaining))
             eta = f", ETA {int(seconds // 3600):02d}:{int(seconds % 3600 // 60):02d}:{int(seconds % 60):02d}"
-        print(f"[sweep {self.name}] {self.done + self.skipped}/{self.total} finished ({self.skipped} earlier), "
-              f"{self.running} running, {self.failed} failed{eta} | {message}", file=self.stream or sys.stderr, flush=True)
+        print(
+            f"[sweep {self.name}] {self.done + self.skipped}/{self.total} finished ({self.skipped} earlier), "
+            f"{self.running} running, {self.failed} failed{eta} | {message}",
+            file=self.stream or sys.stderr,
+            flush=True,
+        )
 
 
 def run_sweep(
@@ -261,8 +292,16 @@ def stopped_by_signal() -> int:
     return _LOCAL_RUNS.stop_signal
 
 
-def _run_locally(runs: list[RunSpec], to_run: list[int], log_dir: str, workers: int, torch_threads: int, name: str,
-                 progress: SweepProgress, record: Callable[[int, dict[str, Any]], None]) -> None:
+def _run_locally(
+    runs: list[RunSpec],
+    to_run: list[int],
+    log_dir: str,
+    workers: int,
+    torch_threads: int,
+    name: str,
+    progress: SweepProgress,
+    record: Callable[[int, dict[str, Any]], None],
+) -> None:
     """``runs[i]`` for ``i`` in ``to_run``, ``workers`` at a time in threads, each an
     ``examples/train.py`` process; after a stop signal no further run starts."""
     with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -288,8 +327,17 @@ def _run_locally(runs: list[RunSpec], to_run: list[int], log_dir: str, workers: 
                     record(pending.pop(future), future.result())
 
 
-def _run_on_ray(runs: list[RunSpec], indices: list[int], log_dir: str, torch_threads: int, name: str, address: str,
-                use_gpu: bool, progress: SweepProgress, record: Callable[[int, dict[str, Any]], None]) -> None:
+def _run_on_ray(
+    runs: list[RunSpec],
+    indices: list[int],
+    log_dir: str,
+    torch_threads: int,
+    name: str,
+    address: str,
+    use_gpu: bool,
+    progress: SweepProgress,
+    record: Callable[[int, dict[str, Any]], None],
+) -> None:
     """``runs[i]`` for ``i`` in ``indices``, each as a Ray task asking for its CPUs (and a GPU
     when the configs use CUDA)."""
     try:

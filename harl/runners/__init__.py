@@ -2,6 +2,7 @@
 
 Runner modules are imported on first use so that ``--help`` and config errors stay fast.
 """
+
 from __future__ import annotations
 
 import importlib

@@ -1,6 +1,7 @@
 """What every runner shares: seeding, device, run directory, environments, logging, evaluation
 and checkpoints. On-policy and off-policy runners subclass it and fill in collection and training.
 """
+
 from __future__ import annotations
 
 import abc
@@ -107,9 +108,7 @@ class BaseRunner(abc.ABC):
         self.seed: int = int(algo_args["seed"]["seed"])
         set_seed(self.seed)
         device_cfg = algo_args["device"]
-        self.device = get_device(
-            device_cfg["cuda"], device_cfg["cuda_deterministic"], device_cfg["torch_threads"]
-        )
+        self.device = get_device(device_cfg["cuda"], device_cfg["cuda_deterministic"], device_cfg["torch_threads"])
 
         self.task_name = get_task_name(args["env"], env_args)
         # A new run's directory is created by run(), once everything it needs has been built:
@@ -126,8 +125,12 @@ class BaseRunner(abc.ABC):
         self.eval_envs = None
         if algo_args["eval"]["use_eval"]:
             self.eval_envs = make_eval_env(
-                args["env"], self.seed, int(algo_args["eval"]["n_eval_rollout_threads"]),
-                env_args, n_env_workers, reply_timeout,
+                args["env"],
+                self.seed,
+                int(algo_args["eval"]["n_eval_rollout_threads"]),
+                env_args,
+                n_env_workers,
+                reply_timeout,
             )
         self.num_agents: int = self.envs.n_agents
         # QMIX and VDN have neither key: they build no per-agent actors
@@ -158,8 +161,10 @@ class BaseRunner(abc.ABC):
         envs = self.envs
         if self.share_param:
             for agent_id in range(1, self.num_agents):
-                if (envs.observation_spaces[agent_id] != envs.observation_spaces[0]
-                        or envs.action_spaces[agent_id] != envs.action_spaces[0]):
+                if (
+                    envs.observation_spaces[agent_id] != envs.observation_spaces[0]
+                    or envs.action_spaces[agent_id] != envs.action_spaces[0]
+                ):
                     raise ConfigError(
                         "share_param=True needs every agent to have the same observation and "
                         f"action spaces, but agent {agent_id} differs from agent 0; run with "
@@ -186,8 +191,13 @@ class BaseRunner(abc.ABC):
         """
         if not self.run_dir:
             self.run_dir = init_dir(
-                self.args["env"], self.env_args, self.args["algo"], self.args["exp_name"], self.seed,
-                self.algo_args["logger"]["log_dir"], self.task_name,
+                self.args["env"],
+                self.env_args,
+                self.args["algo"],
+                self.args["exp_name"],
+                self.seed,
+                self.algo_args["logger"]["log_dir"],
+                self.task_name,
             )
             save_config(self.args, self.algo_args, self.env_args, self.run_dir)
         os.makedirs(self.models_dir, exist_ok=True)
@@ -214,12 +224,15 @@ class BaseRunner(abc.ABC):
     def _stop_signals(self) -> Iterator[None]:
         """While training, SIGTERM and SIGINT ask the loop to stop at its next safe point; a
         second SIGINT stops at once."""
+
         def request_stop(signum: int, frame: Any) -> None:
             if self.stop_signal is not None and signum == signal.SIGINT:
                 raise KeyboardInterrupt
             self.stop_signal = signum
-            logger.warning("%s received: finishing the current step, saving a checkpoint, then stopping",
-                           signal.Signals(signum).name)
+            logger.warning(
+                "%s received: finishing the current step, saving a checkpoint, then stopping",
+                signal.Signals(signum).name,
+            )
 
         try:
             previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
@@ -241,7 +254,8 @@ class BaseRunner(abc.ABC):
         name = signal.Signals(self.stop_signal).name
         raise RunStopped(
             f"stopped by {name} at env step {self.total_steps:,} after saving a checkpoint; continue "
-            f"with: python examples/train.py --resume {self.run_dir}", self.stop_signal,
+            f"with: python examples/train.py --resume {self.run_dir}",
+            self.stop_signal,
         )
 
     # ----------------------------------------------------------------- vectorised-step loops
@@ -267,11 +281,16 @@ class BaseRunner(abc.ABC):
                 "checkpoint_interval %s counts env steps for %s (the on-policy algorithms count rollouts): "
                 "a checkpoint, replay buffer included, every %d vectorised steps will slow training down "
                 "several times; the %s defaults checkpoint every %s env steps",
-                train_cfg["checkpoint_interval"], self.args["algo"], self.checkpoint_vec_interval, self.args["algo"],
+                train_cfg["checkpoint_interval"],
+                self.args["algo"],
+                self.checkpoint_vec_interval,
+                self.args["algo"],
                 f"{get_defaults_yaml_args(self.args['algo'], self.args['env'])[0]['train']['checkpoint_interval']:,}",
             )
 
-    def finish_vector_step(self, vec_step: int, progress: dict[str, Any], extra: dict[str, float] | None = None) -> None:
+    def finish_vector_step(
+        self, vec_step: int, progress: dict[str, Any], extra: dict[str, float] | None = None
+    ) -> None:
         """After vectorised step ``vec_step`` of such a loop: evaluate every ``eval_interval``
         and at the end; log a row (the training episodes and the diagnostics window,
         ``self.diagnostics`` plus ``extra``) then and every ``row_vec_interval``; checkpoint every
@@ -301,8 +320,10 @@ class BaseRunner(abc.ABC):
         if self.last_checkpoint_step is None:
             kept = "no checkpoint had been written yet"
         else:
-            kept = (f"the last checkpoint, at {self.last_checkpoint_step:,} env steps, is kept in "
-                    f"{checkpoint_path(self.run_dir)}")
+            kept = (
+                f"the last checkpoint, at {self.last_checkpoint_step:,} env steps, is kept in "
+                f"{checkpoint_path(self.run_dir)}"
+            )
         rates = ", ".join(f"{key} {self.flat_args[key]}" for key in ("lr", "critic_lr") if key in self.flat_args)
         return NonFiniteError(
             f"training stopped at env step {self.total_steps:,}: {err}. Nothing non-finite was saved; "
@@ -329,8 +350,11 @@ class BaseRunner(abc.ABC):
 
     @abc.abstractmethod
     def eval_actions(
-        self, obs: list[np.ndarray], available_actions: list[np.ndarray | None],
-        policy_state: Any, episode_starts: np.ndarray,
+        self,
+        obs: list[np.ndarray],
+        available_actions: list[np.ndarray | None],
+        policy_state: Any,
+        episode_starts: np.ndarray,
     ) -> tuple[list[np.ndarray], Any]:
         """Decentralised actions of every agent for evaluation: deterministic, or as in training
         when ``eval_explore`` is set."""
@@ -340,8 +364,11 @@ class BaseRunner(abc.ABC):
         """Open TensorBoard, progress.csv and the progress bar at the current step; for an
         environment that compiles, the display says so until the first steps are done."""
         self.run_logger = RunLogger(
-            self.run_dir, tuple(self.envs.episode_metric_names), self.final_total_steps,
-            start_step=self.total_steps, start_wall=self.elapsed_before_resume,
+            self.run_dir,
+            tuple(self.envs.episode_metric_names),
+            self.final_total_steps,
+            start_step=self.total_steps,
+            start_wall=self.elapsed_before_resume,
             diagnostic_names=self.csv_diagnostic_names(),
         )
         if self.compiles:
@@ -386,9 +413,7 @@ class BaseRunner(abc.ABC):
         returns: list[float] = []
         metrics: dict[str, list[float]] = {}
         while len(returns) < eval_episodes:
-            actions, policy_state = self.eval_actions(
-                obs, available_actions, policy_state, episode_starts
-            )
+            actions, policy_state = self.eval_actions(obs, available_actions, policy_state, episode_starts)
             if before_step is not None:
                 before_step()
             result = self.eval_envs.step(actions)

@@ -13,6 +13,7 @@ the shared twin-Q critic is :class:`TwinContinuousQCritic`. What HAQO changes:
   their predecessors' freshly updated actors, with ``false`` every agent sees the pre-round
   actions (each agent's first candidate).
 """
+
 from __future__ import annotations
 
 import time
@@ -30,8 +31,18 @@ from harl.utils.models_tools import to_numpy, to_tensor
 
 # Per-agent diagnostics that also get a progress.csv column (HAQO_SPEC section 6); the rest
 # (losses of every part, timings) go to TensorBoard.
-CSV_AGENT_DIAGNOSTICS = ("loss_qv", "loss_ent", "weight_nonzero", "kl_raw", "kl", "kl_max", "ls_backtracks", "ls_reverted", "action_entropy",
-                         "candidate_spread")
+CSV_AGENT_DIAGNOSTICS = (
+    "loss_qv",
+    "loss_ent",
+    "weight_nonzero",
+    "kl_raw",
+    "kl",
+    "kl_max",
+    "ls_backtracks",
+    "ls_reverted",
+    "action_entropy",
+    "candidate_spread",
+)
 
 
 class HAQORunner(OffPolicyBaseRunner):
@@ -58,7 +69,11 @@ class HAQORunner(OffPolicyBaseRunner):
     # ----------------------------------------------------------------- diagnostics
     def csv_diagnostic_names(self) -> tuple[str, ...]:
         return tuple(f"agent{i}/{k}" for i in range(self.num_agents) for k in CSV_AGENT_DIAGNOSTICS) + (
-            "critic/critic_loss", "critic/q_mean", "time/sampling", "time/critic", "time/actor",
+            "critic/critic_loss",
+            "critic/q_mean",
+            "time/sampling",
+            "time/critic",
+            "time/actor",
         )
 
     def track_max(self, key: str) -> bool:
@@ -80,7 +95,10 @@ class HAQORunner(OffPolicyBaseRunner):
     @torch.no_grad()
     def behaviour_actions(self, obs, share_obs, available_actions) -> list[np.ndarray]:
         joint = select_joint_actions(
-            self.actor, obs, available_actions, self.actor[0].behavior_candidates,
+            self.actor,
+            obs,
+            available_actions,
+            self.actor[0].behavior_candidates,
             self._q_fn(self._critic_states(share_obs), obs),
         )
         return [to_numpy(action) for action in joint.env]
@@ -93,7 +111,10 @@ class HAQORunner(OffPolicyBaseRunner):
         batch = self.buffer.sample().to(self.device)
         start = time.perf_counter()
         next_actions = select_joint_actions(
-            self.actor, batch.next_obs, batch.next_available_actions, self.actor[0].target_candidates,
+            self.actor,
+            batch.next_obs,
+            batch.next_available_actions,
+            self.actor[0].target_candidates,
             self._q_fn(batch.next_share_obs, batch.next_obs, target=True),
         ).critic
         with blame("the critic"):
@@ -108,7 +129,10 @@ class HAQORunner(OffPolicyBaseRunner):
         # change at their own update, so these are each agent's training candidates, and their
         # first ones are the pre-round joint action
         drawn = sample_candidates(
-            self.actor, batch.obs, [actor.round_samples for actor in self.actor], batch.available_actions,
+            self.actor,
+            batch.obs,
+            [actor.round_samples for actor in self.actor],
+            batch.available_actions,
             record=self.actor[0].line_search,
         )
         joint = [
@@ -121,8 +145,13 @@ class HAQORunner(OffPolicyBaseRunner):
         def update_agent(agent_id: int, joint_actions) -> dict[str, float]:
             with blame(f"agent {agent_id}"):
                 return self.actor[agent_id].train(
-                    batch.obs[agent_id], joint_actions, agent_id, q_fn,
-                    batch.available_actions[agent_id], batch.valid_transitions[:, agent_id], drawn[agent_id],
+                    batch.obs[agent_id],
+                    joint_actions,
+                    agent_id,
+                    q_fn,
+                    batch.available_actions[agent_id],
+                    batch.valid_transitions[:, agent_id],
+                    drawn[agent_id],
                 )
 
         order = update_order(self.num_agents, self.fixed_order)

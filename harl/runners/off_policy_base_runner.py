@@ -4,6 +4,7 @@ Counting follows HARL: ``num_env_steps`` includes the warm-up; ``train_interval`
 ``eval_interval`` are in vectorised steps (each ``n_rollout_threads`` env steps);
 ``update_per_train * train_interval`` gradient updates follow every ``train_interval`` steps.
 """
+
 from __future__ import annotations
 
 import logging
@@ -60,7 +61,8 @@ def check_buffer_fits(nbytes: int, buffer_size: int, num_env_steps: int) -> None
         raise ConfigError(
             f"the replay buffer would grow to {filled / 2**30:.1f} GiB ({buffer_size:,} transitions of "
             f"{nbytes / buffer_size / 2**10:.1f} KiB) but this machine has {physical / 2**30:.1f} GiB of memory; "
-            "lower --buffer_size (or use state_type EP, which stores one shared state per step instead of one per agent)"
+            "lower --buffer_size (or use state_type EP, which stores one shared state per step instead of one "
+            "per agent)"
         )
 
 
@@ -87,14 +89,24 @@ class OffPolicyBaseRunner(BaseRunner):
         envs = self.envs
         self.actor = self.build_actors(ALGO_REGISTRY[args["algo"]])
         self.critic = CRITIC_REGISTRY[args["algo"]](
-            flat, envs.share_observation_spaces[0], envs.action_spaces, self.num_agents, self.state_type, self.device,
+            flat,
+            envs.share_observation_spaces[0],
+            envs.action_spaces,
+            self.num_agents,
+            self.state_type,
+            self.device,
             envs.observation_spaces,
         )
         buffer_cls = OffPolicyBufferEP if self.state_type == "EP" else OffPolicyBufferFP
         # observations handed out as tensors stay tensors, on the training device
-        self.buffer = buffer_cls(flat, envs.share_observation_spaces[0], self.num_agents,
-                                 envs.observation_spaces, envs.action_spaces,
-                                 observation_storage_device(envs, self.device))
+        self.buffer = buffer_cls(
+            flat,
+            envs.share_observation_spaces[0],
+            self.num_agents,
+            envs.observation_spaces,
+            envs.action_spaces,
+            observation_storage_device(envs, self.device),
+        )
         logger.info("Replay buffer: %d transitions, %.2f GB allocated", flat["buffer_size"], self.buffer.nbytes / 1e9)
         check_buffer_fits(self.buffer.nbytes, int(flat["buffer_size"]), self.num_env_steps)
 
@@ -111,8 +123,10 @@ class OffPolicyBaseRunner(BaseRunner):
         """Warm up with random actions, then alternate collection and training."""
         start = 0 if progress is None else int(progress["vec_step"])
         if start < self.warmup_vec_steps:  # before the progress bar, which a log line would break
-            logger.info("Warm-up: %d env steps of uniformly random actions fill the replay buffer "
-                        "before training starts", self.warmup_vec_steps * self.n_rollout_threads)
+            logger.info(
+                "Warm-up: %d env steps of uniformly random actions fill the replay buffer before training starts",
+                self.warmup_vec_steps * self.n_rollout_threads,
+            )
         run_logger = self.start_logger()
         obs, share_obs, available_actions = self.envs.reset()
         for vec_step in range(start + 1, self.total_vec_steps + 1):
@@ -140,8 +154,11 @@ class OffPolicyBaseRunner(BaseRunner):
                     self.diagnostics.add(self.train())
             # the training rate (and ETA) counts whole cycles of collection and updates, from
             # the end of the first training phase: neither warm-up nor compilation is in it
-            phase = (f"warm-up {self.total_steps:,}/{self.warmup_vec_steps * self.n_rollout_threads:,} random steps"
-                     if warming_up else None)
+            phase = (
+                f"warm-up {self.total_steps:,}/{self.warmup_vec_steps * self.n_rollout_threads:,} random steps"
+                if warming_up
+                else None
+            )
             run_logger.advance(self.total_steps, phase, mark=trained)
             self.finish_vector_step(vec_step, {"vec_step": vec_step, "total_it": self.total_it})
         self.save_model_weights(self.models_dir)
@@ -184,7 +201,9 @@ class OffPolicyBaseRunner(BaseRunner):
         infos = {f"critic/{k}": v for k, v in critic_info.items()}
         if self.total_it % self.actor[0].policy_freq == 0:
             with torch.no_grad():
-                samples = [self.actor[i].sample(batch.obs[i], batch.available_actions[i]) for i in range(self.num_agents)]
+                samples = [
+                    self.actor[i].sample(batch.obs[i], batch.available_actions[i]) for i in range(self.num_agents)
+                ]
             actor_infos, logps = self.train_actors(batch, samples)
             for agent_id, info in actor_infos.items():
                 infos.update({f"agent{agent_id}/{k}": v for k, v in info.items()})
@@ -202,12 +221,20 @@ class OffPolicyBaseRunner(BaseRunner):
 
     def update_agent_fn(self, batch):
         """``update_agent`` of :func:`sequential_round` for this batch."""
+
         def update_agent(agent_id: int, joint_actions) -> dict[str, float]:
             with blame(f"agent {agent_id}"):
                 return self.actor[agent_id].train(
-                    batch.obs[agent_id], batch.share_obs, joint_actions, agent_id, self.critic,
-                    batch.available_actions[agent_id], batch.valid_transitions[:, agent_id], batch.obs,
+                    batch.obs[agent_id],
+                    batch.share_obs,
+                    joint_actions,
+                    agent_id,
+                    self.critic,
+                    batch.available_actions[agent_id],
+                    batch.valid_transitions[:, agent_id],
+                    batch.obs,
                 )
+
         return update_agent
 
     def lr_decay(self, step: int, steps: int) -> None:
@@ -242,4 +269,3 @@ class OffPolicyBaseRunner(BaseRunner):
         for agent_id, actor in enumerate(self.unique_actors()):
             actor.restore(model_dir, agent_id)
         self.critic.restore(model_dir)
-

@@ -1,4 +1,5 @@
 """Heterogeneous-agent off-policy runner: HASAC, HADDPG, HATD3 (and the base of HAQO's)."""
+
 from __future__ import annotations
 
 import torch
@@ -23,4 +24,3 @@ class OffPolicyHARunner(OffPolicyBaseRunner):
 
         order = update_order(self.num_agents, self.fixed_order)
         return sequential_round(order, actions, self.update_agent_fn(batch), resample), logps
-

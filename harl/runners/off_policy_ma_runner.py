@@ -1,4 +1,5 @@
 """Multi-agent off-policy runner: MADDPG, MATD3."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -14,4 +15,3 @@ class OffPolicyMARunner(OffPolicyBaseRunner):
         stored = self.critic.encode_actions(batch.actions)
         order = np.arange(self.num_agents)
         return sequential_round(order, stored, self.update_agent_fn(batch), None), [logp for _, logp in samples]
-

@@ -3,6 +3,7 @@
 One "episode" in HARL's sense is one rollout of ``episode_length`` steps in each of the
 ``n_rollout_threads`` environments followed by one training phase.
 """
+
 from __future__ import annotations
 
 import os
@@ -115,7 +116,9 @@ class OnPolicyBaseRunner(BaseRunner):
             is_last = episode == self.episodes - 1
             evaluates = self.eval_envs is not None and (episode % eval_interval == 0 or is_last)
             if episode == start_episode:  # still no rate: the display says what comes next
-                run_logger.advance(self.total_steps, "first update" + (" and evaluation" if evaluates else ""), mark=False)
+                run_logger.advance(
+                    self.total_steps, "first update" + (" and evaluation" if evaluates else ""), mark=False
+                )
             self.compute()
             self.prep_training()
             actor_infos, critic_info = self.train()
@@ -175,6 +178,7 @@ class OnPolicyBaseRunner(BaseRunner):
                 out = self.actor[i].actor(obs[i], rnn_states[i], masks[i], available_actions[i], deterministic)
                 out = [x.unsqueeze(0) for x in out]
             else:
+
                 def stack(xs):
                     if isinstance(xs[ids[0]], torch.Tensor):
                         return torch.stack([xs[i] for i in ids]).to(self.device, torch.float32)
@@ -192,7 +196,9 @@ class OnPolicyBaseRunner(BaseRunner):
         """Sample every agent's action and the critic's value for rollout step ``step``."""
         buffers = self.actor_buffer
         actions, action_log_probs, rnn_states = self.act_all(
-            [b.obs[step] for b in buffers], [b.rnn_states[step] for b in buffers], [b.masks[step] for b in buffers],
+            [b.obs[step] for b in buffers],
+            [b.rnn_states[step] for b in buffers],
+            [b.masks[step] for b in buffers],
             [None if b.available_actions is None else b.available_actions[step] for b in buffers],
         )
         cb = self.critic_buffer
@@ -203,7 +209,8 @@ class OnPolicyBaseRunner(BaseRunner):
             values, rnn_states_critic = to_numpy(value), to_numpy(rnn_state_critic)
         else:
             value, rnn_state_critic = self.critic.get_values(
-                _merge_agents(cb.share_obs[step]), _merge_agents(cb.rnn_states_critic[step]),
+                _merge_agents(cb.share_obs[step]),
+                _merge_agents(cb.rnn_states_critic[step]),
                 _merge_agents(cb.masks[step]),
             )
             lead = (self.n_rollout_threads, self.num_agents)
@@ -213,7 +220,7 @@ class OnPolicyBaseRunner(BaseRunner):
 
     def insert(self, result, values, actions, action_log_probs, rnn_states, rnn_states_critic) -> None:
         """Store one environment step; reset recurrent states where an episode ended."""
-        dones = result.dones                                   # (E, N) per agent
+        dones = result.dones  # (E, N) per agent
         dones_env = np.array([info["episode_done"] for info in result.infos])
         bad_transition = np.array([info["bad_transition"] for info in result.infos])
         n_envs = self.n_rollout_threads
@@ -226,22 +233,34 @@ class OnPolicyBaseRunner(BaseRunner):
         for agent_id in range(self.num_agents):
             rnn_states[agent_id][dones_env] = 0.0
             self.actor_buffer[agent_id].insert(
-                result.obs[agent_id], rnn_states[agent_id], actions[agent_id],
-                action_log_probs[agent_id], masks[:, agent_id], active_masks[:, agent_id],
+                result.obs[agent_id],
+                rnn_states[agent_id],
+                actions[agent_id],
+                action_log_probs[agent_id],
+                masks[:, agent_id],
+                active_masks[:, agent_id],
                 result.available_actions[agent_id],
             )
         rnn_states_critic[dones_env] = 0.0
         bad_masks = np.where(bad_transition, 0.0, 1.0).astype(np.float32)[:, None]
         if self.state_type == "EP":
             self.critic_buffer.insert(
-                result.share_obs[:, 0], rnn_states_critic, values,
-                result.rewards[:, :1], masks[:, 0], bad_masks,
+                result.share_obs[:, 0],
+                rnn_states_critic,
+                values,
+                result.rewards[:, :1],
+                masks[:, 0],
+                bad_masks,
             )
         else:
             bad_masks_fp = np.repeat(bad_masks[:, None], self.num_agents, axis=1)
             self.critic_buffer.insert(
-                result.share_obs, rnn_states_critic, values,
-                result.rewards[..., None], masks, bad_masks_fp,
+                result.share_obs,
+                rnn_states_critic,
+                values,
+                result.rewards[..., None],
+                masks,
+                bad_masks_fp,
             )
 
     @torch.no_grad()
@@ -253,7 +272,8 @@ class OnPolicyBaseRunner(BaseRunner):
             next_value = to_numpy(next_value)
         else:
             next_value, _ = self.critic.get_values(
-                _merge_agents(cb.share_obs[-1]), _merge_agents(cb.rnn_states_critic[-1]),
+                _merge_agents(cb.share_obs[-1]),
+                _merge_agents(cb.rnn_states_critic[-1]),
                 _merge_agents(cb.masks[-1]),
             )
             next_value = to_numpy(next_value).reshape(self.n_rollout_threads, self.num_agents, 1)

@@ -5,6 +5,7 @@ Agents update one after another (a fresh random order each training phase, or a 
 ``M = prod_{j<m} pi_new^{i_j}(a|o) / pi_old^{i_j}(a|o)`` (HAPPO's factor), so every update
 accounts for the policies its predecessors have just become.
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,5 @@
 """Multi-agent on-policy runner: MAPPO, every agent updated simultaneously from the same rollout."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -20,7 +21,9 @@ class OnPolicyMARunner(OnPolicyBaseRunner):
         infos = []
         for agent_id in range(self.num_agents):
             with blame(f"agent {agent_id}"):
-                infos.append(self.actor[agent_id].train(
-                    self.actor_buffer[agent_id], self.agent_advantages(advantages, agent_id), self.state_type
-                ))
+                infos.append(
+                    self.actor[agent_id].train(
+                        self.actor_buffer[agent_id], self.agent_advantages(advantages, agent_id), self.state_type
+                    )
+                )
         return infos

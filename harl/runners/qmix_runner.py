@@ -8,6 +8,7 @@ which keeps the learner's share of the time the same on maps of long and short b
 vectorised steps; training starts once the buffer holds ``batch_episodes`` episodes. Epsilon is a
 function of the env step, so a resumed run continues its schedule where it stopped.
 """
+
 from __future__ import annotations
 
 import logging
@@ -69,15 +70,20 @@ class QMIXRunner(BaseRunner):
                 f"(up to {longest} steps, {longest + 1} rows with the final observation): raise --buffer_size"
             )
         self.learner = QMIX(flat, self.num_agents, self.obs_dim, self.n_actions, state_dim, self.device)
-        self.buffer = EpisodeReplayBuffer(int(flat["buffer_size"]), self.n_rollout_threads, self.num_agents,
-                                          self.obs_dim, state_dim, self.n_actions)
+        self.buffer = EpisodeReplayBuffer(
+            int(flat["buffer_size"]), self.n_rollout_threads, self.num_agents, self.obs_dim, state_dim, self.n_actions
+        )
         logger.info("Episode replay buffer: %d steps, %.2f GB allocated", flat["buffer_size"], self.buffer.nbytes / 1e9)
         check_buffer_fits(self.buffer.nbytes, int(flat["buffer_size"]), self.num_env_steps)
 
         self.read_vector_step_schedule()
         self.batch_episodes = int(flat["batch_episodes"])
         self.episodes_per_update = int(flat["episodes_per_update"])
-        self.epsilon_args = (float(flat["epsilon_start"]), float(flat["epsilon_finish"]), int(flat["epsilon_anneal_steps"]))
+        self.epsilon_args = (
+            float(flat["epsilon_start"]),
+            float(flat["epsilon_finish"]),
+            int(flat["epsilon_anneal_steps"]),
+        )
         self.diagnostics = ScalarWindow()
         if flat["model_dir"]:
             self.restore_weights(check_model_dir(flat["model_dir"]))
@@ -108,11 +114,15 @@ class QMIXRunner(BaseRunner):
     def epsilon(self) -> float:
         return linear_epsilon(self.total_steps, *self.epsilon_args)
 
-    def _act(self, obs: np.ndarray, avail: np.ndarray, last: np.ndarray, hidden: torch.Tensor,
-             epsilon: float) -> tuple[np.ndarray, torch.Tensor]:
+    def _act(
+        self, obs: np.ndarray, avail: np.ndarray, last: np.ndarray, hidden: torch.Tensor, epsilon: float
+    ) -> tuple[np.ndarray, torch.Tensor]:
         actions, hidden = self.learner.act(
-            torch.from_numpy(obs).to(self.device), torch.from_numpy(avail).to(self.device),
-            torch.from_numpy(last).to(self.device), hidden, epsilon,
+            torch.from_numpy(obs).to(self.device),
+            torch.from_numpy(avail).to(self.device),
+            torch.from_numpy(last).to(self.device),
+            hidden,
+            epsilon,
         )
         return actions.cpu().numpy(), hidden
 
@@ -149,8 +159,16 @@ class QMIXRunner(BaseRunner):
                     [None if a is None else a[None] for a in info["final_available_actions"]],
                 )
                 final[int(e)] = (final_obs[0], info["final_share_obs"][0], final_avail[0])
-            self.buffer.add_step(obs, share_obs[:, 0], avail, actions, result.rewards.mean(axis=1),
-                                 (ended & ~truncated).astype(np.float32), ended, final)
+            self.buffer.add_step(
+                obs,
+                share_obs[:, 0],
+                avail,
+                actions,
+                result.rewards.mean(axis=1),
+                (ended & ~truncated).astype(np.float32),
+                ended,
+                final,
+            )
             last = actions.copy()
             hidden = self._reset_where(ended, last, hidden)
             obs, avail = self._padded(result.obs, result.available_actions)
@@ -170,11 +188,11 @@ class QMIXRunner(BaseRunner):
                         info = self.learner.train(self.buffer.sample(self.batch_episodes).to(self.device))
                     self.diagnostics.add({f"train/{k}": v for k, v in info.items()})
             # until the buffer holds a batch there is no training rate to measure
-            phase = (f"filling the replay buffer {len(self.buffer)}/{self.batch_episodes} episodes"
-                     if filling else None)
+            phase = f"filling the replay buffer {len(self.buffer)}/{self.batch_episodes} episodes" if filling else None
             run_logger.advance(self.total_steps, phase, mark=trained)
-            self.finish_vector_step(vec_step, {"vec_step": vec_step, "pending_episodes": self.pending_episodes},
-                                    {"train/epsilon": epsilon})
+            self.finish_vector_step(
+                vec_step, {"vec_step": vec_step, "pending_episodes": self.pending_episodes}, {"train/epsilon": epsilon}
+            )
         self.save_model_weights(self.models_dir)
 
     def csv_diagnostic_names(self) -> tuple[str, ...]:
@@ -211,8 +229,10 @@ class QMIXRunner(BaseRunner):
     def restore_weights(self, model_dir: str) -> None:
         """Load :meth:`save_model_weights`'s files (the ``model_dir`` config key); the targets
         start as copies."""
-        for name, net, target in (("actor_agent0.pt", self.learner.agent_net, self.learner.target_agent_net),
-                                  ("mixer.pt", self.learner.mixer, self.learner.target_mixer)):
+        for name, net, target in (
+            ("actor_agent0.pt", self.learner.agent_net, self.learner.target_agent_net),
+            ("mixer.pt", self.learner.mixer, self.learner.target_mixer),
+        ):
             weights = torch.load(os.path.join(model_dir, name), map_location=self.device, weights_only=True)
             net.load_state_dict(weights)
             target.load_state_dict(weights)

@@ -4,6 +4,7 @@ A checkpoint is replaced atomically: it is written to a temporary file in the sa
 flushed and fsync'ed, then renamed over the old one, so a run killed at any moment leaves either
 the previous or the new checkpoint, never a truncated one.
 """
+
 from __future__ import annotations
 
 import errno
@@ -53,8 +54,7 @@ def _disk_full(err: BaseException, folder: str, size_hint: int) -> bool:
     if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
         return True
     # torch's zip writer reports a short write as "unexpected pos ..." without an errno
-    return (isinstance(err, RuntimeError) and "unexpected pos" in str(err)
-            and shutil.disk_usage(folder).free < size_hint)
+    return isinstance(err, RuntimeError) and "unexpected pos" in str(err) and shutil.disk_usage(folder).free < size_hint
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], Any], size_hint: int = 0) -> None:
@@ -83,10 +83,13 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], Any], siz
             os.unlink(tmp)
         if _disk_full(err, folder, size_hint):
             free = shutil.disk_usage(folder).free
-            raise OSError(errno.ENOSPC, (
-                f"the disk is full: writing {path} (about {size_hint / 2**20:,.0f} MiB) failed with "
-                f"{free / 2**20:,.0f} MiB free in {folder}; the previous {name}, if any, is intact"
-            )) from None
+            raise OSError(
+                errno.ENOSPC,
+                (
+                    f"the disk is full: writing {path} (about {size_hint / 2**20:,.0f} MiB) failed with "
+                    f"{free / 2**20:,.0f} MiB free in {folder}; the previous {name}, if any, is intact"
+                ),
+            ) from None
         raise
     _fsync_dir(folder)
 
@@ -197,8 +200,7 @@ def load_checkpoint(
                 "weights_only=False."
             ) from err
         raise CheckpointError(
-            f"{path} is corrupt or not a checkpoint (it cannot be unpickled); resume from "
-            "another run."
+            f"{path} is corrupt or not a checkpoint (it cannot be unpickled); resume from another run."
         ) from err
     except (RuntimeError, EOFError, OSError, ValueError) as err:
         raise CheckpointError(

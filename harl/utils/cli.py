@@ -1,4 +1,5 @@
 """Command line of ``examples/train.py``: argument parsing and clean error reporting."""
+
 from __future__ import annotations
 
 import argparse
@@ -58,15 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
         # Abbreviations would let a config key such as --load be taken for --load_config.
         allow_abbrev=False,
     )
-    parser.add_argument(
-        "--algo", choices=algos, default=None, help=f"algorithm (default {DEFAULT_ALGO})"
-    )
-    parser.add_argument(
-        "--env", choices=envs, default=None, help=f"environment (default {DEFAULT_ENV})"
-    )
-    parser.add_argument(
-        "--exp_name", default=None, help=f"experiment name (default {DEFAULT_EXP_NAME})"
-    )
+    parser.add_argument("--algo", choices=algos, default=None, help=f"algorithm (default {DEFAULT_ALGO})")
+    parser.add_argument("--env", choices=envs, default=None, help=f"environment (default {DEFAULT_ENV})")
+    parser.add_argument("--exp_name", default=None, help=f"experiment name (default {DEFAULT_EXP_NAME})")
     parser.add_argument(
         "--load_config",
         default="",
@@ -138,8 +133,11 @@ def handle_cli_errors(main: Callable[[], None]) -> int:
         if err.errno not in _WRITE_ERRNOS:
             raise
         where = f" ({err.filename})" if err.filename else ""
-        print(f"error: {err.strerror}{where}. Free some space or fix the permissions, or choose another "
-              "--log_dir; a run with a checkpoint continues with --resume RUN_DIR.", file=sys.stderr)
+        print(
+            f"error: {err.strerror}{where}. Free some space or fix the permissions, or choose another "
+            "--log_dir; a run with a checkpoint continues with --resume RUN_DIR.",
+            file=sys.stderr,
+        )
         return RUNTIME_EXIT_CODE
     except Exception as err:  # noqa: BLE001 - re-raised below unless it is a known user error
         from harl.envs.base import EnvNotInstalledError, EnvWorkerError

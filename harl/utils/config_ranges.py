@@ -1,5 +1,6 @@
 """Valid ranges of the numeric config keys and the allowed values of some string keys, declared
 once in ``harl/configs/ranges.yaml`` and checked, with the types, before a run creates anything."""
+
 from __future__ import annotations
 
 import functools
@@ -13,7 +14,10 @@ from typing import Any, NamedTuple
 RANGES_PATH = Path(__file__).resolve().parent.parent / "configs" / "ranges.yaml"
 
 _COMPARISONS: dict[str, Callable[[Any, Any], bool]] = {
-    ">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt,
+    ">=": operator.ge,
+    ">": operator.gt,
+    "<=": operator.le,
+    "<": operator.lt,
 }
 _BOUND = re.compile(r"^(>=|>|<=|<)\s*(-?[0-9.]+(?:e[+-]?[0-9]+)?)$")
 _CROSS = re.compile(r"^(\w+)\s*(>=|>|<=|<)\s*(\w+)$")
@@ -63,8 +67,9 @@ def load_rules() -> Rules:
 
     data = load_yaml(RANGES_PATH, "ranges file")
     if not (isinstance(data, dict) and isinstance(data.get("keys"), dict) and isinstance(data.get("cross", []), list)):
-        raise _config_error(f"{RANGES_PATH}: must map 'keys' to a mapping of key: rule and 'cross' to a list "
-                            "of relations")
+        raise _config_error(
+            f"{RANGES_PATH}: must map 'keys' to a mapping of key: rule and 'cross' to a list of relations"
+        )
     keys = {key: (str(text), *_parse_rule(key, str(text))) for key, text in data["keys"].items()}
     cross = []
     for text in data.get("cross") or []:
@@ -105,8 +110,12 @@ def range_problems(flat: Mapping[str, Any]) -> list[str]:
             continue
 
         def valid(number: Any) -> bool:
-            return (isinstance(number, (int, float)) and not isinstance(number, bool)
-                    and math.isfinite(number) and all(b.holds(number) for b in bounds))
+            return (
+                isinstance(number, (int, float))
+                and not isinstance(number, bool)
+                and math.isfinite(number)
+                and all(b.holds(number) for b in bounds)
+            )
 
         if isinstance(value, list):
             if not value:

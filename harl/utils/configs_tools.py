@@ -4,6 +4,7 @@
 ``model``, ``algo``, ``logger``); ``env_args`` is flat. Every leaf key is unique across both, so a
 command-line ``--KEY VALUE`` names a key without its section, exactly as in HARL.
 """
+
 from __future__ import annotations
 
 import ast
@@ -95,9 +96,7 @@ def get_defaults_yaml_args(algo: str, env: str) -> tuple[dict, dict]:
     algo_args = _read_yaml(algo_path, "algorithm config")
     env_args = _read_yaml(env_path, "environment config", allow_empty=True) or {}
     if not isinstance(algo_args, dict) or not all(isinstance(s, dict) for s in algo_args.values()):
-        raise ConfigError(
-            f"{algo_path} must map section names (seed, device, train, ...) to mappings of keys."
-        )
+        raise ConfigError(f"{algo_path} must map section names (seed, device, train, ...) to mappings of keys.")
     if not isinstance(env_args, dict):
         raise ConfigError(f"{env_path} must be a mapping of keys to values.")
     _leaf_index(algo_args, env_args)  # fail now on keys defined twice, not at the first override
@@ -157,15 +156,13 @@ def _coerce(key: str, value: Any, default: Any) -> Any:
             # A string key keeps the raw text: "--agent_conf 6" must not become the int 6.
             return value
         raise ConfigError(
-            f"Config key '{key}' expects a string (default {default!r}), "
-            f"got {value!r} ({_type_name(value)})."
+            f"Config key '{key}' expects a string (default {default!r}), got {value!r} ({_type_name(value)})."
         )
     parsed = parse_cli_value(value) if isinstance(value, str) else value
 
     def fail(expected: str, hint: str = "") -> ConfigError:
         return ConfigError(
-            f"Config key '{key}' expects {expected} (default {default!r}), "
-            f"got {value!r} ({_type_name(parsed)}).{hint}"
+            f"Config key '{key}' expects {expected} (default {default!r}), got {value!r} ({_type_name(parsed)}).{hint}"
         )
 
     if isinstance(default, bool):
@@ -203,11 +200,23 @@ def _coerce(key: str, value: Any, default: Any) -> Any:
 
 # Names other libraries (SB3, CleanRL, pymarl) give to HARL's keys, for "Did you mean".
 KEY_ALIASES = {
-    "learning_rate": "lr", "actor_lr": "lr", "actor_learning_rate": "lr", "critic_learning_rate": "critic_lr",
-    "total_timesteps": "num_env_steps", "t_max": "num_env_steps", "num_envs": "n_rollout_threads",
-    "n_envs": "n_rollout_threads", "batch_size_run": "n_rollout_threads", "discount": "gamma", "tau": "polyak",
-    "ent_coef": "entropy_coef", "clip_range": "clip_param", "n_epochs": "ppo_epoch", "hidden_dim": "hidden_sizes",
-    "map": "map_name", "scenario_name": "scenario",
+    "learning_rate": "lr",
+    "actor_lr": "lr",
+    "actor_learning_rate": "lr",
+    "critic_learning_rate": "critic_lr",
+    "total_timesteps": "num_env_steps",
+    "t_max": "num_env_steps",
+    "num_envs": "n_rollout_threads",
+    "n_envs": "n_rollout_threads",
+    "batch_size_run": "n_rollout_threads",
+    "discount": "gamma",
+    "tau": "polyak",
+    "ent_coef": "entropy_coef",
+    "clip_range": "clip_param",
+    "n_epochs": "ppo_epoch",
+    "hidden_dim": "hidden_sizes",
+    "map": "map_name",
+    "scenario_name": "scenario",
 }
 
 
@@ -278,8 +287,7 @@ def parse_override_tokens(tokens: list[str]) -> dict[str, str]:
         token = tokens[i]
         if not token.startswith("--") or len(token) == 2:
             raise ConfigError(
-                f"Unexpected argument '{token}'. Config overrides are written --KEY VALUE "
-                "or --KEY=VALUE."
+                f"Unexpected argument '{token}'. Config overrides are written --KEY VALUE or --KEY=VALUE."
             )
         if "=" in token:
             key, value = token[2:].split("=", 1)
@@ -331,9 +339,7 @@ def load_config_json(path: str | os.PathLike) -> tuple[dict, dict, dict]:
 
     file_algo_args = content.get("algo_args", {})
     file_env_args = content.get("env_args", {})
-    if not isinstance(file_algo_args, dict) or not all(
-        isinstance(s, dict) for s in file_algo_args.values()
-    ):
+    if not isinstance(file_algo_args, dict) or not all(isinstance(s, dict) for s in file_algo_args.values()):
         raise ConfigError(f"{path}: 'algo_args' must map section names to mappings of keys.")
     if not isinstance(file_env_args, dict):
         raise ConfigError(f"{path}: 'env_args' must be a mapping of keys to values.")
@@ -356,7 +362,9 @@ def load_config_json(path: str | os.PathLike) -> tuple[dict, dict, dict]:
     if missing:
         LOGGER.info(
             "Note: %s does not set %d key(s); using defaults: %s",
-            path, len(missing), ", ".join(missing),
+            path,
+            len(missing),
+            ", ".join(missing),
         )
     main_args.setdefault("exp_name", DEFAULT_EXP_NAME)
     main_args.setdefault("load_config", "")
@@ -382,8 +390,7 @@ def build_run_config(
     """
     if resume and load_config:
         raise ConfigError(
-            "--resume and --load_config cannot be combined: --resume already reloads the run's "
-            "own config.json."
+            "--resume and --load_config cannot be combined: --resume already reloads the run's own config.json."
         )
     source = load_config
     if resume:
@@ -411,8 +418,7 @@ def build_run_config(
         for name, given in checked:
             if given is not None and given != main_args[name]:
                 raise ConfigError(
-                    f"--{name} {given} contradicts {source}, which has {name} "
-                    f"'{main_args[name]}'. Drop --{name}."
+                    f"--{name} {given} contradicts {source}, which has {name} '{main_args[name]}'. Drop --{name}."
                 )
         algo, env = main_args["algo"], main_args["env"]
         exp_name = exp_name or main_args["exp_name"]
@@ -505,8 +511,7 @@ def check_writable(log_dir: str, option: str = "--log_dir", what: str = "run dir
         os.rmdir(tempfile.mkdtemp(prefix=".harl-write-test-", dir=existing))
     except OSError as err:
         raise ConfigError(
-            f"{option} {log_dir}: cannot create {what} in {existing} ({err.strerror}); "
-            f"choose another {option}."
+            f"{option} {log_dir}: cannot create {what} in {existing} ({err.strerror}); choose another {option}."
         ) from None
 
 

@@ -6,6 +6,7 @@ is a :class:`ConfigError` whose message starts with ``FILE:LINE:COLUMN:`` (or ``
 is no position), like a compiler's, so the command line prints one line instead of a parser's
 traceback.
 """
+
 from __future__ import annotations
 
 import json
@@ -36,8 +37,9 @@ def read_text(path: str | os.PathLike, what: str = "file") -> str:
     except UnicodeDecodeError as err:
         line = data.count(b"\n", 0, err.start) + 1
         column = err.start - (data.rfind(b"\n", 0, err.start) + 1) + 1
-        raise ConfigError(f"{path}:{line}:{column}: the {what} is not UTF-8 text "
-                          f"(byte 0x{data[err.start]:02x})") from None
+        raise ConfigError(
+            f"{path}:{line}:{column}: the {what} is not UTF-8 text (byte 0x{data[err.start]:02x})"
+        ) from None
 
 
 def _empty(path: str, what: str, kind: str) -> ConfigError:
@@ -76,8 +78,9 @@ def load_yaml(path: str | os.PathLike, what: str = "YAML file", allow_empty: boo
         line = text.count("\n", 0, err.position) + 1
         column = err.position - (text.rfind("\n", 0, err.position) + 1) + 1
         character = err.character if isinstance(err.character, int) else ord(err.character)
-        raise ConfigError(f"{path}:{line}:{column}: malformed YAML in the {what}: "
-                          f"character U+{character:04X} is not allowed") from None
+        raise ConfigError(
+            f"{path}:{line}:{column}: malformed YAML in the {what}: character U+{character:04X} is not allowed"
+        ) from None
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: malformed YAML in the {what}: {err}") from None
     if data is None and not allow_empty:

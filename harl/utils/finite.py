@@ -6,6 +6,7 @@ and parameters that became non-finite in the step stop the run. Runners check ac
 they reach the environment and the whole checkpoint state before it is written, and add which
 agent and env step failed (:func:`blame`) to the one-paragraph error the command line prints.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
@@ -58,8 +59,10 @@ _FINITE_CHUNK = 1 << 24
 
 def _all_finite(values: torch.Tensor) -> bool:
     flat = values.reshape(-1)
-    return all(bool(torch.isfinite(flat[start:start + _FINITE_CHUNK]).all())
-               for start in range(0, flat.numel(), _FINITE_CHUNK))
+    return all(
+        bool(torch.isfinite(flat[start : start + _FINITE_CHUNK]).all())
+        for start in range(0, flat.numel(), _FINITE_CHUNK)
+    )
 
 
 def non_finite_entries(state: Any, prefix: str = "") -> list[str]:
@@ -80,7 +83,9 @@ def non_finite_entries(state: Any, prefix: str = "") -> list[str]:
         items = enumerate(state)
     else:
         return []
-    return [path for key, value in items for path in non_finite_entries(value, f"{prefix}/{key}" if prefix else str(key))]
+    return [
+        path for key, value in items for path in non_finite_entries(value, f"{prefix}/{key}" if prefix else str(key))
+    ]
 
 
 # What torch says when a network's output is NaN or infinite: a distribution's argument check

@@ -22,6 +22,7 @@ a final checkpoint, then the resume command) or a sweep is about to install its 
 until it does, the same line and exit code come from a plain handler. Only the standard library
 is imported here.
 """
+
 from __future__ import annotations
 
 import os

@@ -12,6 +12,7 @@ training rate measured after compilation and warm-up. Beside them: the mean retu
 rate (win rate, score rate, coverage; :mod:`harl.utils.metrics`) of the last
 ``DISPLAY_EPISODES`` finished training episodes, and the last evaluation's.
 """
+
 from __future__ import annotations
 
 import csv
@@ -181,9 +182,7 @@ class EpisodeTracker:
         for env in finished:
             for name, value in (infos[env].get("episode_metrics") or {}).items():
                 metrics.setdefault(name, []).append(float(value))
-        return CompletedEpisodes(
-            returns, {name: np.asarray(values) for name, values in metrics.items()}
-        )
+        return CompletedEpisodes(returns, {name: np.asarray(values) for name, values in metrics.items()})
 
     def reset(self) -> None:
         """Drop the partial returns (call after resetting the environments)."""
@@ -295,9 +294,7 @@ class RunLogger:
         """Keep the header and the rows with ``env_steps <= start_step``."""
         with open(self.csv_path, newline="", encoding="utf-8") as file:
             rows = [
-                row
-                for row in csv.DictReader(file)
-                if row.get("env_steps") and float(row["env_steps"]) <= start_step
+                row for row in csv.DictReader(file) if row.get("env_steps") and float(row["env_steps"]) <= start_step
             ]
         text = io.StringIO()
         writer = csv.DictWriter(text, fieldnames=self.columns, extrasaction="ignore")
@@ -434,9 +431,7 @@ class RunLogger:
         wall = self.wall_time() if wall_time is None else wall_time
         self._csv.writerow({"env_steps": env_steps, "wall_time": round(wall, 3), **values})
         self._csv_file.flush()
-        self.log_scalars(
-            {self._tag(column): value for column, value in values.items()}, env_steps
-        )
+        self.log_scalars({self._tag(column): value for column, value in values.items()}, env_steps)
         self._last_eval = values.get("eval_episode_return", self._last_eval)
         if self.headline is not None:
             self._last_eval_rate = values.get(f"eval_{self.headline}", self._last_eval_rate)

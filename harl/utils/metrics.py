@@ -5,6 +5,7 @@ occupation and coverage tasks by their coverage, the toy env by its success rate
 scenarios and Multi-Agent MuJoCo have none (their return is the headline). The progress display
 shows it beside the return, and ``learning_curve.png`` draws it in a second panel.
 """
+
 from __future__ import annotations
 
 from typing import Iterable

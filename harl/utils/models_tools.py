@@ -1,4 +1,5 @@
 """Small helpers shared by the networks, the algorithms and the buffers."""
+
 from __future__ import annotations
 
 import math

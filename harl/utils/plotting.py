@@ -1,4 +1,5 @@
 """Learning-curve pictures drawn from a run's ``progress.csv``."""
+
 from __future__ import annotations
 
 import csv

@@ -4,6 +4,7 @@ and a mean-and-range learning-curve picture.
 The headline number is the evaluation return, except for the StarCraft family (``smac``,
 ``smacv2``, ``smax``), which the paper reports in win rate (``eval_win_rate``), and Football, in
 score rate (``eval_score_rate``)."""
+
 from __future__ import annotations
 
 import csv
@@ -20,10 +21,13 @@ from harl.utils.configs_tools import ConfigError
 from harl.utils.files import read_text
 from harl.utils.plotting import plt, save_figure
 
-
 # Environments the paper reports in a rate, with its progress.csv column; the others in return.
-RATE_METRICS = {"smac": "eval_win_rate", "smacv2": "eval_win_rate", "smax": "eval_win_rate",
-                "football": "eval_score_rate"}
+RATE_METRICS = {
+    "smac": "eval_win_rate",
+    "smacv2": "eval_win_rate",
+    "smax": "eval_win_rate",
+    "football": "eval_score_rate",
+}
 
 
 def headline_metric(env: str) -> str:
@@ -55,8 +59,15 @@ def read_run(run_dir: str, metric: str = "") -> RunResult | None:
         return None
     steps = np.array([_number(path, line, r, "env_steps") for line, r in rows])
     values = np.array([_number(path, line, r, metric) for line, r in rows])
-    return RunResult(group, os.path.basename(run_dir), int(steps[-1]), metric, float(values[-1]),
-                     _number(path, *rows[-1], "wall_time"), (steps, values))
+    return RunResult(
+        group,
+        os.path.basename(run_dir),
+        int(steps[-1]),
+        metric,
+        float(values[-1]),
+        _number(path, *rows[-1], "wall_time"),
+        (steps, values),
+    )
 
 
 def _progress_rows(run_dir: str) -> tuple[str, list[tuple[int, dict]]]:
@@ -78,8 +89,10 @@ def _number(path: str, line: int, row: dict, column: str) -> float:
     try:
         return float(row[column])
     except (KeyError, TypeError, ValueError):
-        raise ConfigError(f"{path}:{line}: column {column} is {row.get(column)!r}, not a number "
-                          "(a damaged progress.csv: repair or remove the run)") from None
+        raise ConfigError(
+            f"{path}:{line}: column {column} is {row.get(column)!r}, not a number "
+            "(a damaged progress.csv: repair or remove the run)"
+        ) from None
 
 
 def diagnostics(run_dir: str, wanted: dict[str, tuple[str, str]]) -> dict[str, float]:
@@ -109,8 +122,10 @@ def collect(results_root: str) -> dict[str, list[RunResult]]:
 
 def markdown_table(groups: dict[str, list[RunResult]]) -> str:
     """Per group: the metric, seeds, env steps, per-seed final evaluations, mean, std, min, max."""
-    lines = ["| run group | final evaluation | seeds | env steps | per seed | mean | std | min | max |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| run group | final evaluation | seeds | env steps | per seed | mean | std | min | max |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for group, runs in groups.items():
         finals = np.array([r.final_eval for r in runs])
         per_seed = ", ".join(f"{r.seed_dir.split('-')[1].lstrip('0') or '0'}: {r.final_eval:.2f}" for r in runs)
@@ -133,8 +148,9 @@ def plot_group(runs: list[RunResult], title: str, path: str) -> None:
     plot_comparison({f"mean of {len(runs)} seeds": runs}, title, path)
 
 
-def plot_comparison(curves: dict[str, list[RunResult]], title: str, path: str,
-                    returns: dict[str, list[RunResult]] | None = None) -> None:
+def plot_comparison(
+    curves: dict[str, list[RunResult]], title: str, path: str, returns: dict[str, list[RunResult]] | None = None
+) -> None:
     """One mean-and-range curve per label (e.g. per algorithm) in one picture; with ``returns``
     (the same labels' ``eval_episode_return`` runs, for a metric that is not the return), the
     return in a first panel and the metric beside it."""
@@ -148,8 +164,13 @@ def plot_comparison(curves: dict[str, list[RunResult]], title: str, path: str,
             (line,) = ax.plot(steps, values.mean(0), label=label)
             ax.fill_between(steps, values.min(0), values.max(0), alpha=0.2, color=line.get_color())
     ylabels = [next(r for runs in panel.values() for r in runs).metric.replace("_", " ") for panel in panels]
-    save_figure(figure, list(axes[0]) if len(panels) > 1 else axes[0][0],
-                f"{title} (shaded: min-max over seeds)", ylabels if len(panels) > 1 else ylabels[0], path)
+    save_figure(
+        figure,
+        list(axes[0]) if len(panels) > 1 else axes[0][0],
+        f"{title} (shaded: min-max over seeds)",
+        ylabels if len(panels) > 1 else ylabels[0],
+        path,
+    )
 
 
 def by_task(groups: dict[str, list[RunResult]]) -> dict[str, dict[str, list[RunResult]]]:

@@ -18,6 +18,7 @@ to the bootstrap functions must reduce along ``axis=-1`` when called as
 ``statistic(samples, axis=-1)`` (``np.mean``, ``np.median`` and :func:`iqm` all do).
 Scores must be finite: NaN or infinity raises ``ValueError``, as do empty inputs.
 """
+
 from __future__ import annotations
 
 from typing import Callable
@@ -28,6 +29,7 @@ Statistic = Callable[..., np.ndarray]
 
 
 # --------------------------------------------------------------------------- validation
+
 
 def _scores(values: np.ndarray, name: str, ndim: int) -> np.ndarray:
     """``values`` as a float array of ``ndim`` dimensions, non-empty and finite."""
@@ -57,12 +59,12 @@ def _apply(statistic: Statistic, samples: np.ndarray) -> np.ndarray:
         raise ValueError(
             "statistic must reduce a 2-D array along axis=-1 when called as "
             f"statistic(samples, axis=-1); for input shape {samples.shape} it returned shape "
-            f"{values.shape} instead of {samples.shape[:1]}")
+            f"{values.shape} instead of {samples.shape[:1]}"
+        )
     return values
 
 
-def _interval(point: float, replicates: np.ndarray,
-              confidence: float) -> tuple[float, float, float]:
+def _interval(point: float, replicates: np.ndarray, confidence: float) -> tuple[float, float, float]:
     """``(point, low, high)`` with the percentile interval of the bootstrap ``replicates``."""
     alpha = 1.0 - confidence
     low, high = np.percentile(replicates, [100.0 * alpha / 2, 100.0 * (1.0 - alpha / 2)])
@@ -70,6 +72,7 @@ def _interval(point: float, replicates: np.ndarray,
 
 
 # --------------------------------------------------------------------------- IQM
+
 
 def _iqm_weights(n: int) -> np.ndarray:
     """Weight of each of ``n`` sorted values in the interquartile mean (they sum to 1).
@@ -117,8 +120,10 @@ def iqm(scores: np.ndarray, axis: int | None = None) -> float | np.ndarray:
 
 # --------------------------------------------------------------------------- bootstrap
 
-def bootstrap_ci(scores: np.ndarray, statistic: Statistic, n_boot: int = 2000,
-                 confidence: float = 0.95, seed: int = 0) -> tuple[float, float, float]:
+
+def bootstrap_ci(
+    scores: np.ndarray, statistic: Statistic, n_boot: int = 2000, confidence: float = 0.95, seed: int = 0
+) -> tuple[float, float, float]:
     """Point estimate and percentile bootstrap interval of ``statistic`` over one task's seeds.
 
     ``scores`` is a 1-D array with one score per seed. Each of ``n_boot`` replicates resamples
@@ -137,9 +142,9 @@ def bootstrap_ci(scores: np.ndarray, statistic: Statistic, n_boot: int = 2000,
     return _interval(point, _apply(statistic, data[index]), confidence)
 
 
-def stratified_bootstrap_ci(score_matrix: np.ndarray, statistic: Statistic, n_boot: int = 2000,
-                            confidence: float = 0.95,
-                            seed: int = 0) -> tuple[float, float, float]:
+def stratified_bootstrap_ci(
+    score_matrix: np.ndarray, statistic: Statistic, n_boot: int = 2000, confidence: float = 0.95, seed: int = 0
+) -> tuple[float, float, float]:
     """Point estimate and percentile interval of an aggregate over tasks.
 
     ``score_matrix`` has shape ``(n_seeds, n_tasks)``. Each replicate resamples the seeds with
@@ -163,6 +168,7 @@ def stratified_bootstrap_ci(score_matrix: np.ndarray, statistic: Statistic, n_bo
 
 # --------------------------------------------------------------------------- improvement
 
+
 def _improvement(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """P(X > Y) + P(X = Y) / 2 for each row pair of the 2-D ``x`` (b, n) and ``y`` (b, m).
 
@@ -182,8 +188,7 @@ def _improvement(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     first = np.maximum.accumulate(np.where(starts_group, position, 0), axis=-1)
     ends_group = np.ones_like(ordered, dtype=bool)
     ends_group[:, :-1] = ordered[:, :-1] != ordered[:, 1:]
-    last = np.minimum.accumulate(np.where(ends_group, position, total - 1)[:, ::-1],
-                                 axis=-1)[:, ::-1]
+    last = np.minimum.accumulate(np.where(ends_group, position, total - 1)[:, ::-1], axis=-1)[:, ::-1]
     midrank = (first + last) / 2.0 + 1.0  # 1-based ranks
     rank_sum_x = np.where(order < n, midrank, 0.0).sum(axis=-1)
     u_statistic = rank_sum_x - n * (n + 1) / 2.0
@@ -203,9 +208,9 @@ def probability_of_improvement(x: np.ndarray, y: np.ndarray) -> float:
     return float(_improvement(xs[np.newaxis], ys[np.newaxis])[0])
 
 
-def probability_of_improvement_ci(x: np.ndarray, y: np.ndarray, n_boot: int = 2000,
-                                  confidence: float = 0.95,
-                                  seed: int = 0) -> tuple[float, float, float]:
+def probability_of_improvement_ci(
+    x: np.ndarray, y: np.ndarray, n_boot: int = 2000, confidence: float = 0.95, seed: int = 0
+) -> tuple[float, float, float]:
     """:func:`probability_of_improvement` with a percentile bootstrap interval.
 
     Each replicate resamples the seeds of ``x`` and of ``y`` independently with replacement

@@ -1,4 +1,5 @@
 """Trust-region helpers: flat parameter vectors, KL divergences, Fisher-vector products, CG."""
+
 from __future__ import annotations
 
 from typing import Callable, Iterable, Sequence
@@ -11,9 +12,7 @@ from harl.models.base.distributions import FixedCategorical, FixedNormal
 
 def flat_grad(grads: Sequence[torch.Tensor | None], params: Sequence[nn.Parameter]) -> torch.Tensor:
     """Concatenate gradients into one vector aligned with ``flat_params`` (unused params give 0)."""
-    return torch.cat(
-        [(torch.zeros_like(p) if g is None else g).reshape(-1) for g, p in zip(grads, params)]
-    )
+    return torch.cat([(torch.zeros_like(p) if g is None else g).reshape(-1) for g, p in zip(grads, params)])
 
 
 def flat_params(model: nn.Module) -> torch.Tensor:

@@ -1,4 +1,5 @@
 """Actors by HARL's algorithm names."""
+
 from harl.algorithms.actors.haa2c import HAA2C
 from harl.algorithms.actors.haddpg import HADDPG
 from harl.algorithms.actors.happo import HAPPO

@@ -1,4 +1,5 @@
 """HAA2C: heterogeneous-agent advantage actor-critic (Zhong et al., 2024)."""
+
 from __future__ import annotations
 
 import gymnasium

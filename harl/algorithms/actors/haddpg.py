@@ -1,4 +1,5 @@
 """HADDPG: heterogeneous-agent deep deterministic policy gradient, one instance per agent."""
+
 from __future__ import annotations
 
 import gymnasium

@@ -1,4 +1,5 @@
 """HAPPO: heterogeneous-agent PPO (Kuba et al., 2022)."""
+
 from __future__ import annotations
 
 import gymnasium

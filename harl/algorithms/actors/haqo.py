@@ -32,6 +32,7 @@ where ``l`` is the denoising loss (diffusion) or the negative log-likelihood (Ga
 categorical); the Gaussian and the categorical replace the uniform-action term by their exact
 entropy, ``-alpha H(pi(.|o))``, and measure the exact ``KL(pi_old || pi)``.
 """
+
 from __future__ import annotations
 
 import functools
@@ -47,6 +48,7 @@ from torch.nn.utils import parameters_to_vector
 
 from harl.algorithms.actors.off_policy_base import OffPolicyComponent
 from harl.models.base.distributions import masked_entropy
+from harl.models.policy_models.categorical_candidate_policy import CategoricalCandidatePolicy
 from harl.models.policy_models.diffusion_policy import (
     CandidatePolicy,
     CandidateSample,
@@ -55,7 +57,6 @@ from harl.models.policy_models.diffusion_policy import (
     run_passes,
     start_group_sampling,
 )
-from harl.models.policy_models.categorical_candidate_policy import CategoricalCandidatePolicy
 from harl.models.policy_models.gaussian_candidate_policy import GaussianCandidatePolicy
 from harl.utils.config_ranges import range_problems
 from harl.utils.configs_tools import ConfigError
@@ -67,7 +68,9 @@ QFunction = Callable[[Tensor], Tensor]
 ArrayLike = np.ndarray | Tensor
 
 POLICY_CLASSES: dict[str, type[CandidatePolicy]] = {
-    "diffusion": DiffusionPolicy, "gaussian": GaussianCandidatePolicy, "categorical": CategoricalCandidatePolicy,
+    "diffusion": DiffusionPolicy,
+    "gaussian": GaussianCandidatePolicy,
+    "categorical": CategoricalCandidatePolicy,
 }
 
 
@@ -310,7 +313,9 @@ class HAQO(OffPolicyComponent):
         # Discrete actions scored exhaustively instead of sampled (enumerate_discrete)
         self.enumerates: bool = bool(args["enumerate_discrete"]) and discrete
         if self.enumerates and self.chosen > act_space.n:
-            raise ValueError(f"chosen ({self.chosen}) must be at most the number of actions ({act_space.n}) with enumerate_discrete")
+            raise ValueError(
+                f"chosen ({self.chosen}) must be at most the number of actions ({act_space.n}) with enumerate_discrete"
+            )
 
         # the availability mask as part of the actor's input (Discrete only)
         self.available_input: bool = bool(args["condition_on_available"]) and discrete
@@ -338,9 +343,7 @@ class HAQO(OffPolicyComponent):
     # --- acting -----------------------------------------------------------------------------
 
     @torch.no_grad()
-    def get_actions(
-        self, obs: ArrayLike, available_actions: ArrayLike | None = None, explore: bool = True
-    ) -> Tensor:
+    def get_actions(self, obs: ArrayLike, available_actions: ArrayLike | None = None, explore: bool = True) -> Tensor:
         """Decentralised actions ``(E, a_i)`` env format, no critic (evaluation, deployment): one
         sample each; ``explore=False``: :meth:`CandidatePolicy.eval_actions` (the diffusion actor
         samples without the last step's noise, and takes the mode of ``eval_samples`` samples for
@@ -404,7 +407,9 @@ class HAQO(OffPolicyComponent):
                 candidates = self.actor.sample(obs, avail, self.round_samples, record=self.line_search)
             cand, candidate_mask = self._training_candidates(candidates, avail)
             q = q_fn(insert_action(joint_actions, agent_id, self.actor.codec.to_critic(cand.x, avail))).squeeze(-1)
-            weights = q_weights(q, self.q_transform, self.qcut_epsilon, self.max_weight, mask, candidate_mask)  # Eq. 6 / Eq. 7
+            weights = q_weights(
+                q, self.q_transform, self.qcut_epsilon, self.max_weight, mask, candidate_mask
+            )  # Eq. 6 / Eq. 7
             # each state trains on its top `chosen` candidates (1: best-of-K, paper A.10)
             top = weights.topk(self.chosen, dim=0).indices  # (chosen, B)
             w = weights.gather(0, top)
@@ -437,7 +442,11 @@ class HAQO(OffPolicyComponent):
             "q_mean": masked_mean(q.mean(0), mask).item(),
             # mode-collapse signal: spread of the samples drawn at a state, in [-1, 1] units (none
             # with enumerated Discrete candidates: one sample per state is drawn)
-            **({"candidate_spread": masked_mean(candidates.x.std(0).mean(-1), mask).item()} if len(candidates.x) > 1 else {}),
+            **(
+                {"candidate_spread": masked_mean(candidates.x.std(0).mean(-1), mask).item()}
+                if len(candidates.x) > 1
+                else {}
+            ),
             "grad_norm": grad_norm.item(),
             **info,
             "time_sampling": sampled - start,
@@ -451,7 +460,9 @@ class HAQO(OffPolicyComponent):
         candidates the one chain the line search and the joint action need."""
         return 1 if self.enumerates else self.train_candidates
 
-    def _training_candidates(self, drawn: CandidateSample, avail: Tensor | None) -> tuple[CandidateSample, Tensor | None]:
+    def _training_candidates(
+        self, drawn: CandidateSample, avail: Tensor | None
+    ) -> tuple[CandidateSample, Tensor | None]:
         """The candidates to weight, ``(K, B, dim)``, and which of them count ``(K, B)`` (``None``:
         all): the drawn samples, or with ``enumerate_discrete`` every action's code (the
         unavailable ones masked out) with the drawn chain's record."""

@@ -1,4 +1,5 @@
 """HASAC: heterogeneous-agent soft actor-critic (Liu et al. 2024), one instance per agent."""
+
 from __future__ import annotations
 
 from typing import Any

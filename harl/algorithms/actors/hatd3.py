@@ -1,4 +1,5 @@
 """HATD3: heterogeneous-agent twin delayed DDPG, one instance per agent."""
+
 from __future__ import annotations
 
 import gymnasium

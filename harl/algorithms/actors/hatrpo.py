@@ -1,4 +1,5 @@
 """HATRPO: heterogeneous-agent trust-region policy optimisation (Kuba et al., 2022)."""
+
 from __future__ import annotations
 
 import gymnasium

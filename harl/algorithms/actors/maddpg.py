@@ -1,4 +1,5 @@
 """MADDPG (Lowe et al. 2017): the HADDPG actor, updated simultaneously by the MA runner."""
+
 from harl.algorithms.actors.haddpg import HADDPG
 
 

@@ -1,4 +1,5 @@
 """MAPPO: PPO for each agent with a centralised critic (Yu et al., 2022)."""
+
 from __future__ import annotations
 
 from typing import Sequence

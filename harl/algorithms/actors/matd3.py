@@ -1,4 +1,5 @@
 """MATD3: the HATD3 actor, updated simultaneously by the MA runner."""
+
 from harl.algorithms.actors.hatd3 import HATD3
 
 

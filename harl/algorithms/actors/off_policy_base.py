@@ -11,6 +11,7 @@ agents' entries are fixed tensors chosen by the runner::
 The HA runner refreshes ``a_m`` from the updated policy before the next agent's turn; the MA
 runner keeps the pre-update actions for every agent, which updates all agents simultaneously.
 """
+
 from __future__ import annotations
 
 import copy
@@ -225,9 +226,7 @@ class OffPolicyBase(OffPolicyComponent):
         raise NotImplementedError
 
     @torch.no_grad()
-    def get_target_actions(
-        self, obs: Tensor, available_actions: Tensor | None = None
-    ) -> tuple[Tensor, Tensor | None]:
+    def get_target_actions(self, obs: Tensor, available_actions: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         """Next-state actions for the critic's TD target, critic format, without gradients.
 
         Deterministic actors use their target network (plus smoothing noise for TD3); HASAC

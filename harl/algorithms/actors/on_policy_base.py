@@ -1,4 +1,5 @@
 """Base class of the on-policy actors (HARL's ``OnPolicyBase``) and helpers shared by them."""
+
 from __future__ import annotations
 
 from typing import Iterator
@@ -23,9 +24,7 @@ from harl.utils.models_tools import (
 ACTION_AGGREGATIONS = ("prod", "mean")
 
 
-def aggregate_ratio(
-    log_probs: torch.Tensor, old_log_probs: torch.Tensor, action_aggregation: str
-) -> torch.Tensor:
+def aggregate_ratio(log_probs: torch.Tensor, old_log_probs: torch.Tensor, action_aggregation: str) -> torch.Tensor:
     """Policy ratio ``pi_new / pi_old`` per sample, ``(B, 1)``, from per-dimension log-probs.
 
     ``prod`` multiplies the per-dimension ratios (the exact joint ratio, computed as the exp of
@@ -80,7 +79,9 @@ class OnPolicyBase:
         self.use_policy_active_masks = args["use_policy_active_masks"]
         self.action_aggregation = args["action_aggregation"]
         if self.action_aggregation not in ACTION_AGGREGATIONS:
-            raise ValueError(f"action_aggregation must be one of {ACTION_AGGREGATIONS}, got {self.action_aggregation!r}")
+            raise ValueError(
+                f"action_aggregation must be one of {ACTION_AGGREGATIONS}, got {self.action_aggregation!r}"
+            )
 
         self.actor = StochasticPolicy(args, obs_space, act_space, self.device)
         self.actor_optimizer: torch.optim.Optimizer | None = None

@@ -1,4 +1,5 @@
 """Critics; ``CRITIC_REGISTRY`` maps an off-policy algorithm to its centralised Q critic."""
+
 from harl.algorithms.critics.continuous_q_critic import ContinuousQCritic
 from harl.algorithms.critics.soft_twin_continuous_q_critic import SoftTwinContinuousQCritic
 from harl.algorithms.critics.twin_continuous_q_critic import TwinContinuousQCritic

@@ -7,6 +7,7 @@ State types (HARL): ``EP`` -- one environment-provided state per step, ``share_o
 TD quantities ``(B, 1)``; ``FP`` -- one state per agent, ``share_obs (B, N, s)``, TD quantities
 ``(B, N, 1)``, each agent's state valued with the same joint action.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -78,20 +79,25 @@ class ContinuousQCritic(OffPolicyComponent):
         """Whether evaluations need the agents' observations (``obs``): critic_form additive_local."""
         return self.critic.needs_obs
 
-    def _heads_scorer(self, net: ContinuousQNet, share_obs: Tensor,
-                      obs: Sequence[Tensor] | None = None) -> Callable[[Tensor], Tensor]:
+    def _heads_scorer(
+        self, net: ContinuousQNet, share_obs: Tensor, obs: Sequence[Tensor] | None = None
+    ) -> Callable[[Tensor], Tensor]:
         """Every head's Q at fixed states as a function of joint actions ``(*K, B, A)`` ->
         ``(*K, B, H)`` for EP, ``(*K, B, N, H)`` for FP (every agent's state, same joint action).
         ``obs`` per agent ``(B, d_i)``, read only by critics that :attr:`needs_obs`."""
-        obs = ([torch.as_tensor(o, dtype=torch.float32, device=self.device) for o in obs]
-               if self.needs_obs and obs is not None else None)
+        obs = (
+            [torch.as_tensor(o, dtype=torch.float32, device=self.device) for o in obs]
+            if self.needs_obs and obs is not None
+            else None
+        )
         if self.state_type == "EP":
             return net.scorer(share_obs, obs)
         score = net.scorer(share_obs, None if obs is None else [o.unsqueeze(-2) for o in obs])
         return lambda joint_actions: score(joint_actions.unsqueeze(-2))
 
-    def _q_heads(self, net: ContinuousQNet, share_obs: Tensor, joint_actions: Tensor,
-                 obs: Sequence[Tensor] | None = None) -> Tensor:
+    def _q_heads(
+        self, net: ContinuousQNet, share_obs: Tensor, joint_actions: Tensor, obs: Sequence[Tensor] | None = None
+    ) -> Tensor:
         """:meth:`_heads_scorer` at ``joint_actions``."""
         return self._heads_scorer(net, share_obs, obs)(joint_actions)
 
@@ -115,8 +121,9 @@ class ContinuousQCritic(OffPolicyComponent):
         q = self._policy_value(self._q_heads(self.critic, share_obs, joint_actions, obs))
         return q.mean(-2) if self.state_type == "FP" else q
 
-    def min_q_fn(self, share_obs: Tensor, obs: Sequence[Tensor] | None = None,
-                 target: bool = False) -> Callable[[Tensor], Tensor]:
+    def min_q_fn(
+        self, share_obs: Tensor, obs: Sequence[Tensor] | None = None, target: bool = False
+    ) -> Callable[[Tensor], Tensor]:
         """:meth:`min_q` at fixed states as a function of joint actions ``(*K, B, A)`` ->
         ``(*K, B, 1)``; what the states alone determine (``additive_local``'s values and
         utilities) is computed once here, not at every call."""
@@ -128,8 +135,9 @@ class ContinuousQCritic(OffPolicyComponent):
 
         return q_fn
 
-    def min_q(self, share_obs: Tensor, joint_actions: Tensor, target: bool = False,
-              obs: Sequence[Tensor] | None = None) -> Tensor:
+    def min_q(
+        self, share_obs: Tensor, joint_actions: Tensor, target: bool = False, obs: Sequence[Tensor] | None = None
+    ) -> Tensor:
         """``min_j Q_j(s, a)`` over the heads of the online (or target) critic, ``(*K, B, 1)``,
         FP averaged over the agents' states like :meth:`get_values`. HAQO scores its candidate
         joint actions with it (behaviour, TD-target and training candidates); ``obs`` as in
@@ -164,8 +172,9 @@ class ContinuousQCritic(OffPolicyComponent):
                 ``batch.next_obs`` (target policies; smoothed for TD3; current policy for SAC).
             next_logps: per agent ``(B, 1)`` ``log pi(a'|o')``, used by the soft critic only.
         """
-        next_q = self._q_heads(self.target_critic, batch.next_share_obs, torch.cat(list(next_actions), -1),
-                               batch.next_obs)
+        next_q = self._q_heads(
+            self.target_critic, batch.next_share_obs, torch.cat(list(next_actions), -1), batch.next_obs
+        )
         next_q = next_q.min(-1, keepdim=True).values
         if self.value_normalizer is not None:
             next_q = self._apply_value_norm(self.value_normalizer.denormalize, next_q)

@@ -1,4 +1,5 @@
 """Soft twin centralised Q critic (HASAC): clipped double Q with the entropy term in the target."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence

@@ -1,4 +1,5 @@
 """Twin centralised Q critic (HATD3, MATD3): clipped double Q-learning (Fujimoto et al. 2018)."""
+
 from __future__ import annotations
 
 from harl.algorithms.critics.continuous_q_critic import ContinuousQCritic

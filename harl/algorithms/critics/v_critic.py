@@ -1,4 +1,5 @@
 """State-value critic (HARL's ``VCritic``)."""
+
 from __future__ import annotations
 
 from typing import Iterator

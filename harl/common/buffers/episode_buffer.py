@@ -11,6 +11,7 @@ Each of the ``E`` parallel environments fills its own staging area while its epi
 episode moves into the ring when it ends. Sampling returns ``B`` episodes padded to the longest
 of them, with a mask of the real transitions.
 """
+
 from __future__ import annotations
 
 from collections import deque
@@ -113,15 +114,27 @@ class EpisodeReplayBuffer:
         if int(self.cursor.max()) + 2 > self._staging_len:
             self._grow_staging()
         envs = np.arange(self.n_envs)
-        for name, value in (("obs", obs), ("state", state), ("available", available), ("actions", actions),
-                            ("reward", reward), ("terminated", terminated)):
+        for name, value in (
+            ("obs", obs),
+            ("state", state),
+            ("available", available),
+            ("actions", actions),
+            ("reward", reward),
+            ("terminated", terminated),
+        ):
             self.staging[name][envs, self.cursor] = value
         self.cursor += 1
         for e in np.flatnonzero(ended):
             t = int(self.cursor[e])
             final_obs, final_state, final_available = final[int(e)]
-            row = {"obs": final_obs, "state": final_state, "available": final_available,
-                   "actions": 0, "reward": 0.0, "terminated": 0.0}
+            row = {
+                "obs": final_obs,
+                "state": final_state,
+                "available": final_available,
+                "actions": 0,
+                "reward": 0.0,
+                "terminated": 0.0,
+            }
             for name, value in row.items():
                 self.staging[name][e, t] = value
             self._store(e, t + 1)
@@ -169,8 +182,13 @@ class EpisodeReplayBuffer:
             out[name] = torch.from_numpy(gathered)
         mask = torch.from_numpy((offsets[None, 1:] < rows[:, None]).astype(np.float32))  # transition t needs row t+1
         return EpisodeBatch(
-            obs=out["obs"], state=out["state"], available=out["available"], actions=out["actions"],
-            reward=out["reward"][:, :-1], terminated=out["terminated"][:, :-1], mask=mask,
+            obs=out["obs"],
+            state=out["state"],
+            available=out["available"],
+            actions=out["actions"],
+            reward=out["reward"][:, :-1],
+            terminated=out["terminated"][:, :-1],
+            mask=mask,
         )
 
     # ----------------------------------------------------------------- checkpoints
@@ -187,8 +205,10 @@ class EpisodeReplayBuffer:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if int(state["capacity"]) != self.capacity:
-            raise ValueError(f"checkpointed episode buffer has {state['capacity']} rows, this one "
-                             f"{self.capacity}: buffer_size must match")
+            raise ValueError(
+                f"checkpointed episode buffer has {state['capacity']} rows, this one "
+                f"{self.capacity}: buffer_size must match"
+            )
         self.head = int(state["head"])
         for name, array in self.ring.items():
             saved = np.asarray(state["ring"][name])

@@ -25,6 +25,7 @@ Observations and shared observations are numpy arrays, or tensors on the trainin
 the environment hands them out as tensors (:mod:`harl.common.buffers.storage`); a batch then holds
 them as tensors there, and the rest as numpy arrays until :meth:`OffPolicyBatch.to`.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -142,7 +143,7 @@ class OffPolicyBufferBase:
         if name == "share_obs":
             return self.share_obs
         base = name.rstrip("0123456789")
-        return getattr(self, base)[int(name[len(base):])]
+        return getattr(self, base)[int(name[len(base) :])]
 
     def _successors(self, rows: np.ndarray, envs: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
         """The stored successor states of transitions ``(rows, envs)`` (``(B,)`` each), for the
@@ -231,8 +232,11 @@ class OffPolicyBufferBase:
                 nxt = result.available_actions[i]
                 self.pending[f"available_actions{i}"][:] = 1 if nxt is None else nxt
         if finished.size:  # envs that auto-reset: their true final states
-            final = {"share_obs": self._share_to_streams(
-                storage.stack([infos[e]["final_share_obs"] for e in finished], like=self.share_obs))}
+            final = {
+                "share_obs": self._share_to_streams(
+                    storage.stack([infos[e]["final_share_obs"] for e in finished], like=self.share_obs)
+                )
+            }
             for i in range(self.num_agents):
                 final[f"obs{i}"] = storage.stack([infos[e]["final_obs"][i] for e in finished], like=self.obs[i])
                 if self.available_actions[i] is not None:
@@ -259,7 +263,8 @@ class OffPolicyBufferBase:
             still_open = np.flatnonzero(self.final_slot[newest] < 0)
             if still_open.size:  # their successors are the pending states, kept as final ones
                 self.final_slot[newest, still_open] = self.finals.push(
-                    {name: array[still_open] for name, array in self.pending.items()})
+                    {name: array[still_open] for name, array in self.pending.items()}
+                )
         self.alive[:] = True
 
     # --- sampling ---------------------------------------------------------------------------
@@ -301,8 +306,11 @@ class OffPolicyBufferBase:
         agent_next: dict[str, np.ndarray] = {}
         for k in range(K):  # EP: one stream for every agent; FP: agent k's own window
             agents = range(N) if K == 1 else [k]
-            names = ["share_obs"] + [f"obs{i}" for i in agents] + [
-                f"available_actions{i}" for i in agents if self.available_actions[i] is not None]
+            names = (
+                ["share_obs"]
+                + [f"obs{i}" for i in agents]
+                + [f"available_actions{i}" for i in agents if self.available_actions[i] is not None]
+            )
             successors = self._successors(last_rows[:, k], env, names)
             next_share_obs[:, k] = successors.pop("share_obs")[:, k]
             agent_next.update(successors)
@@ -355,8 +363,11 @@ class OffPolicyBufferBase:
     def nbytes(self) -> int:
         """Memory held by the storage arrays (allocated up front for the full capacity) and the
         successor states kept apart (which grow with the number of episode ends stored)."""
-        return (sum(a.nbytes for a in self._arrays().values()) + self.finals.nbytes
-                + sum(a.nbytes for a in self.pending.values()))
+        return (
+            sum(a.nbytes for a in self._arrays().values())
+            + self.finals.nbytes
+            + sum(a.nbytes for a in self.pending.values())
+        )
 
     def state_dict(self) -> dict[str, Any]:
         """Pointers and the filled rows only, as tensors sharing the buffer's memory, so that
@@ -453,8 +464,11 @@ class _FinalStates:
 
     def state_dict(self) -> dict[str, Any]:
         live = np.arange(self.first, self.next) % self.capacity
-        return {"first": self.first, "next": self.next,
-                "arrays": {name: storage.to_saved(a[live]) for name, a in self.arrays.items()}}
+        return {
+            "first": self.first,
+            "next": self.next,
+            "arrays": {name: storage.to_saved(a[live]) for name, a in self.arrays.items()},
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.first, self.next = int(state["first"]), int(state["next"])

@@ -1,4 +1,5 @@
 """Replay buffer for the Environment-Provided (EP) state: one state and one team reward per step."""
+
 from __future__ import annotations
 
 import numpy as np

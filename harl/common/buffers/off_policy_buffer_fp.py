@@ -1,4 +1,5 @@
 """Replay buffer for the Feature-Pruned (FP) state: one state, reward and done per agent."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,5 @@
 """Rollout storage for one actor (HARL's ``OnPolicyActorBuffer``)."""
+
 from __future__ import annotations
 
 import copy
@@ -48,7 +49,10 @@ class OnPolicyActorBuffer:
     """
 
     def __init__(
-        self, args: dict, obs_space: gymnasium.Space, act_space: gymnasium.Space,
+        self,
+        args: dict,
+        obs_space: gymnasium.Space,
+        act_space: gymnasium.Space,
         obs_device: torch.device | None = None,
     ) -> None:
         self.episode_length = args["episode_length"]

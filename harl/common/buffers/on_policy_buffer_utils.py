@@ -7,6 +7,7 @@ hidden state each yielded sequence starts from. Sequences are flattened time-maj
 (row ``t * n + i`` is step ``t`` of sequence ``i``), the layout ``RNNLayer`` expects.
 Shuffling draws from torch's RNG, like HARL, so seeding torch makes mini-batches reproducible.
 """
+
 from __future__ import annotations
 
 from typing import Iterator, NamedTuple
@@ -81,9 +82,7 @@ def _select(steps: StepArrays, fn) -> StepArrays:
     return {key: None if value is None else fn(value) for key, value in steps.items()}
 
 
-def feed_forward_batches(
-    steps: StepArrays, rnn_states: np.ndarray, num_mini_batch: int
-) -> Iterator[StepArrays]:
+def feed_forward_batches(steps: StepArrays, rnn_states: np.ndarray, num_mini_batch: int) -> Iterator[StepArrays]:
     """Independent samples: all ``T * B`` steps shuffled into ``num_mini_batch`` mini-batches."""
     num_steps, num_traj = rnn_states.shape[:2]
     flat = _select({**steps, "rnn_states": rnn_states}, lambda v: v.reshape(num_steps * num_traj, *v.shape[2:]))
@@ -91,9 +90,7 @@ def feed_forward_batches(
         yield _select(flat, lambda v: v[idx])
 
 
-def naive_recurrent_batches(
-    steps: StepArrays, rnn_states: np.ndarray, num_mini_batch: int
-) -> Iterator[StepArrays]:
+def naive_recurrent_batches(steps: StepArrays, rnn_states: np.ndarray, num_mini_batch: int) -> Iterator[StepArrays]:
     """Whole trajectories: the ``B`` trajectories are shuffled into mini-batches of full length ``T``."""
     num_steps = rnn_states.shape[0]
     for idx in _split(rnn_states.shape[1], num_mini_batch, "trajectories"):
@@ -112,9 +109,7 @@ def chunked_recurrent_batches(
     """
     num_steps, num_traj = rnn_states.shape[:2]
     if num_steps % data_chunk_length != 0:
-        raise ValueError(
-            f"episode_length ({num_steps}) must be a multiple of data_chunk_length ({data_chunk_length})"
-        )
+        raise ValueError(f"episode_length ({num_steps}) must be a multiple of data_chunk_length ({data_chunk_length})")
     num_chunks = num_traj * num_steps // data_chunk_length
 
     def to_chunks(v: np.ndarray) -> np.ndarray:
@@ -150,7 +145,10 @@ class OnPolicyCriticBufferBase:
     """
 
     def __init__(
-        self, args: dict, share_obs_space: gymnasium.Space, lead_shape: tuple[int, ...],
+        self,
+        args: dict,
+        share_obs_space: gymnasium.Space,
+        lead_shape: tuple[int, ...],
         obs_device: torch.device | None = None,
     ) -> None:
         self.episode_length = args["episode_length"]

@@ -1,4 +1,5 @@
 """Critic buffer for an environment-provided (EP) state: one value per environment."""
+
 from __future__ import annotations
 
 import gymnasium

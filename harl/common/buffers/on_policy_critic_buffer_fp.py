@@ -1,4 +1,5 @@
 """Critic buffer for feature-pruned (FP) states: one state and value per agent."""
+
 from __future__ import annotations
 
 import gymnasium

@@ -8,6 +8,7 @@ never go through host memory between the simulator, the buffers and the networks
 the same indexing (torch accepts numpy index arrays and masks), so only creation, stacking and
 checkpoint conversion differ, and live here.
 """
+
 from __future__ import annotations
 
 from typing import Sequence

@@ -7,7 +7,8 @@ vector env (:meth:`DexHandsEnv.make_batched_vec_env`): one ``task.step`` per vec
 torch tensors on the simulator's device (``observation_device``): the runners' buffers keep them
 there and the networks read them there, with no round trip through host memory; only the
 rewards and episode ends, a few numbers per environment, are copied to the host for the
-bookkeeping, and the actions come from the host. What an agent sees and does is the benchmark's: per hand its observation, the
+bookkeeping, and the actions come from the host. What an agent sees and does is the benchmark's:
+per hand its observation, the
 global state for every agent, continuous actions in [-1, 1], the team reward. Isaac Gym resets
 a finished environment at the start of its next step (the task's ``reset_buf``), so the
 observation returned when an episode ends is its last one; the vector reports it as the final
@@ -32,17 +33,30 @@ from gymnasium import spaces
 from harl.envs.base import EnvNotInstalledError, EnvStepResult, MultiAgentEnv, ResetResult, StepResult
 
 TASKS: tuple[str, ...] = (
-    "ShadowHandOver", "ShadowHandCatchUnderarm", "ShadowHandCatchOver2Underarm", "ShadowHandCatchAbreast",
-    "ShadowHandTwoCatchUnderarm", "ShadowHandLiftUnderarm", "ShadowHandPen", "ShadowHandDoorOpenInward",
-    "ShadowHandDoorOpenOutward", "ShadowHandDoorCloseInward",
+    "ShadowHandOver",
+    "ShadowHandCatchUnderarm",
+    "ShadowHandCatchOver2Underarm",
+    "ShadowHandCatchAbreast",
+    "ShadowHandTwoCatchUnderarm",
+    "ShadowHandLiftUnderarm",
+    "ShadowHandPen",
+    "ShadowHandDoorOpenInward",
+    "ShadowHandDoorOpenOutward",
+    "ShadowHandDoorCloseInward",
 )
 """The two-hand tasks HARL publishes settings for (and ShadowHandCatchUnderarm)."""
 
 _REQUIREMENTS = (
-    ("isaacgym", "NVIDIA Isaac Gym Preview 4 (download it from https://developer.nvidia.com/isaac-gym, "
-                 "then: pip install -e isaacgym/python; it needs an NVIDIA GPU and driver)"),
-    ("bidexhands", "the Bi-DexterousHands benchmark (git clone https://github.com/PKU-MARL/DexterousHands, "
-                   "then: pip install -e DexterousHands)"),
+    (
+        "isaacgym",
+        "NVIDIA Isaac Gym Preview 4 (download it from https://developer.nvidia.com/isaac-gym, "
+        "then: pip install -e isaacgym/python; it needs an NVIDIA GPU and driver)",
+    ),
+    (
+        "bidexhands",
+        "the Bi-DexterousHands benchmark (git clone https://github.com/PKU-MARL/DexterousHands, "
+        "then: pip install -e DexterousHands)",
+    ),
 )
 
 
@@ -91,7 +105,9 @@ class DexHandsVecEnv:
         self.n_envs = int(self._task.num_envs)
         self.n_agents = int(self._task.num_agents)
         self.episode_limit = int(env_args["hands_episode_length"])
-        self.observation_spaces = [spaces.Box(-np.inf, np.inf, (s.shape[0],), np.float32) for s in self._task.observation_space]
+        self.observation_spaces = [
+            spaces.Box(-np.inf, np.inf, (s.shape[0],), np.float32) for s in self._task.observation_space
+        ]
         self.share_observation_spaces = [
             spaces.Box(-np.inf, np.inf, (s.shape[0],), np.float32) for s in self._task.share_observation_space
         ]
@@ -136,8 +152,12 @@ class DexHandsVecEnv:
             {"bad_transition": bool(t), "episode_done": bool(e)} for t, e in zip(truncated, ended)
         ]
         for e in np.flatnonzero(ended):
-            infos[e].update(final_obs=list(obs[e]), final_share_obs=share_obs[e],
-                            final_available_actions=self._avail, episode_metrics={})
+            infos[e].update(
+                final_obs=list(obs[e]),
+                final_share_obs=share_obs[e],
+                final_available_actions=self._avail,
+                episode_metrics={},
+            )
         self._steps[ended] = 0
         dones = np.repeat(ended[:, None], self.n_agents, axis=1)
         return StepResult([obs[:, i] for i in range(self.n_agents)], share_obs, rewards, dones, self._avail, infos)

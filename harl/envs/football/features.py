@@ -34,8 +34,7 @@ CHECKPOINT_BONUS = 0.1
 _RING_RADII = 0.99 - 0.8 / (N_CHECKPOINTS - 1) * np.arange(N_CHECKPOINTS)
 
 
-def checkpoint_rewards(observations: list[dict[str, Any]], scoring: np.ndarray,
-                       collected: np.ndarray) -> np.ndarray:
+def checkpoint_rewards(observations: list[dict[str, Any]], scoring: np.ndarray, collected: np.ndarray) -> np.ndarray:
     """The checkpoint bonus of one step per controlled player; updates ``collected`` (rings
     already collected this episode, per player) in place."""
     bonus = np.zeros(len(observations), dtype=np.float64)

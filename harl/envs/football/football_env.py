@@ -41,11 +41,17 @@ with contextlib.redirect_stderr(io.StringIO()):
 
 from harl.envs.base import EnvStepResult, MultiAgentEnv, ResetResult
 from harl.envs.football.features import (
-    ACADEMY_PLAYERS, N_ACTIONS, REPRESENTATIONS, REWARDS, checkpoint_rewards, global_state,
+    ACADEMY_PLAYERS,
+    N_ACTIONS,
+    REPRESENTATIONS,
+    REWARDS,
+    checkpoint_rewards,
+    global_state,
 )
 
 # env_args that only concern pixel observations, video and dumps: this adapter writes neither
 _OFF_KEYS = ("stacked", "render", "write_video", "write_goal_dumps", "write_full_episode_dumps")
+
 
 class FootballEnv(MultiAgentEnv):
     """One academy episode of Google Research Football, the left team's players as agents."""
@@ -80,9 +86,7 @@ class FootballEnv(MultiAgentEnv):
         self._goals = 0.0
         state_size = 115 + 11 * (self.n_agents - 1)
         self.observation_spaces = [spaces.Box(-np.inf, np.inf, (115,), dtype=np.float32)] * self.n_agents
-        self.share_observation_spaces = [
-            spaces.Box(-np.inf, np.inf, (state_size,), dtype=np.float32)
-        ] * self.n_agents
+        self.share_observation_spaces = [spaces.Box(-np.inf, np.inf, (state_size,), dtype=np.float32)] * self.n_agents
         self.action_spaces = [spaces.Discrete(N_ACTIONS)] * self.n_agents
         self._avail = [np.ones(N_ACTIONS, dtype=np.float32)] * self.n_agents
 
@@ -100,8 +104,9 @@ class FootballEnv(MultiAgentEnv):
                 f"--number_of_left_players_agent_controls {ACADEMY_PLAYERS[name]}"
             )
         if args["number_of_right_players_agent_controls"] != 0:
-            raise ValueError("football: the agents play the left team only; "
-                             "number_of_right_players_agent_controls must be 0")
+            raise ValueError(
+                "football: the agents play the left team only; number_of_right_players_agent_controls must be 0"
+            )
         if args["representation"] not in REPRESENTATIONS:
             raise ValueError(
                 f"football: unsupported representation {args['representation']!r}; supported: "

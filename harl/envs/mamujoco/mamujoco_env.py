@@ -125,9 +125,7 @@ class MAMuJoCoEnv(MultiAgentEnv):
             obs_sizes = [state_size + self.n_agents] * self.n_agents
         else:
             obs_sizes = [self._env.observation_space(a).shape[0] for a in self._agents]
-        self.observation_spaces = [
-            spaces.Box(-np.inf, np.inf, (d,), dtype=np.float32) for d in obs_sizes
-        ]
+        self.observation_spaces = [spaces.Box(-np.inf, np.inf, (d,), dtype=np.float32) for d in obs_sizes]
         self.share_observation_spaces = [
             spaces.Box(-np.inf, np.inf, (state_size,), dtype=np.float32) for _ in self._agents
         ]
@@ -140,31 +138,20 @@ class MAMuJoCoEnv(MultiAgentEnv):
         v5_scenario = _v5_scenario(scenario)
         if v5_scenario not in _BUILT_IN:
             names = sorted(_BUILT_IN) + sorted(_HARL_NAMES)
-            raise ValueError(
-                f"mamujoco: unsupported scenario {scenario!r}; supported: {', '.join(names)}"
-            )
+            raise ValueError(f"mamujoco: unsupported scenario {scenario!r}; supported: {', '.join(names)}")
         confs = supported_agent_confs(v5_scenario)
         if args["agent_conf"] not in confs:
             raise ValueError(
-                f"mamujoco: unsupported agent_conf {args['agent_conf']!r} for {scenario}; "
-                f"supported: {', '.join(confs)}"
+                f"mamujoco: unsupported agent_conf {args['agent_conf']!r} for {scenario}; supported: {', '.join(confs)}"
             )
         if not isinstance(args["agent_obsk"], int) or args["agent_obsk"] < 0:
-            raise ValueError(
-                f"mamujoco: agent_obsk must be an integer >= 0, got {args['agent_obsk']!r}"
-            )
+            raise ValueError(f"mamujoco: agent_obsk must be an integer >= 0, got {args['agent_obsk']!r}")
         if not isinstance(args["episode_limit"], int) or args["episode_limit"] < 1:
-            raise ValueError(
-                f"mamujoco: episode_limit must be a positive integer, got {args['episode_limit']!r}"
-            )
+            raise ValueError(f"mamujoco: episode_limit must be a positive integer, got {args['episode_limit']!r}")
         if args["obs_mode"] not in _OBS_MODES:
-            raise ValueError(
-                f"mamujoco: obs_mode must be one of {_OBS_MODES}, got {args['obs_mode']!r}"
-            )
+            raise ValueError(f"mamujoco: obs_mode must be one of {_OBS_MODES}, got {args['obs_mode']!r}")
         if args["state_type"] != "EP":
-            raise ValueError(
-                f"mamujoco: state_type {args['state_type']!r} is not supported; use state_type: EP"
-            )
+            raise ValueError(f"mamujoco: state_type {args['state_type']!r} is not supported; use state_type: EP")
         if scenario != v5_scenario and scenario not in _logged_mappings:
             _logged_mappings.add(scenario)
             logger.info(
@@ -203,10 +190,7 @@ class MAMuJoCoEnv(MultiAgentEnv):
         state = np.asarray(self._env.state(), dtype=np.float64)
         if self.obs_mode == "harl_state":
             ids = np.eye(self.n_agents)
-            agent_obs = [
-                _standardise(np.concatenate([state, ids[i]])).astype(np.float32)
-                for i in range(self.n_agents)
-            ]
+            agent_obs = [_standardise(np.concatenate([state, ids[i]])).astype(np.float32) for i in range(self.n_agents)]
             state = _standardise(state)
         else:
             agent_obs = [np.asarray(obs[a], dtype=np.float32) for a in self._agents]

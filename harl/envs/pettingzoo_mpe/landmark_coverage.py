@@ -7,6 +7,7 @@ landmarks, and the landmarks at fixed places (an equilateral triangle around the
 compared. Two agents cannot hold three landmarks, so each must pick among them: a multimodal
 choice a policy can keep balanced or collapse.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -48,12 +49,20 @@ class raw_env(SimpleEnv):  # noqa: N801 - mpe2's name for a scenario's AEC envir
 
     def __init__(self, max_cycles: int = 25, continuous_actions: bool = False) -> None:
         scenario = _CoverageScenario()
-        super().__init__(scenario=scenario, world=scenario.make_world(N_AGENTS), max_cycles=max_cycles,
-                         continuous_actions=continuous_actions, local_ratio=0.5)
+        super().__init__(
+            scenario=scenario,
+            world=scenario.make_world(N_AGENTS),
+            max_cycles=max_cycles,
+            continuous_actions=continuous_actions,
+            local_ratio=0.5,
+        )
         self.metadata["name"] = "landmark_coverage"
 
 
 def held_landmarks(world) -> np.ndarray:
     """``(3,)`` bool: some agent is within ``HOLD_RADIUS`` of landmark ``k``."""
-    return occupancy(np.stack([agent.state.p_pos for agent in world.agents]),
-                     np.stack([landmark.state.p_pos for landmark in world.landmarks]), HOLD_RADIUS)
+    return occupancy(
+        np.stack([agent.state.p_pos for agent in world.agents]),
+        np.stack([landmark.state.p_pos for landmark in world.landmarks]),
+        HOLD_RADIUS,
+    )

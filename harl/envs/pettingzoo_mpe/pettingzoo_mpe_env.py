@@ -61,21 +61,17 @@ class PettingZooMPEEnv(MultiAgentEnv):
         # The scenario's unwrapped AEC env, stepped agent by agent, gives exactly what
         # parallel_env gives (tests/test_envs.py checks this) at about twice the speed: the
         # parallel and order-enforcing wrappers compute every observation two more times per step.
-        self._env = module.raw_env(
-            continuous_actions=not self.discrete, max_cycles=args["max_cycles"]
-        )
+        self._env = module.raw_env(continuous_actions=not self.discrete, max_cycles=args["max_cycles"])
         self._agents = list(self._env.possible_agents)
         self.n_agents = len(self._agents)
         self.episode_limit = int(args["max_cycles"])
         self.observation_spaces = [self._env.observation_space(a) for a in self._agents]
         self.action_spaces = [self._env.action_space(a) for a in self._agents]
         self.share_observation_spaces = [
-            spaces.Box(-np.inf, np.inf, self._env.state_space.shape, dtype=np.float32)
-            for _ in self._agents
+            spaces.Box(-np.inf, np.inf, self._env.state_space.shape, dtype=np.float32) for _ in self._agents
         ]
         self._avail: list[np.ndarray | None] = [
-            np.ones(space.n, dtype=np.float32) if self.discrete else None
-            for space in self.action_spaces
+            np.ones(space.n, dtype=np.float32) if self.discrete else None for space in self.action_spaces
         ]
 
     @staticmethod
@@ -95,9 +91,7 @@ class PettingZooMPEEnv(MultiAgentEnv):
                 SCENARIOS[scenario],
             )
         if not isinstance(args["max_cycles"], int) or args["max_cycles"] < 1:
-            raise ValueError(
-                f"pettingzoo_mpe: max_cycles must be a positive integer, got {args['max_cycles']!r}"
-            )
+            raise ValueError(f"pettingzoo_mpe: max_cycles must be a positive integer, got {args['max_cycles']!r}")
         if args["state_type"] != "EP":
             raise ValueError(
                 f"pettingzoo_mpe: state_type {args['state_type']!r} is not supported; MPE has "

@@ -42,9 +42,29 @@ from harl.envs.base import (
 )
 
 SMAC_MAPS: tuple[str, ...] = (
-    "3m", "8m", "25m", "5m_vs_6m", "8m_vs_9m", "10m_vs_11m", "27m_vs_30m", "MMM", "MMM2",
-    "2s3z", "3s5z", "3s5z_vs_3s6z", "3s_vs_3z", "3s_vs_4z", "3s_vs_5z", "1c3s5z", "2m_vs_1z",
-    "corridor", "6h_vs_8z", "2s_vs_1sc", "so_many_baneling", "bane_vs_bane", "2c_vs_64zg",
+    "3m",
+    "8m",
+    "25m",
+    "5m_vs_6m",
+    "8m_vs_9m",
+    "10m_vs_11m",
+    "27m_vs_30m",
+    "MMM",
+    "MMM2",
+    "2s3z",
+    "3s5z",
+    "3s5z_vs_3s6z",
+    "3s_vs_3z",
+    "3s_vs_4z",
+    "3s_vs_5z",
+    "1c3s5z",
+    "2m_vs_1z",
+    "corridor",
+    "6h_vs_8z",
+    "2s_vs_1sc",
+    "so_many_baneling",
+    "bane_vs_bane",
+    "2c_vs_64zg",
 )
 """The maps of oxwhirl's SMAC."""
 
@@ -134,8 +154,7 @@ def check_requirements(req: StarCraftRequirements, map_name: str) -> None:
     has_env = _has_env_subpackage(req.package)
     if has_env is None:
         problems.append(
-            f"the Python package {req.package} (oxwhirl's {req.title}) is not installed; "
-            f"install it with: {install}"
+            f"the Python package {req.package} (oxwhirl's {req.title}) is not installed; install it with: {install}"
         )
     elif not has_env:
         problems.append(
@@ -154,13 +173,10 @@ def check_requirements(req: StarCraftRequirements, map_name: str) -> None:
         )
     map_path = root / "Maps" / "SMAC_Maps" / req.map_file.format(map_name=map_name)
     if not map_path.is_file():
-        problems.append(
-            f"the map file {map_path} is missing: unzip {req.maps_source} into {root / 'Maps'}"
-        )
+        problems.append(f"the map file {map_path} is missing: unzip {req.maps_source} into {root / 'Maps'}")
     if problems:
         raise EnvNotInstalledError(
-            f"{req.env_name} cannot play {map_name}: {'; '.join(problems)}. "
-            f"{_smax_alternative(map_name)}"
+            f"{req.env_name} cannot play {map_name}: {'; '.join(problems)}. {_smax_alternative(map_name)}"
         )
 
 
@@ -223,13 +239,9 @@ class SMACEnv(MultiAgentEnv):
         ``EnvNotInstalledError`` when the package, StarCraft II or the map file is missing."""
         name = cls.requirements.env_name
         if args["map_name"] not in cls.map_names:
-            raise ValueError(
-                f"{name}: unknown map_name {args['map_name']!r}; valid: {', '.join(cls.map_names)}"
-            )
+            raise ValueError(f"{name}: unknown map_name {args['map_name']!r}; valid: {', '.join(cls.map_names)}")
         if args["state_type"] not in STATE_TYPES:
-            raise ValueError(
-                f"{name}: state_type must be one of {', '.join(STATE_TYPES)}, got {args['state_type']!r}"
-            )
+            raise ValueError(f"{name}: state_type must be one of {', '.join(STATE_TYPES)}, got {args['state_type']!r}")
         check_requirements(cls.requirements, args["map_name"])
 
     def _make_package_env(self, seed: int | None) -> Any:

@@ -107,7 +107,7 @@ class SMACv2Env(SMACEnv):
         map_file="32x32_flat.SC2Map",
         maps_source=(
             "the SMAC_Maps.zip of the smacv2 repository (https://github.com/oxwhirl/smacv2, "
-            "release \"maps\": https://github.com/oxwhirl/smacv2/releases/tag/maps)"
+            'release "maps": https://github.com/oxwhirl/smacv2/releases/tag/maps)'
         ),
     )
     map_names = SMACV2_MAPS

@@ -102,31 +102,55 @@ _FIXED_MAPS = [
     _fixed("3s_vs_5z", 250, {"stalker": 3}, {"zealot": 5}),
     _fixed("6h_vs_8z", 150, {"hydralisk": 6}, {"zealot": 8}),
     _mirror("MMM", 150, {"marauder": 2, "marine": 7, "medivac": 1}, _MEDIVAC_NOTE.format(name="MMM")),
-    _fixed("MMM2", 180, {"marauder": 2, "marine": 7, "medivac": 1}, {"marauder": 3, "marine": 8, "medivac": 1},
-           _MEDIVAC_NOTE.format(name="MMM2")),
+    _fixed(
+        "MMM2",
+        180,
+        {"marauder": 2, "marine": 7, "medivac": 1},
+        {"marauder": 3, "marine": 8, "medivac": 1},
+        _MEDIVAC_NOTE.format(name="MMM2"),
+    ),
 ]
 
 # HARL's SMACv2 map configs (weighted_teams): unit types, weights and exception types per race;
 # the types SMAX cannot play are dropped and the remaining weights renormalised.
 _RACES: dict[str, tuple[TeamGeneration, str]] = {
-    "protoss": (TeamGeneration(("stalker", "zealot"), (0.5, 0.5)),
-                "SMACv2 draws colossi with weight 0.1; SMAX has no colossus, so stalkers and zealots share it"),
-    "terran": (TeamGeneration(("marine", "marauder", "medivac"), (0.45, 0.45, 0.1), ("medivac",)),
-               _MEDIVAC_NOTE.format(name="this SMACv2 map")),
-    "zerg": (TeamGeneration(("zergling", "hydralisk"), (0.5, 0.5)),
-             "SMACv2 draws banelings with weight 0.1; SMAX has no baneling, so zerglings and hydralisks share it"),
+    "protoss": (
+        TeamGeneration(("stalker", "zealot"), (0.5, 0.5)),
+        "SMACv2 draws colossi with weight 0.1; SMAX has no colossus, so stalkers and zealots share it",
+    ),
+    "terran": (
+        TeamGeneration(("marine", "marauder", "medivac"), (0.45, 0.45, 0.1), ("medivac",)),
+        _MEDIVAC_NOTE.format(name="this SMACv2 map"),
+    ),
+    "zerg": (
+        TeamGeneration(("zergling", "hydralisk"), (0.5, 0.5)),
+        "SMACv2 draws banelings with weight 0.1; SMAX has no baneling, so zerglings and hydralisks share it",
+    ),
 }
 _SMACV2_SIZES = ((5, 5), (10, 10), (10, 11), (20, 20), (20, 23))
 
 _GENERATED_MAPS = [
-    MapSpec(f"{race}_{n}_vs_{m}", n, m, SMACV2_EPISODE_LIMIT, team_generation=gen,
-            random_start_positions=True, approximation=note)
+    MapSpec(
+        f"{race}_{n}_vs_{m}",
+        n,
+        m,
+        SMACV2_EPISODE_LIMIT,
+        team_generation=gen,
+        random_start_positions=True,
+        approximation=note,
+    )
     for race, (gen, note) in _RACES.items()
     for n, m in _SMACV2_SIZES
 ] + [
     # SMAX's own SMACv2-style maps: any of SMAX's six unit types, uniformly
-    MapSpec(f"smacv2_{n}_units", n, n, SMACV2_EPISODE_LIMIT,
-            team_generation=TeamGeneration(UNIT_TYPES[:6], (1 / 6,) * 6), random_start_positions=True)
+    MapSpec(
+        f"smacv2_{n}_units",
+        n,
+        n,
+        SMACV2_EPISODE_LIMIT,
+        team_generation=TeamGeneration(UNIT_TYPES[:6], (1 / 6,) * 6),
+        random_start_positions=True,
+    )
     for n in (5, 10, 20)
 ]
 

@@ -167,7 +167,9 @@ class HealerHeuristicEnemySMAX(HeuristicEnemySMAX):
         self._env = HealerSMAX(**env_kwargs)
         self.observation_spaces = {agent: self._env.observation_spaces[agent] for agent in self.agents}
         self.action_spaces = {agent: self._env.action_spaces[agent] for agent in self.agents}
-        self.heuristic_policy = create_heuristic_policy(self._env, 1, shoot=self.enemy_shoots, attack_mode=self.attack_mode)
+        self.heuristic_policy = create_heuristic_policy(
+            self._env, 1, shoot=self.enemy_shoots, attack_mode=self.attack_mode
+        )
 
     def _enemy_observations(self, state) -> jax.Array:
         """The enemies' observations, with air units hidden from units that cannot shoot them,
@@ -181,7 +183,9 @@ class HealerHeuristicEnemySMAX(HeuristicEnemySMAX):
         air_ally = env.is_air[state.unit_types[: self.num_allies][::-1]]
         ground_only = ~env.hits_air[state.unit_types[self.num_allies :]]
         hide = ground_only[:, None] & air_ally[None, :]
-        other = obs[:, start : start + self.num_allies * n_features].reshape(self.num_enemies, self.num_allies, n_features)
+        other = obs[:, start : start + self.num_allies * n_features].reshape(
+            self.num_enemies, self.num_allies, n_features
+        )
         other = jnp.where(hide[..., None], 0.0, other).reshape(self.num_enemies, -1)
         return obs.at[:, start : start + self.num_allies * n_features].set(other)
 
@@ -202,7 +206,9 @@ class HealerHeuristicEnemySMAX(HeuristicEnemySMAX):
             heading = centre - positions[i]
             # SMAX moves: 0 north, 1 east, 2 south, 3 west; 4 stop
             directions = jnp.array([[0.0, 1.0], [1.0, 0.0], [0.0, -1.0], [-1.0, 0.0]])
-            move = jnp.where(jnp.linalg.norm(heading) > 1.0, jnp.argmax(directions @ heading), env.num_movement_actions - 1)
+            move = jnp.where(
+                jnp.linalg.norm(heading) > 1.0, jnp.argmax(directions @ heading), env.num_movement_actions - 1
+            )
             return jnp.where(jnp.any(in_range), env.num_movement_actions + target, move)
 
         return jax.vmap(act)(jnp.arange(self.num_enemies))

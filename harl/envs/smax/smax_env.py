@@ -44,7 +44,6 @@ import numpy as np  # noqa: E402
 from gymnasium import spaces  # noqa: E402
 
 
-
 @contextlib.contextmanager
 def _silenced_stdout():
     """Discard what is written to file descriptor 1: jaxmarl announces its optional submodules
@@ -137,8 +136,9 @@ class _Battle:
         self.state_type = state_type
         units = spec.ally_units + spec.enemy_units
         scenario = Scenario(
-            unit_types=jnp.array([UNIT_ID[name] for name in units] if units else [0] * (spec.n_allies + spec.n_enemies),
-                                 dtype=jnp.uint8),
+            unit_types=jnp.array(
+                [UNIT_ID[name] for name in units] if units else [0] * (spec.n_allies + spec.n_enemies), dtype=jnp.uint8
+            ),
             num_allies=spec.n_allies,
             num_enemies=spec.n_enemies,
             smacv2_position_generation=spec.random_start_positions,
@@ -182,8 +182,10 @@ class _Battle:
         scale = np.concatenate([np.tile(unit, units), teams, types])
         cooldowns = np.concatenate([np.arange(units * per_unit) % per_unit == 3, np.zeros(2 * units, bool)])
         if len(scale) != self.world_state_size:
-            raise RuntimeError(f"SMAX's world state has {self.world_state_size} entries, not the {len(scale)} "
-                               "this adapter scales: the installed jaxmarl changed its layout")
+            raise RuntimeError(
+                f"SMAX's world state has {self.world_state_size} entries, not the {len(scale)} "
+                "this adapter scales: the installed jaxmarl changed its layout"
+            )
         return jnp.asarray(scale), jnp.asarray(cooldowns)
 
     def _world_state(self, raw: jax.Array) -> jax.Array:
@@ -202,14 +204,19 @@ class _Battle:
         reach = self.world.unit_type_attack_ranges[own_types][:, None]
         to_enemy = jnp.linalg.norm(own_positions[:, None] - positions[None, na:], axis=-1)
         targets = (
-            own_alive[:, None] & alive[None, na:] & (to_enemy < reach)
+            own_alive[:, None]
+            & alive[None, na:]
+            & (to_enemy < reach)
             & (self.hits_air[own_types][:, None] | ~self.is_air[types[na:]][None, :])
         )
         if self.spec.has_healers:
             to_ally = jnp.linalg.norm(own_positions[:, None] - own_positions[None, :], axis=-1)
             heals = (
-                own_alive[:, None] & own_alive[None, :] & ~self.is_air[own_types][None, :]
-                & (to_ally <= reach) & ~jnp.eye(na, dtype=bool)
+                own_alive[:, None]
+                & own_alive[None, :]
+                & ~self.is_air[own_types][None, :]
+                & (to_ally <= reach)
+                & ~jnp.eye(na, dtype=bool)
             )
             # heal targets use the attack columns, one per enemy: allies beyond them cannot be named
             heals = jnp.pad(heals, ((0, 0), (0, max(0, self.n_enemies - na))))[:, : self.n_enemies]
@@ -238,9 +245,11 @@ class _Battle:
         n, e = self.n_agents, len(flat)
         obs_end = n * self.obs_size
         share_end = obs_end + n * self.share_size
-        return (flat[:, :obs_end].reshape(e, n, self.obs_size),
-                flat[:, obs_end:share_end].reshape(e, n, self.share_size),
-                flat[:, share_end:].reshape(e, n, self.n_actions))
+        return (
+            flat[:, :obs_end].reshape(e, n, self.obs_size),
+            flat[:, obs_end:share_end].reshape(e, n, self.share_size),
+            flat[:, share_end:].reshape(e, n, self.n_actions),
+        )
 
     def _sides_left(self, world) -> tuple[jax.Array, jax.Array]:
         combat = world.unit_alive & ~self.is_healer[world.unit_types]
@@ -284,8 +293,15 @@ class _Battle:
         won flags ``(E,)``."""
         v, n = self.view_size, self.n_agents
         flags = flat[:, 2 * v + 1 + n :] > 0.5
-        return (self.unpack_view(flat[:, :v]), self.unpack_view(flat[:, v : 2 * v]), flat[:, 2 * v],
-                flat[:, 2 * v + 1 : 2 * v + 1 + n] > 0.5, flags[:, 0], flags[:, 1], flags[:, 2])
+        return (
+            self.unpack_view(flat[:, :v]),
+            self.unpack_view(flat[:, v : 2 * v]),
+            flat[:, 2 * v],
+            flat[:, 2 * v + 1 : 2 * v + 1 + n] > 0.5,
+            flags[:, 0],
+            flags[:, 1],
+            flags[:, 2],
+        )
 
 
 @functools.lru_cache(maxsize=None)
@@ -318,7 +334,9 @@ class SMAXVecEnv:
         self.n_envs = n_envs
         self.n_agents = battle.n_agents
         self.observation_spaces = [spaces.Box(-np.inf, np.inf, (battle.obs_size,), np.float32)] * battle.n_agents
-        self.share_observation_spaces = [spaces.Box(-np.inf, np.inf, (battle.share_size,), np.float32)] * battle.n_agents
+        self.share_observation_spaces = [
+            spaces.Box(-np.inf, np.inf, (battle.share_size,), np.float32)
+        ] * battle.n_agents
         self.action_spaces = [spaces.Discrete(battle.n_actions)] * battle.n_agents
         self.episode_metric_names = ("win_rate",)
         self.episode_limit = battle.episode_limit
@@ -355,8 +373,12 @@ class SMAXVecEnv:
                 episode_metrics={"win_rate": float(won[e])},
             )
         return StepResult(
-            self._per_agent(obs), share_obs, np.repeat(reward[:, None], self.n_agents, axis=1),
-            dead | done[:, None], self._per_agent(avail), infos,
+            self._per_agent(obs),
+            share_obs,
+            np.repeat(reward[:, None], self.n_agents, axis=1),
+            dead | done[:, None],
+            self._per_agent(avail),
+            infos,
         )
 
     def close(self) -> None:
@@ -424,7 +446,11 @@ class SMAXEnv(MultiAgentEnv):
         """One step; where the battle ended the next one has already started (see reset)."""
         result = self._vec.step([np.asarray(a).reshape(1, 1) for a in actions])
         info = result.infos[0]
-        obs, share_obs, avail = [o[0] for o in result.obs], result.share_obs[0], [a[0] for a in result.available_actions]
+        obs, share_obs, avail = (
+            [o[0] for o in result.obs],
+            result.share_obs[0],
+            [a[0] for a in result.available_actions],
+        )
         if info["episode_done"]:
             self._next_battle = (obs, share_obs, avail)
             obs, share_obs, avail = info["final_obs"], info["final_share_obs"], info["final_available_actions"]

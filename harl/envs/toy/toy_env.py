@@ -54,14 +54,11 @@ class ToyEnv(MultiAgentEnv):
         if self.continuous_agent:
             obs_sizes.append(_BOX_DIM + 1)
             self.action_spaces.append(spaces.Box(-1.0, 1.0, (_BOX_DIM,), dtype=np.float32))
-        self.observation_spaces = [
-            spaces.Box(-np.inf, np.inf, (d,), dtype=np.float32) for d in obs_sizes
-        ]
+        self.observation_spaces = [spaces.Box(-np.inf, np.inf, (d,), dtype=np.float32) for d in obs_sizes]
         # FP gives each agent the state plus its own one-hot id, as HARL's FP states do.
         share_size = sum(obs_sizes) + (self.n_agents if self.state_type == "FP" else 0)
         self.share_observation_spaces = [
-            spaces.Box(-np.inf, np.inf, (share_size,), dtype=np.float32)
-            for _ in range(self.n_agents)
+            spaces.Box(-np.inf, np.inf, (share_size,), dtype=np.float32) for _ in range(self.n_agents)
         ]
         self._rng = np.random.default_rng()
         self._t = 0
@@ -71,9 +68,7 @@ class ToyEnv(MultiAgentEnv):
     def check_args(args: dict[str, Any]) -> None:
         """Raise ``ValueError`` for unsupported values."""
         if not isinstance(args["episode_limit"], int) or args["episode_limit"] < 1:
-            raise ValueError(
-                f"toy: episode_limit must be a positive integer, got {args['episode_limit']!r}"
-            )
+            raise ValueError(f"toy: episode_limit must be a positive integer, got {args['episode_limit']!r}")
         if args["state_type"] not in ("EP", "FP"):
             raise ValueError(f"toy: state_type must be 'EP' or 'FP', got {args['state_type']!r}")
 

@@ -1,4 +1,5 @@
 """Action head (HARL's ``ACTLayer``): features -> action distribution -> actions / log-probs."""
+
 from __future__ import annotations
 
 import gymnasium

@@ -5,6 +5,7 @@ Conventions shared by both distributions:
 action dimension, ``(B, 1)`` for Discrete and ``(B, a)`` for Box, so ``action_aggregation`` can
 combine per-dimension ratios; ``entropy()`` returns ``(B,)`` summed over dimensions.
 """
+
 from __future__ import annotations
 
 import torch
@@ -79,9 +80,7 @@ class DiagGaussian(nn.Module):
     ``std_x_coef`` (so the initial std is ``sigmoid(1) * std_y_coef``).
     """
 
-    def __init__(
-        self, num_inputs: int, num_outputs: int, initialization_method: str, gain: float, args: dict
-    ) -> None:
+    def __init__(self, num_inputs: int, num_outputs: int, initialization_method: str, gain: float, args: dict) -> None:
         super().__init__()
         self.std_x_coef = args["std_x_coef"]
         self.std_y_coef = args["std_y_coef"]

@@ -1,4 +1,5 @@
 """MLP feature extractor (HARL's ``MLPLayer`` / ``MLPBase``)."""
+
 from __future__ import annotations
 
 from typing import Sequence

@@ -4,6 +4,7 @@ HARL builds its deterministic and squashed Gaussian policies and its continuous 
 a bare ``Linear -> activation`` stack with PyTorch's default initialisation (no LayerNorm, no
 orthogonal initialisation, unlike ``MLPBase``).
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence

@@ -1,4 +1,5 @@
 """GRU layer that resets its hidden state where ``masks`` is 0 (HARL's ``RNNLayer``)."""
+
 from __future__ import annotations
 
 import torch
@@ -25,9 +26,7 @@ class RNNLayer(nn.Module):
                 init_method(param)
         self.norm = nn.LayerNorm(outputs_dim)
 
-    def forward(
-        self, x: torch.Tensor, hxs: torch.Tensor, masks: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, hxs: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Run the GRU over one step or over whole sequences.
 
         Args:

@@ -1,5 +1,6 @@
 """Several networks of identical structure run as one: each layer one batched call over the
 stacked parameter sets of ``G`` networks (agents), instead of ``G`` small calls."""
+
 from __future__ import annotations
 
 from typing import Any, NamedTuple, Sequence
@@ -69,7 +70,10 @@ class StackedLayers:
 def layers_key(layers: Sequence[nn.Module | LinearParams]) -> tuple:
     """Equal for layer sequences :class:`StackedLayers` can batch (types and parameter shapes)."""
     return tuple(
-        (type(layer).__name__, repr(layer) if isinstance(layer, nn.Module) else "",
-         tuple(tuple(p.shape) for p in (layer.parameters() if isinstance(layer, nn.Module) else layer)))
+        (
+            type(layer).__name__,
+            repr(layer) if isinstance(layer, nn.Module) else "",
+            tuple(tuple(p.shape) for p in (layer.parameters() if isinstance(layer, nn.Module) else layer)),
+        )
         for layer in layers
     )

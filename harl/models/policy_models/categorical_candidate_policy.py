@@ -34,10 +34,11 @@ Agents whose policies have the same structure (observation size, layers, number 
 sample in one batched network call (:meth:`CategoricalCandidatePolicy.start_stacked_sampling`,
 the counterpart of the diffusion actor's ``StackedHead``).
 """
+
 from __future__ import annotations
 
 import weakref
-from typing import Any, NamedTuple, Sequence
+from typing import NamedTuple, Sequence
 
 import gymnasium
 import torch
@@ -96,7 +97,11 @@ class _CategoricalPass:
         x = self.x if available is None else self.codec.target(self.x, available)
         record = None
         if self.record:
-            mask = torch.ones_like(self.logits) if available is None else available.to(self.logits.dtype).expand_as(self.logits)
+            mask = (
+                torch.ones_like(self.logits)
+                if available is None
+                else available.to(self.logits.dtype).expand_as(self.logits)
+            )
             record = CategoricalRecord(masked_log_probs(self.logits, mask), mask)
         target = (x if available is not None else self.codec.target(x)) if targets else None
         return CandidateSample(x, target, record)
@@ -134,7 +139,9 @@ class CategoricalCandidatePolicy(CandidatePolicy):
             )
         self.codec = ActionCodec(act_space)
         self.base = MLPBase(args, obs_space.shape)
-        self.logits_layer = init_linear(args["hidden_sizes"][-1], self.codec.dim, args["initialization_method"], args["gain"])
+        self.logits_layer = init_linear(
+            args["hidden_sizes"][-1], self.codec.dim, args["initialization_method"], args["gain"]
+        )
         self._stack_key = (type(self), self.codec.dim, layers_key(self.stack_layers()))
         # the stacked parameter sets of the groups this policy leads (start_stacked_sampling),
         # and the parameters it watches (the Parameter objects stay for the module's life)

@@ -1,4 +1,5 @@
 """Categorical policy with availability masks for Discrete actions: HASAC on discrete tasks."""
+
 from __future__ import annotations
 
 import gymnasium

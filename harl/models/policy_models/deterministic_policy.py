@@ -1,4 +1,5 @@
 """Deterministic policy for continuous (Box) actions: HADDPG, HATD3, MADDPG, MATD3."""
+
 from __future__ import annotations
 
 import gymnasium

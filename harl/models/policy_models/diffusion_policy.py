@@ -43,6 +43,7 @@ executes the mode of several such chains.
 denoising step for any number of candidates and states, the per-sample surrogate losses, and the
 divergence from the actor that drew the candidates.
 """
+
 from __future__ import annotations
 
 import math
@@ -196,7 +197,8 @@ class ActionCodec(nn.Module):
 class CandidateSample(NamedTuple):
     """``n`` candidate actions per state.
 
-    ``x``: normalised actions ``(n, *lead, dim)`` in ``[-1, 1]`` (Discrete: scores, :meth:`ActionCodec.bound`); ``target``: what the surrogate
+    ``x``: normalised actions ``(n, *lead, dim)`` in ``[-1, 1]`` (Discrete: scores,
+    :meth:`ActionCodec.bound`); ``target``: what the surrogate
     losses train on to make this candidate more likely, ``(n, *lead, dim)`` (``None`` when the
     caller asked for the actions only); ``record``: what
     :meth:`CandidatePolicy.kl_from_record` needs to measure the drift from the sampling actor
@@ -648,7 +650,12 @@ class DiffusionPolicy(CandidatePolicy):
         layers = layers_key(self.denoiser.head_layers())
         schedule = (tuple(self.step_coefficients), tuple(self.sigma_values))
         self._stack_key = (
-            type(self), self.codec.dim, tuple(self.denoiser.action_weight().shape), layers, schedule, self.predicts_x0,
+            type(self),
+            self.codec.dim,
+            tuple(self.denoiser.action_weight().shape),
+            layers,
+            schedule,
+            self.predicts_x0,
         )
         self.to(device)
 

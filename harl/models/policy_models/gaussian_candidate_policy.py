@@ -14,6 +14,7 @@ log-likelihood, the entropy and the KL are exact:
 * ``KL(pi_old || pi)`` between the two Gaussians over ``u``, equal to the KL of ``x`` (``tanh`` is
   a bijection) and an upper bound for a Discrete arg-max.
 """
+
 from __future__ import annotations
 
 import math

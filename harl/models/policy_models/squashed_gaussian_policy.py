@@ -1,4 +1,5 @@
 """Tanh-squashed Gaussian policy for continuous (Box) actions: HASAC."""
+
 from __future__ import annotations
 
 import math

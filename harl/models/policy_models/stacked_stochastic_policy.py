@@ -6,6 +6,7 @@ parameter sets (:class:`harl.models.base.stacked.StackedLayers`), the GRU includ
 distributions are the policies' own; only the order in which random numbers are drawn differs
 from calling the policies one by one.
 """
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -41,8 +42,12 @@ class StackedStochasticPolicy:
 
                 # per GRU layer: input and hidden weights (G, in, 3H) and biases (G, 1, 3H)
                 self.gru_layers = [
-                    (stack(f"weight_ih_l{k}").transpose(1, 2), stack(f"bias_ih_l{k}").unsqueeze(1),
-                     stack(f"weight_hh_l{k}").transpose(1, 2), stack(f"bias_hh_l{k}").unsqueeze(1))
+                    (
+                        stack(f"weight_ih_l{k}").transpose(1, 2),
+                        stack(f"bias_ih_l{k}").unsqueeze(1),
+                        stack(f"weight_hh_l{k}").transpose(1, 2),
+                        stack(f"bias_hh_l{k}").unsqueeze(1),
+                    )
                     for k in range(first.rnn.recurrent_n)
                 ]
                 self.rnn_norm = StackedLayers([[p.rnn.norm] for p in policies])

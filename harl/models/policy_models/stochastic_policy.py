@@ -1,11 +1,12 @@
 """Stochastic policy network (HARL's ``StochasticPolicy``): MLPBase -> optional GRU -> ACTLayer."""
+
 from __future__ import annotations
 
 import gymnasium
 import torch
 from torch import nn
 
-from harl.models.base.act import ACTLayer, ActionDistribution
+from harl.models.base.act import ActionDistribution, ACTLayer
 from harl.models.base.mlp import MLPBase
 from harl.models.base.rnn import RNNLayer
 from harl.models.base.stacked import layers_key
@@ -55,9 +56,7 @@ class StochasticPolicy(nn.Module):
             tuple((name, tuple(p.shape)) for name, p in self.named_parameters()),
         )
 
-    def _features(
-        self, obs: ArrayLike, rnn_states: ArrayLike, masks: ArrayLike
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def _features(self, obs: ArrayLike, rnn_states: ArrayLike, masks: ArrayLike) -> tuple[torch.Tensor, torch.Tensor]:
         obs = to_tensor(obs, self.device)
         rnn_states = to_tensor(rnn_states, self.device)
         features = self.base(obs)
@@ -115,4 +114,3 @@ class StochasticPolicy(nn.Module):
             self._optional(available_actions),
             self._optional(active_masks),
         )
-

@@ -5,6 +5,7 @@ Box actions enter as they are; Discrete actions enter one-hot, so the same netwo
 discrete tasks (HARL's "continuous" Q net takes observations and actions as inputs, whatever the
 action type).
 """
+
 from __future__ import annotations
 
 import math
@@ -64,8 +65,9 @@ class _AdditiveQHead(nn.Module):
     perturbation of a joint input; ``a`` one-hot, ``sum_i u_i(s)[a_i] = u(s) . a``.
     """
 
-    def __init__(self, share_obs_dim: int, joint_action_dim: int, hidden_sizes: list[int], activation: str,
-                 with_joint: bool):
+    def __init__(
+        self, share_obs_dim: int, joint_action_dim: int, hidden_sizes: list[int], activation: str, with_joint: bool
+    ):
         super().__init__()
         self.values = PlainMLP([share_obs_dim, *hidden_sizes, 1 + joint_action_dim], activation)
         self.joint = _QHead(share_obs_dim, joint_action_dim, hidden_sizes, activation) if with_joint else None
@@ -85,8 +87,14 @@ class _LocalAdditiveQHead(nn.Module):
     transitions at once, instead of by a small term of a joint Q of the global state.
     """
 
-    def __init__(self, share_obs_dim: int, obs_dims: Sequence[int], action_ns: Sequence[int],
-                 hidden_sizes: list[int], activation: str):
+    def __init__(
+        self,
+        share_obs_dim: int,
+        obs_dims: Sequence[int],
+        action_ns: Sequence[int],
+        hidden_sizes: list[int],
+        activation: str,
+    ):
         super().__init__()
         n_agents, width, most = len(obs_dims), max(obs_dims), max(action_ns)
         self.width = width
@@ -109,8 +117,9 @@ class _LocalAdditiveQHead(nn.Module):
         value, utilities = self.value(share_obs), self.utilities(obs)
         return lambda joint_actions: value + (utilities * joint_actions).sum(-1, keepdim=True)
 
-    def forward(self, share_obs: torch.Tensor, joint_actions: torch.Tensor,
-                obs: Sequence[torch.Tensor]) -> torch.Tensor:
+    def forward(
+        self, share_obs: torch.Tensor, joint_actions: torch.Tensor, obs: Sequence[torch.Tensor]
+    ) -> torch.Tensor:
         return self.scorer(share_obs, obs)(joint_actions)
 
 
@@ -140,9 +149,7 @@ class ContinuousQNet(nn.Module):
         obs_spaces: Sequence[gymnasium.spaces.Box] | None = None,
     ) -> None:
         super().__init__()
-        self.discrete_n = [
-            int(sp.n) if isinstance(sp, gymnasium.spaces.Discrete) else 0 for sp in act_spaces
-        ]
+        self.discrete_n = [int(sp.n) if isinstance(sp, gymnasium.spaces.Discrete) else 0 for sp in act_spaces]
         self.joint_action_dim = sum(action_input_dim(sp) for sp in act_spaces)
         form = args["critic_form"]
         if form not in CRITIC_FORMS:
@@ -151,8 +158,10 @@ class ContinuousQNet(nn.Module):
             form = "additive_local" if all(self.discrete_n) else "joint"
         self.form = form
         if form != "joint" and not all(self.discrete_n):
-            raise ConfigError(f"critic_form {form!r} scores each agent's actions by their own outputs, which needs Discrete "
-                             "actions for every agent; use critic_form joint for Box actions")
+            raise ConfigError(
+                f"critic_form {form!r} scores each agent's actions by their own outputs, which needs Discrete "
+                "actions for every agent; use critic_form joint for Box actions"
+            )
         self.needs_obs = form in LOCAL_FORMS
         hidden, activation = list(args["hidden_sizes"]), args["activation_func"]
         dims = (share_obs_space.shape[0], self.joint_action_dim, hidden, activation)
@@ -182,12 +191,12 @@ class ContinuousQNet(nn.Module):
             them is the joint action ``(..., A)`` that :meth:`forward` takes.
         """
         return [
-            F.one_hot(a.long().squeeze(-1), n).to(torch.float32) if n else a
-            for a, n in zip(actions, self.discrete_n)
+            F.one_hot(a.long().squeeze(-1), n).to(torch.float32) if n else a for a, n in zip(actions, self.discrete_n)
         ]
 
-    def scorer(self, share_obs: torch.Tensor,
-               obs: Sequence[torch.Tensor] | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
+    def scorer(
+        self, share_obs: torch.Tensor, obs: Sequence[torch.Tensor] | None = None
+    ) -> Callable[[torch.Tensor], torch.Tensor]:
         """:meth:`forward` at fixed states (and observations) as a function of joint actions. The
         ``additive_local`` heads compute their state values and utilities here, once, so a caller
         that scores many joint actions at the same states (HAQO's actor round) pays for them once."""
@@ -198,8 +207,9 @@ class ContinuousQNet(nn.Module):
         scorers = [head.scorer(share_obs, obs) for head in self.heads]
         return lambda joint_actions: torch.cat([score(joint_actions) for score in scorers], dim=-1)
 
-    def forward(self, share_obs: torch.Tensor, joint_actions: torch.Tensor,
-                obs: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
+    def forward(
+        self, share_obs: torch.Tensor, joint_actions: torch.Tensor, obs: Sequence[torch.Tensor] | None = None
+    ) -> torch.Tensor:
         """Q-values of every head.
 
         Args:

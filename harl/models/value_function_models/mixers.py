@@ -5,6 +5,7 @@
   produced by hypernetworks of the global state and made non-negative (absolute values), so
   ``dQ_tot / dq_i >= 0`` for every agent and state: the per-agent arg-max is the joint arg-max.
 """
+
 from __future__ import annotations
 
 import torch

@@ -1,5 +1,6 @@
 """The per-agent recurrent Q network of value decomposition (QMIX, VDN), one set of weights shared
 by every agent, told apart by an agent-id input."""
+
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,5 @@
 """State-value network (HARL's ``VNet``): MLPBase -> optional GRU -> linear value head."""
+
 from __future__ import annotations
 
 import gymnasium
