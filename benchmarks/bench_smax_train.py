@@ -25,9 +25,9 @@ import time
 
 import numpy as np
 
+from harl.cli import parse_train_args
 from harl.runners import RUNNER_REGISTRY
 from harl.runners.off_policy_base_runner import random_actions
-from harl.utils.cli import parse_train_args
 
 
 def main() -> None:

@@ -45,8 +45,8 @@ HEADER = (
 
 def _child(argv: list[str], out_path: str) -> None:
     """Train in this process and write the measurements to ``out_path`` as JSON."""
+    from harl.cli import parse_train_args
     from harl.runners import RUNNER_REGISTRY
-    from harl.utils.cli import parse_train_args
 
     parsed = parse_train_args(argv)
     assert parsed is not None, "--help/--list_keys are not benchmarks"
@@ -165,8 +165,8 @@ def main() -> None:
         _child(rest, known._child)
         return
     runs = [rest] + ([with_config(rest, known.baseline)] if known.baseline else [])
-    from harl.utils.cli import parse_train_args
-    from harl.utils.configs_tools import ConfigError
+    from harl.cli import parse_train_args
+    from harl.utils.errors import ConfigError
 
     for name, argv in zip(("measured", "--baseline"), runs):
         try:  # an override one config does not know fails now, not after the first measurement

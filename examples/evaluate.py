@@ -22,8 +22,8 @@ if __name__ == "__main__":  # first, before torch and JAX load: Ctrl+C ends with
 
     install("interrupted (Ctrl+C) before every run was evaluated; nothing was written")
 
+from harl.cli import handle_cli_errors  # noqa: E402
 from harl.experiments.evaluation import check_run, evaluate_run  # noqa: E402
-from harl.utils.cli import handle_cli_errors  # noqa: E402
 
 
 def main() -> None:

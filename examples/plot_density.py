@@ -23,8 +23,9 @@ if __name__ == "__main__":  # first, before torch and JAX load: Ctrl+C ends with
 
     install("interrupted (Ctrl+C) before the figure was written; nothing was written")
 
-from harl.utils.cli import handle_cli_errors  # noqa: E402
-from harl.utils.configs_tools import ConfigError, check_writable  # noqa: E402
+from harl.cli import handle_cli_errors  # noqa: E402
+from harl.utils.configs_tools import check_writable
+from harl.utils.errors import ConfigError  # noqa: E402
 
 
 def column_name(exp_dir: str) -> str:

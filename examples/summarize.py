@@ -16,8 +16,9 @@ if __name__ == "__main__":  # first, before matplotlib loads: Ctrl+C ends with o
 
     install("interrupted (Ctrl+C) before the summary was printed; nothing was written")
 
-from harl.utils.cli import handle_cli_errors  # noqa: E402
-from harl.utils.configs_tools import ConfigError, check_writable  # noqa: E402
+from harl.cli import handle_cli_errors  # noqa: E402
+from harl.utils.configs_tools import check_writable
+from harl.utils.errors import ConfigError  # noqa: E402
 from harl.utils.interrupt import set_message  # noqa: E402
 
 

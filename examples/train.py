@@ -12,8 +12,8 @@ if __name__ == "__main__":  # first, before torch and JAX load: Ctrl+C ends with
 
     install()
 
-from harl.utils.cli import handle_cli_errors, parse_train_args  # noqa: E402
-from harl.utils.configs_tools import check_run_env_args  # noqa: E402
+from harl.cli import handle_cli_errors, parse_train_args  # noqa: E402
+from harl.envs import check_run_env_args  # noqa: E402
 from harl.utils.interrupt import BEFORE_THE_RUN, hand_over, set_message  # noqa: E402
 
 

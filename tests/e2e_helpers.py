@@ -8,8 +8,8 @@ import json
 import os
 from typing import Any
 
+from harl.cli import parse_train_args
 from harl.runners import RUNNER_REGISTRY
-from harl.utils.cli import parse_train_args
 
 # Small enough that one run of any algorithm takes seconds on 2 cores.
 TINY_ON_POLICY = {

@@ -21,7 +21,7 @@ from harl.algorithms.actors.haqo import HAQO, POLICY_CLASSES, sample_candidates,
 from harl.models.policy_models.categorical_candidate_policy import CategoricalCandidatePolicy
 from harl.models.policy_models.diffusion_policy import start_group_sampling
 from harl.utils.config_ranges import describe, load_rules
-from harl.utils.configs_tools import ConfigError
+from harl.utils.errors import ConfigError
 
 OBS = gym.spaces.Box(-1.0, 1.0, (3,), np.float32)
 BOX = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
@@ -322,7 +322,7 @@ def test_box_refused_through_examples_train(tmp_path):
 def test_the_actor_key_allowed_values():
     assert set(load_rules().choices["actor"]) == set(POLICY_CLASSES)
     assert describe("actor") == "one of diffusion, gaussian, categorical"
-    from harl.utils.cli import parse_train_args
+    from harl.cli import parse_train_args
 
     with pytest.raises(ConfigError, match="'actor' must be one of diffusion, gaussian, categorical, got 'flow'"):
         parse_train_args(["--algo", "haqo", "--env", "toy", "--actor", "flow"])
@@ -343,8 +343,8 @@ def test_toy_end_to_end(tmp_path, extra):
 
 
 def test_mpe_discrete_share_param_end_to_end_and_resume(tmp_path):
+    from harl.cli import parse_train_args
     from harl.runners import RUNNER_REGISTRY
-    from harl.utils.cli import parse_train_args
 
     runner = train(
         "haqo",

@@ -22,8 +22,8 @@ from harl.utils.checkpoint import (
     load_checkpoint,
     restore_rng_state,
 )
-from harl.utils.configs_tools import ConfigError
 from harl.utils.envs_tools import available_cpu_count, get_device, set_seed
+from harl.utils.errors import ConfigError
 
 
 def draws():

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from harl.cli import handle_cli_errors, parse_train_args
 from harl.envs.base import EnvNotInstalledError, EnvWorkerError
 from harl.utils import configs_tools
 from harl.utils.checkpoint import CheckpointError
-from harl.utils.cli import handle_cli_errors, parse_train_args
-from harl.utils.configs_tools import ConfigError
+from harl.utils.errors import ConfigError
 
 REPO = Path(__file__).resolve().parent.parent
 TRAIN = REPO / "examples" / "train.py"
@@ -27,7 +27,7 @@ def configs(tmp_path, monkeypatch):
     (root / "envs_cfgs" / "toyenv.yaml").write_text(env_yaml)
     monkeypatch.setattr(configs_tools, "CONFIGS_DIR", root)
     # The registries list the real algorithms and environments; the toy env is not among them.
-    monkeypatch.setattr("harl.utils.cli._registry_keys", lambda module, attribute: (None, ""))
+    monkeypatch.setattr("harl.cli._registry_keys", lambda module, attribute: (None, ""))
     return root
 
 

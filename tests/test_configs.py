@@ -12,7 +12,6 @@ import yaml
 
 from harl.utils import configs_tools
 from harl.utils.configs_tools import (
-    ConfigError,
     build_run_config,
     format_config_keys,
     get_defaults_yaml_args,
@@ -24,6 +23,7 @@ from harl.utils.configs_tools import (
     save_config,
     update_args,
 )
+from harl.utils.errors import ConfigError
 
 REPO = Path(__file__).resolve().parent.parent
 REAL_CONFIGS = REPO / "harl" / "configs"
@@ -385,8 +385,8 @@ def test_resume_rules(configs, tmp_path):
 
 
 def test_init_dir_layout_and_uniqueness(tmp_path):
-    first = init_dir("toyenv", {}, "happo", "exp", 1, str(tmp_path), task_name="task")
-    second = init_dir("toyenv", {}, "happo", "exp", 1, str(tmp_path), task_name="task")
+    first = init_dir("toyenv", "happo", "exp", 1, str(tmp_path), task_name="task")
+    second = init_dir("toyenv", "happo", "exp", 1, str(tmp_path), task_name="task")
     assert first != second
     for run_dir in (first, second):
         rel = Path(run_dir).relative_to(tmp_path)

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from harl.models.value_function_models.continuous_q_net import ContinuousQNet
-from harl.utils.configs_tools import ConfigError
+from harl.utils.errors import ConfigError
 
 SHARE = gymnasium.spaces.Box(-1.0, 1.0, (5,))
 DISCRETE = [gymnasium.spaces.Discrete(3), gymnasium.spaces.Discrete(4)]

@@ -13,7 +13,7 @@ from e2e_helpers import TINY_OFF_POLICY, TINY_ON_POLICY, train
 
 from harl.experiments.density import group_visitations, held_shares, plot_densities, weight_dirs
 from harl.experiments.evaluation import evaluate_run
-from harl.utils.configs_tools import ConfigError
+from harl.utils.errors import ConfigError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

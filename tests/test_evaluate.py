@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from e2e_helpers import TINY_OFF_POLICY, TINY_ON_POLICY, TINY_QMIX, train
 
-from harl.utils.configs_tools import ConfigError
+from harl.utils.errors import ConfigError
 
 SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "evaluate.py"
 spec = importlib.util.spec_from_file_location("evaluate_script", SCRIPT)

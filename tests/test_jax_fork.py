@@ -15,7 +15,7 @@ import pytest
 
 pytest.importorskip("jaxmarl")
 
-from harl.utils.cli import parse_train_args  # noqa: E402
+from harl.cli import parse_train_args  # noqa: E402
 from harl.utils.configs_tools import save_config  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -9,19 +9,19 @@ import torch
 from onpolicy_helpers import make_args
 
 from harl.common.valuenorm import ValueNorm
-from harl.models.base.distributions import Categorical, DiagGaussian, FixedCategorical, FixedNormal
+from harl.models.base.distributions import (
+    Categorical,
+    DiagGaussian,
+    FixedCategorical,
+    FixedNormal,
+    detach_distribution,
+    kl_divergence,
+)
 from harl.models.base.rnn import RNNLayer
 from harl.models.policy_models.stochastic_policy import StochasticPolicy
 from harl.models.value_function_models.v_net import VNet
 from harl.utils.models_tools import get_grad_norm, huber_loss, update_linear_schedule
-from harl.utils.trpo_util import (
-    conjugate_gradient,
-    detach_distribution,
-    fisher_vector_product_fn,
-    flat_params,
-    kl_divergence,
-    update_model,
-)
+from harl.utils.trpo_util import conjugate_gradient, fisher_vector_product_fn, flat_params, update_model
 
 OBS = gym.spaces.Box(-1.0, 1.0, (5,), np.float32)
 DISCRETE = gym.spaces.Discrete(4)

@@ -14,11 +14,11 @@ import torch
 from e2e_helpers import TINY_QMIX, assert_run_layout, kill_and_resume, read_progress, train
 
 from harl.algorithms.qmix import QMIX, masked_argmax, td_lambda_targets
+from harl.cli import parse_train_args
 from harl.common.buffers.episode_buffer import EpisodeReplayBuffer
 from harl.experiments.evaluation import evaluate_run
 from harl.models.value_function_models.mixers import QMixer, VDNMixer
 from harl.runners import RUNNER_REGISTRY
-from harl.utils.cli import parse_train_args
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -22,7 +22,7 @@ from harl.algorithms.critics.continuous_q_critic import ContinuousQCritic
 from harl.algorithms.critics.v_critic import VCritic
 from harl.runners.base_runner import BaseRunner
 from harl.utils.checkpoint import CheckpointError, atomic_torch_save, checkpoint_path, load_checkpoint
-from harl.utils.configs_tools import ConfigError
+from harl.utils.errors import ConfigError
 from harl.utils.finite import NonFiniteError, blame, guarded_step, non_finite_entries, torch_refusals_as_non_finite
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -326,8 +326,8 @@ def test_a_non_finite_checkpoint_is_not_resumed(tmp_path):
     tensor = next(v for v in first_actor.values() if isinstance(v, torch.Tensor) and v.is_floating_point())
     tensor.view(-1)[0] = math.nan
     atomic_torch_save(state, path)
+    from harl.cli import parse_train_args
     from harl.runners import RUNNER_REGISTRY
-    from harl.utils.cli import parse_train_args
 
     args, algo_args, env_args = parse_train_args(["--resume", runner.run_dir])
     resumed = RUNNER_REGISTRY[args["algo"]](args, algo_args, env_args)
@@ -360,7 +360,7 @@ def test_a_non_finite_checkpoint_is_not_resumed(tmp_path):
     ],
 )
 def test_out_of_range_values_are_config_errors(overrides, message):
-    from harl.utils.cli import parse_train_args
+    from harl.cli import parse_train_args
 
     with pytest.raises(ConfigError) as info:
         parse_train_args(["--algo", "happo", "--env", "pettingzoo_mpe"] + overrides)
@@ -380,7 +380,7 @@ def test_out_of_range_values_are_config_errors(overrides, message):
     ],
 )
 def test_haqo_ranges_and_relations(overrides, message):
-    from harl.utils.cli import parse_train_args
+    from harl.cli import parse_train_args
 
     with pytest.raises(ConfigError) as info:
         parse_train_args(["--algo", "haqo", "--env", "pettingzoo_mpe"] + overrides)
@@ -454,7 +454,7 @@ def test_a_full_disk_is_reported_with_the_space_needed(tmp_path, monkeypatch):
 
 
 def test_unknown_keys_suggest_harl_names_for_other_libraries_names():
-    from harl.utils.cli import parse_train_args
+    from harl.cli import parse_train_args
 
     with pytest.raises(ConfigError, match="Unknown config key 'learning_rate'. Did you mean: lr"):
         parse_train_args(["--algo", "happo", "--env", "pettingzoo_mpe", "--learning_rate", "0.1"])

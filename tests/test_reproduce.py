@@ -17,12 +17,13 @@ import numpy as np
 import pytest
 from e2e_helpers import read_progress
 
+from harl.cli import parse_train_args
 from harl.experiments.evaluation import evaluate_run
 from harl.experiments.report import build_report, decimals_for, gather
 from harl.experiments.spec import load_experiment, parse_only
 from harl.experiments.sweep import run_state, run_sweep
-from harl.utils.cli import parse_train_args
-from harl.utils.configs_tools import ConfigError, save_config
+from harl.utils.configs_tools import save_config
+from harl.utils.errors import ConfigError
 from harl.utils.stats import iqm
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from harl.utils.configs_tools import ConfigError
+from harl.utils.errors import ConfigError
 from harl.utils.files import load_json, load_yaml
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 from e2e_helpers import TINY_OFF_POLICY, assert_run_layout, read_progress, train
 
+from harl.cli import parse_train_args
 from harl.runners import RUNNER_REGISTRY
-from harl.utils.cli import parse_train_args
 
 TINY_HAQO = {**TINY_OFF_POLICY, "n_timesteps": 4, "num_env_steps": 120}
 

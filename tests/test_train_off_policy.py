@@ -13,8 +13,8 @@ import pytest
 from e2e_helpers import TINY_OFF_POLICY, assert_run_layout, kill_and_resume, read_progress, train
 from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 
+from harl.cli import parse_train_args
 from harl.runners import RUNNER_REGISTRY
-from harl.utils.cli import parse_train_args
 
 OFF_POLICY = ["hasac", "haddpg", "hatd3", "maddpg", "matd3"]
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -136,7 +136,7 @@ def test_sigkill_and_resume_off_policy(tmp_path):
 
 def test_a_replay_buffer_larger_than_memory_is_refused():
     from harl.runners.off_policy_base_runner import check_buffer_fits
-    from harl.utils.configs_tools import ConfigError
+    from harl.utils.errors import ConfigError
 
     physical = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     with pytest.raises(ConfigError, match="lower --buffer_size"):

@@ -121,7 +121,7 @@ def test_mappo_shared_parameters_and_fp_state(tmp_path):
 
 
 def test_share_param_with_different_spaces_is_a_config_error(tmp_path):
-    from harl.utils.configs_tools import ConfigError
+    from harl.utils.errors import ConfigError
 
     with pytest.raises(ConfigError, match="share_param"):
         train("mappo", "toy", str(tmp_path), {**TINY_ON_POLICY, "num_env_steps": 80, "share_param": True})

@@ -29,7 +29,7 @@ from torch.nn import functional as F
 from harl.common.buffers.episode_buffer import EpisodeBatch
 from harl.models.value_function_models.mixers import MIXER_REGISTRY
 from harl.models.value_function_models.recurrent_q_net import RecurrentQNet
-from harl.utils.configs_tools import ConfigError
+from harl.utils.errors import ConfigError
 from harl.utils.finite import guarded_step
 
 Tensor = torch.Tensor

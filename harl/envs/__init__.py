@@ -15,8 +15,11 @@ from typing import Any
 
 from harl.envs.base import EnvNotInstalledError, EnvWorkerError, MultiAgentEnv, StepResult
 from harl.envs.vec_env import EnvFactory, InProcessVecEnv, SubprocVecEnv
+from harl.utils.errors import ConfigError
+from harl.utils.files import load_yaml
 
 __all__ = [
+    "check_run_env_args",
     "ENV_REGISTRY",
     "EnvNotInstalledError",
     "EnvWorkerError",
@@ -111,12 +114,8 @@ def load_adapter(env_name: str) -> type[MultiAgentEnv]:
 def env_defaults(env_name: str) -> dict[str, Any]:
     """The defaults of ``harl/configs/envs_cfgs/<env_name>.yaml``."""
     _check_name(env_name)
-    from harl.utils.files import load_yaml
-
     defaults = load_yaml(_ENV_CFG_DIR / f"{env_name}.yaml", "environment config", allow_empty=True) or {}
     if not isinstance(defaults, dict):
-        from harl.utils.configs_tools import ConfigError
-
         raise ConfigError(f"{_ENV_CFG_DIR / f'{env_name}.yaml'} must be a mapping of keys to values.")
     return defaults
 
@@ -139,6 +138,20 @@ def check_env_args(env_name: str, env_args: dict[str, Any]) -> dict[str, Any]:
     merged = {**defaults, **env_args}
     adapter_cls.check_args(merged)
     return merged
+
+
+def check_run_env_args(env_name: str, env_args: dict[str, Any]) -> dict[str, Any]:
+    """:func:`check_env_args` for a run about to start: an unsupported value is a ``ConfigError``
+    (one line on the command line, nothing written).
+
+    Raises:
+        ConfigError: an unsupported value (the adapter's message names the valid ones).
+        EnvNotInstalledError: the environment's package (or game) is missing.
+    """
+    try:
+        return check_env_args(env_name, env_args)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
 
 
 def get_task_name(env_name: str, env_args: dict[str, Any]) -> str:

@@ -16,7 +16,8 @@ import numpy as np
 
 from harl.experiments.evaluation import evaluate_run
 from harl.runners.base_runner import SNAPSHOTS_DIR
-from harl.utils.configs_tools import ConfigError, load_config_json
+from harl.utils.configs_tools import load_config_json
+from harl.utils.errors import ConfigError
 
 
 @dataclass

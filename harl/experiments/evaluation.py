@@ -11,8 +11,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from harl.utils.cli import parse_train_args
-from harl.utils.configs_tools import ConfigError, check_run_env_args, load_config_json
+from harl.cli import parse_train_args
+from harl.envs import check_run_env_args
+from harl.utils.configs_tools import load_config_json
+from harl.utils.errors import ConfigError
 
 
 def _evaluation_config(

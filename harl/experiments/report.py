@@ -16,7 +16,7 @@ from harl.experiments.evaluation import evaluate_run
 from harl.experiments.spec import Experiment, RunSpec, TaskSpec
 from harl.experiments.sweep import run_state
 from harl.utils.checkpoint import atomic_write
-from harl.utils.configs_tools import ConfigError
+from harl.utils.errors import ConfigError
 from harl.utils.files import load_json
 from harl.utils.results_tools import RunResult, diagnostics, plot_comparison, read_run
 from harl.utils.stats import bootstrap_ci, iqm, probability_of_improvement_ci

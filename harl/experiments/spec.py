@@ -31,7 +31,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harl.utils.configs_tools import ConfigError
+from harl.utils.errors import ConfigError
 from harl.utils.files import load_json, load_yaml
 
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent

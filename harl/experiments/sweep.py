@@ -19,7 +19,7 @@ from typing import IO, Any, Callable
 
 from harl.experiments.spec import REPO_ROOT, RunSpec
 from harl.utils.checkpoint import checkpoint_path
-from harl.utils.configs_tools import ConfigError
+from harl.utils.errors import ConfigError
 from harl.utils.files import load_json
 
 TRAIN_PY = str(REPO_ROOT / "examples" / "train.py")
@@ -128,9 +128,9 @@ def train_command(spec: RunSpec, log_dir: str, torch_threads: int, resume_dir: s
 
 def _refusals(runs: list[RunSpec], log_dir: str, torch_threads: int) -> dict[str, list[str]]:
     """Each message of :func:`check_runs`, with the keys of the runs it refuses."""
+    from harl.cli import parse_train_args
     from harl.envs.base import EnvNotInstalledError
     from harl.runners import check_run_config
-    from harl.utils.cli import parse_train_args
 
     logging.disable(logging.WARNING)  # each run prints its environment's notes when it starts
     refused: dict[str, list[str]] = {}

@@ -60,7 +60,8 @@ def check_run_config(args: dict, algo_args: dict, env_args: dict) -> dict:
         harl.utils.configs_tools.ConfigError: the first problem, with what to change.
         harl.envs.base.EnvNotInstalledError: the environment's package is missing.
     """
-    from harl.utils.configs_tools import ConfigError, check_run_env_args
+    from harl.envs import check_run_env_args
+    from harl.utils.errors import ConfigError
 
     env_args = check_run_env_args(args["env"], env_args)
     if args["algo"] not in RUNNER_REGISTRY:

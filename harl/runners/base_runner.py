@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from harl.envs import get_task_name, load_adapter, make_eval_env, make_train_env
+from harl.envs import check_run_env_args, get_task_name, load_adapter, make_eval_env, make_train_env
 from harl.utils.checkpoint import (
     CheckpointError,
     atomic_torch_save,
@@ -27,15 +27,9 @@ from harl.utils.checkpoint import (
     load_checkpoint,
     restore_rng_state,
 )
-from harl.utils.configs_tools import (
-    ConfigError,
-    check_run_env_args,
-    check_writable,
-    get_defaults_yaml_args,
-    init_dir,
-    save_config,
-)
+from harl.utils.configs_tools import check_writable, get_defaults_yaml_args, init_dir, save_config
 from harl.utils.envs_tools import get_device, set_seed
+from harl.utils.errors import ConfigError
 from harl.utils.finite import NonFiniteError, check_actions, non_finite_entries, torch_refusals_as_non_finite
 from harl.utils.logger import EpisodeTracker, RunLogger, row_grid
 from harl.utils.plotting import plot_learning_curve
@@ -192,7 +186,6 @@ class BaseRunner(abc.ABC):
         if not self.run_dir:
             self.run_dir = init_dir(
                 self.args["env"],
-                self.env_args,
                 self.args["algo"],
                 self.args["exp_name"],
                 self.seed,

@@ -25,7 +25,7 @@ from gymnasium import spaces
 from harl.algorithms.actors.haqo import sample_candidates, select_joint_actions
 from harl.common.sequential_update import sequential_round, update_order
 from harl.runners.off_policy_base_runner import OffPolicyBaseRunner
-from harl.utils.configs_tools import ConfigError
+from harl.utils.errors import ConfigError
 from harl.utils.finite import blame
 from harl.utils.models_tools import to_numpy, to_tensor
 

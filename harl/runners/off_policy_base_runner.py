@@ -21,7 +21,7 @@ from harl.common.buffers.off_policy_buffer_ep import OffPolicyBufferEP
 from harl.common.buffers.off_policy_buffer_fp import OffPolicyBufferFP
 from harl.common.buffers.storage import observation_storage_device
 from harl.runners.base_runner import BaseRunner, check_model_dir
-from harl.utils.configs_tools import ConfigError
+from harl.utils.errors import ConfigError
 from harl.utils.finite import blame
 from harl.utils.logger import ScalarWindow
 from harl.utils.models_tools import to_numpy

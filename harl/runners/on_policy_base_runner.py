@@ -22,7 +22,7 @@ from harl.common.buffers.storage import as_stored, observation_storage_device
 from harl.common.valuenorm import ValueNorm
 from harl.models.policy_models.stacked_stochastic_policy import StackedStochasticPolicy
 from harl.runners.base_runner import BaseRunner, check_model_dir, flatten_sections
-from harl.utils.configs_tools import ConfigError
+from harl.utils.errors import ConfigError
 from harl.utils.finite import blame
 from harl.utils.logger import row_grid
 from harl.utils.models_tools import to_numpy

@@ -24,7 +24,7 @@ from harl.common.buffers.episode_buffer import EpisodeReplayBuffer
 from harl.runners.base_runner import BaseRunner, check_model_dir
 from harl.runners.off_policy_base_runner import check_buffer_fits
 from harl.utils.checkpoint import atomic_torch_save
-from harl.utils.configs_tools import ConfigError
+from harl.utils.errors import ConfigError
 from harl.utils.finite import blame
 from harl.utils.logger import ScalarWindow
 

@@ -20,8 +20,8 @@ from typing import IO, Any, Callable
 import numpy as np
 import torch
 
-from harl.utils.configs_tools import ConfigError
 from harl.utils.envs_tools import seed_generators
+from harl.utils.errors import ConfigError
 
 CHECKPOINT_NAME = "checkpoint.pt"
 

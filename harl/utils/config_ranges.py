@@ -11,6 +11,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from harl.utils.errors import ConfigError
+from harl.utils.files import load_yaml
+
 RANGES_PATH = Path(__file__).resolve().parent.parent / "configs" / "ranges.yaml"
 
 _COMPARISONS: dict[str, Callable[[Any, Any], bool]] = {
@@ -42,20 +45,13 @@ class Rules(NamedTuple):
     choices: dict[str, tuple[str, ...]] = {}
 
 
-def _config_error(message: str) -> ValueError:
-    """A ConfigError (a ValueError), imported late: harl.utils.configs_tools imports this module."""
-    from harl.utils.configs_tools import ConfigError
-
-    return ConfigError(message)
-
-
 def _parse_rule(key: str, text: str) -> tuple[list[Bound], bool]:
     integer = text.startswith("integer ")
     bounds = []
     for part in text.removeprefix("integer ").split(" and "):
         match = _BOUND.match(part.strip())
         if not match:
-            raise _config_error(f"{RANGES_PATH}: the rule of {key!r} ({text!r}) is not like '>= 1' or '> 0 and <= 1'")
+            raise ConfigError(f"{RANGES_PATH}: the rule of {key!r} ({text!r}) is not like '>= 1' or '> 0 and <= 1'")
         bounds.append(Bound(match.group(1), float(match.group(2))))
     return bounds, integer
 
@@ -63,11 +59,10 @@ def _parse_rule(key: str, text: str) -> tuple[list[Bound], bool]:
 @functools.lru_cache(maxsize=1)
 def load_rules() -> Rules:
     """Parse ``ranges.yaml`` (once per process)."""
-    from harl.utils.files import load_yaml  # imports harl.utils.configs_tools, which imports this module
 
     data = load_yaml(RANGES_PATH, "ranges file")
     if not (isinstance(data, dict) and isinstance(data.get("keys"), dict) and isinstance(data.get("cross", []), list)):
-        raise _config_error(
+        raise ConfigError(
             f"{RANGES_PATH}: must map 'keys' to a mapping of key: rule and 'cross' to a list of relations"
         )
     keys = {key: (str(text), *_parse_rule(key, str(text))) for key, text in data["keys"].items()}
@@ -75,7 +70,7 @@ def load_rules() -> Rules:
     for text in data.get("cross") or []:
         match = _CROSS.match(str(text).strip())
         if not match:
-            raise _config_error(f"{RANGES_PATH}: the relation {text!r} is not like 'buffer_size >= batch_size'")
+            raise ConfigError(f"{RANGES_PATH}: the relation {text!r} is not like 'buffer_size >= batch_size'")
         cross.append((match.group(1), match.group(2), match.group(3)))
     choices = {key: tuple(str(v) for v in values) for key, values in (data.get("choices") or {}).items()}
     return Rules(keys, cross, choices)

@@ -22,6 +22,8 @@ from typing import Any, Iterator, NamedTuple
 import yaml
 
 from harl.utils.config_ranges import describe, range_problems
+from harl.utils.errors import ConfigError
+from harl.utils.files import load_json, load_yaml
 
 LOGGER = logging.getLogger(__name__)
 
@@ -43,10 +45,6 @@ FORMER_DEFAULTS: dict[str, Any] = {"prediction": "eps", "critic_form": "joint"}
 # Keys that may change when a run is resumed: they pick hardware, not the learning problem,
 # so a run can move to another machine. Anything else would silently change the experiment.
 RESUME_OVERRIDABLE = frozenset({"cuda", "cuda_deterministic", "torch_threads", "n_env_workers", "env_reply_timeout"})
-
-
-class ConfigError(ValueError):
-    """A configuration problem the user can fix (unknown key, wrong type, missing file)."""
 
 
 class ConfigKey(NamedTuple):
@@ -72,7 +70,6 @@ def _yaml_path(kind: str, name: str, label: str) -> Path:
 
 
 def _read_yaml(path: Path, what: str = "YAML config", allow_empty: bool = False) -> Any:
-    from harl.utils.files import load_yaml  # imports this module (ConfigError)
 
     return load_yaml(path, what, allow_empty=allow_empty)
 
@@ -318,7 +315,6 @@ def load_config_json(path: str | os.PathLike) -> tuple[dict, dict, dict]:
         ConfigError: missing or unreadable file, missing ``main_args.algo``/``env``, unknown
             keys (with suggestions) or values of the wrong type.
     """
-    from harl.utils.files import load_json  # imports this module (ConfigError)
 
     path = Path(path)
     content = load_json(path, "config file (a HARL config.json)")
@@ -484,21 +480,6 @@ def format_config_keys(algo: str, env: str) -> str:
     return "\n".join(lines)
 
 
-def check_run_env_args(env: str, env_args: dict) -> dict:
-    """``env_args`` checked by the environment's adapter and completed with its YAML defaults.
-
-    Called before a run writes anything. Raises:
-        ConfigError: an unsupported value (the adapter's message names the valid ones).
-        harl.envs.EnvNotInstalledError: the environment's package (or game) is missing.
-    """
-    from harl.envs import check_env_args
-
-    try:
-        return check_env_args(env, env_args)
-    except ValueError as err:
-        raise ConfigError(str(err)) from None
-
-
 def check_writable(log_dir: str, option: str = "--log_dir", what: str = "run directories") -> None:
     """Raise ConfigError unless ``what`` can be created under ``log_dir`` (the value of the
     command-line ``option``)."""
@@ -517,24 +498,19 @@ def check_writable(log_dir: str, option: str = "--log_dir", what: str = "run dir
 
 def init_dir(
     env: str,
-    env_args: dict,
     algo: str,
     exp_name: str,
     seed: int,
     logger_dir: str,
-    task_name: str | None = None,
+    task_name: str,
 ) -> str:
     """Create ``<logger_dir>/<env>/<task>/<algo>/<exp_name>/seed-<seed>-<time>/`` with ``logs/``
     and ``models/`` and return its path.
 
-    ``task_name`` defaults to ``harl.envs.get_task_name(env, env_args)``. The seed is zero-padded
+    ``task_name``: ``harl.envs.get_task_name(env, env_args)``. The seed is zero-padded
     to five digits as in HARL. Two runs started in the same second get distinct folders (a
     ``_<n>`` suffix), because the final folder is created with an exclusive ``mkdir``.
     """
-    if task_name is None:
-        from harl.envs import get_task_name
-
-        task_name = get_task_name(env, env_args)
     parent = os.path.join(logger_dir, env, task_name, algo, exp_name)
     os.makedirs(parent, exist_ok=True)
     base = os.path.join(parent, f"seed-{seed:0>5}-{time.strftime('%Y-%m-%d-%H-%M-%S')}")

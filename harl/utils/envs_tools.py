@@ -9,7 +9,7 @@ import random
 import numpy as np
 import torch
 
-from harl.utils.configs_tools import ConfigError
+from harl.utils.errors import ConfigError
 
 LOGGER = logging.getLogger(__name__)
 

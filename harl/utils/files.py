@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from harl.utils.configs_tools import ConfigError
+from harl.utils.errors import ConfigError
 
 
 def read_text(path: str | os.PathLike, what: str = "file") -> str:

@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from harl.utils.configs_tools import ConfigError
+from harl.utils.errors import ConfigError
 from harl.utils.files import read_text
 from harl.utils.plotting import plt, save_figure
 

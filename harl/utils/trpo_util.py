@@ -1,4 +1,5 @@
-"""Trust-region helpers: flat parameter vectors, KL divergences, Fisher-vector products, CG."""
+"""Trust-region helpers: flat parameter vectors, Fisher-vector products, CG (the KL divergences
+themselves are in :mod:`harl.models.base.distributions`)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,6 @@ from typing import Callable, Iterable, Sequence
 
 import torch
 from torch import nn
-
-from harl.models.base.distributions import FixedCategorical, FixedNormal
 
 
 def flat_grad(grads: Sequence[torch.Tensor | None], params: Sequence[nn.Parameter]) -> torch.Tensor:
@@ -23,35 +22,6 @@ def flat_params(model: nn.Module) -> torch.Tensor:
 def update_model(model: nn.Module, new_params: torch.Tensor) -> None:
     """Copy the flat vector ``new_params`` back into ``model``'s parameters."""
     torch.nn.utils.vector_to_parameters(new_params, model.parameters())
-
-
-def kl_divergence(old_dist: FixedCategorical | FixedNormal, new_dist: FixedCategorical | FixedNormal) -> torch.Tensor:
-    """Exact ``KL(old || new)`` per sample, ``(B,)``, summed over action dimensions.
-
-    Categorical: ``sum_a p_old(a) (log p_old(a) - log p_new(a))``; actions masked out of both
-    distributions have ``p_old = 0`` and contribute 0.
-    Diagonal Gaussian: the closed form, computed in float64 as HARL does to keep the tiny KLs
-    of a trust-region step accurate.
-    """
-    if isinstance(old_dist, FixedCategorical):
-        log_p, log_q = old_dist.logits, new_dist.logits  # torch stores normalised log-probs here
-        return (old_dist.probs * (log_p - log_q)).sum(-1)
-    if isinstance(old_dist, FixedNormal):
-        mu_p, std_p = old_dist.loc.double(), old_dist.scale.double()
-        mu_q, std_q = new_dist.loc.double(), new_dist.scale.double()
-        var_ratio = (std_p / std_q) ** 2
-        mean_term = ((mu_p - mu_q) / std_q) ** 2
-        return (0.5 * (var_ratio + mean_term - 1.0 - var_ratio.log())).sum(-1).to(new_dist.loc.dtype)
-    raise TypeError(f"no KL divergence for {type(old_dist).__name__}")
-
-
-def detach_distribution(dist: FixedCategorical | FixedNormal) -> FixedCategorical | FixedNormal:
-    """A copy of ``dist`` whose parameters carry no gradient (the "old" policy in a KL)."""
-    if isinstance(dist, FixedCategorical):
-        return FixedCategorical(logits=dist.logits.detach())
-    if isinstance(dist, FixedNormal):
-        return FixedNormal(dist.loc.detach(), dist.scale.detach())
-    raise TypeError(f"cannot detach {type(dist).__name__}")
 
 
 def fisher_vector_product_fn(

@@ -59,7 +59,7 @@ from harl.models.policy_models.diffusion_policy import (
 )
 from harl.models.policy_models.gaussian_candidate_policy import GaussianCandidatePolicy
 from harl.utils.config_ranges import range_problems
-from harl.utils.configs_tools import ConfigError
+from harl.utils.errors import ConfigError
 from harl.utils.finite import guarded_step
 from harl.utils.models_tools import masked_mean, to_tensor
 

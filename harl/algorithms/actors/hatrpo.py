@@ -7,15 +7,8 @@ import torch
 
 from harl.algorithms.actors.on_policy_base import OnPolicyBase
 from harl.common.buffers.on_policy_actor_buffer import ActorBatch
-from harl.utils.trpo_util import (
-    conjugate_gradient,
-    detach_distribution,
-    fisher_vector_product_fn,
-    flat_grad,
-    flat_params,
-    kl_divergence,
-    update_model,
-)
+from harl.models.base.distributions import detach_distribution, kl_divergence
+from harl.utils.trpo_util import conjugate_gradient, fisher_vector_product_fn, flat_grad, flat_params, update_model
 
 # Fixed by HARL rather than configured: conjugate-gradient iterations and Fisher damping.
 CG_ITERS = 10

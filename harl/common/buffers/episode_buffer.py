@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from harl.utils.configs_tools import ConfigError
+from harl.utils.errors import ConfigError
 
 
 class EpisodeBatch(NamedTuple):

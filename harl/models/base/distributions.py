@@ -95,3 +95,32 @@ class DiagGaussian(nn.Module):
         """Gaussian over a ``num_outputs``-dimensional action; ``available_actions`` is ignored."""
         mean = self.fc_mean(x)
         return FixedNormal(mean, self.std().expand_as(mean))
+
+
+def kl_divergence(old_dist: FixedCategorical | FixedNormal, new_dist: FixedCategorical | FixedNormal) -> torch.Tensor:
+    """Exact ``KL(old || new)`` per sample, ``(B,)``, summed over action dimensions.
+
+    Categorical: ``sum_a p_old(a) (log p_old(a) - log p_new(a))``; actions masked out of both
+    distributions have ``p_old = 0`` and contribute 0.
+    Diagonal Gaussian: the closed form, computed in float64 as HARL does to keep the tiny KLs
+    of a trust-region step accurate.
+    """
+    if isinstance(old_dist, FixedCategorical):
+        log_p, log_q = old_dist.logits, new_dist.logits  # torch stores normalised log-probs here
+        return (old_dist.probs * (log_p - log_q)).sum(-1)
+    if isinstance(old_dist, FixedNormal):
+        mu_p, std_p = old_dist.loc.double(), old_dist.scale.double()
+        mu_q, std_q = new_dist.loc.double(), new_dist.scale.double()
+        var_ratio = (std_p / std_q) ** 2
+        mean_term = ((mu_p - mu_q) / std_q) ** 2
+        return (0.5 * (var_ratio + mean_term - 1.0 - var_ratio.log())).sum(-1).to(new_dist.loc.dtype)
+    raise TypeError(f"no KL divergence for {type(old_dist).__name__}")
+
+
+def detach_distribution(dist: FixedCategorical | FixedNormal) -> FixedCategorical | FixedNormal:
+    """A copy of ``dist`` whose parameters carry no gradient (the "old" policy in a KL)."""
+    if isinstance(dist, FixedCategorical):
+        return FixedCategorical(logits=dist.logits.detach())
+    if isinstance(dist, FixedNormal):
+        return FixedNormal(dist.loc.detach(), dist.scale.detach())
+    raise TypeError(f"cannot detach {type(dist).__name__}")

@@ -49,7 +49,7 @@ from harl.models.base.distributions import UNAVAILABLE_LOGIT, masked_entropy, ma
 from harl.models.base.mlp import MLPBase
 from harl.models.base.stacked import StackedLayers, layers_key
 from harl.models.policy_models.diffusion_policy import ActionCodec, CandidatePolicy, CandidateSample
-from harl.utils.configs_tools import ConfigError
+from harl.utils.errors import ConfigError
 from harl.utils.models_tools import init_linear
 
 Tensor = torch.Tensor

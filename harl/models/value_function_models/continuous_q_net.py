@@ -17,7 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from harl.models.base.plain_mlp import PlainMLP
-from harl.utils.configs_tools import ConfigError
+from harl.utils.errors import ConfigError
 from harl.utils.models_tools import get_active_func
 
 

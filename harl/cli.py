@@ -12,11 +12,11 @@ from harl.utils.configs_tools import (
     DEFAULT_ALGO,
     DEFAULT_ENV,
     DEFAULT_EXP_NAME,
-    ConfigError,
     build_run_config,
     format_config_keys,
     parse_override_tokens,
 )
+from harl.utils.errors import ConfigError
 
 CONFIG_EXIT_CODE = 2
 RUNTIME_EXIT_CODE = 1
