@@ -210,7 +210,7 @@ def _count_network_calls(monkeypatch, actors):
 
 @pytest.mark.parametrize("case", ["same structure", "share_param", "heterogeneous"])
 def test_one_network_call_per_step_for_all_agents_candidates_and_envs(monkeypatch, case):
-    """Behaviour sampling (HAQO_SPEC section 1): each denoising step is one network call for all
+    """Behaviour sampling (docs/HAQO.md, algorithm 1): each denoising step is one network call for all
     candidates of all envs of all agents whose actors have the same structure, even with
     different observation sizes; agents sharing an actor (share_param) share its calls; an agent
     with another action space gets its own."""

@@ -1,13 +1,13 @@
-"""HAQO on the off-policy heterogeneous-agent runner (../shared/design/HAQO_SPEC.md).
+"""HAQO on the off-policy heterogeneous-agent runner (docs/HAQO.md, "The algorithm as the code implements it").
 
 The replay buffer, warm-up, counters, evaluation and checkpoints are the off-policy runner's;
 the shared twin-Q critic is :class:`TwinContinuousQCritic`. What HAQO changes:
 
-* behaviour actions (spec 3): each agent's best of ``behavior_candidates`` samples by
+* behaviour actions (algorithm 3): each agent's best of ``behavior_candidates`` samples by
   ``min(Q1, Q2)`` with the other agents at their first candidate;
-* TD target (spec 2): each agent's next action is the best of ``target_candidates`` samples by
+* TD target (algorithm 2): each agent's next action is the best of ``target_candidates`` samples by
   the target critics;
-* actor round (spec 4), every ``policy_freq``-th critic update: every agent's candidates are
+* actor round (algorithm 4), every ``policy_freq``-th critic update: every agent's candidates are
   drawn in one pass before the round, then the agents update one at a time with
   :func:`sequential_round`; with ``sequential: true`` the successors see actions re-sampled from
   their predecessors' freshly updated actors, with ``false`` every agent sees the pre-round
@@ -29,7 +29,7 @@ from harl.utils.errors import ConfigError
 from harl.utils.finite import blame
 from harl.utils.models_tools import to_numpy, to_tensor
 
-# Per-agent diagnostics that also get a progress.csv column (HAQO_SPEC section 6); the rest
+# Per-agent diagnostics that also get a progress.csv column (docs/HAQO.md, algorithm 6); the rest
 # (losses of every part, timings) go to TensorBoard.
 CSV_AGENT_DIAGNOSTICS = (
     "loss_qv",
@@ -93,7 +93,7 @@ class HAQORunner(OffPolicyBaseRunner):
         return share_obs[:, 0] if self.state_type == "EP" else share_obs
 
     @torch.no_grad()
-    def behaviour_actions(self, obs, share_obs, available_actions) -> list[np.ndarray]:
+    def behavior_actions(self, obs, share_obs, available_actions) -> list[np.ndarray]:
         joint = select_joint_actions(
             self.actor,
             obs,

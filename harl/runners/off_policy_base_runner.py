@@ -136,7 +136,7 @@ class OffPolicyBaseRunner(BaseRunner):
             if warming_up:
                 actions = random_actions(self.envs.action_spaces, available_actions, self.n_rollout_threads)
             else:
-                actions = self.behaviour_actions(obs, share_obs, available_actions)
+                actions = self.behavior_actions(obs, share_obs, available_actions)
             result = self.checked_step(actions)
             run_logger.add_train_episodes(self.train_tracker.update(result.rewards, result.infos))
             self.buffer.insert(share_obs, obs, actions, available_actions, result)
@@ -169,7 +169,7 @@ class OffPolicyBaseRunner(BaseRunner):
 
     # ----------------------------------------------------------------- acting
     @torch.no_grad()
-    def behaviour_actions(self, obs, share_obs, available_actions) -> list[np.ndarray]:
+    def behavior_actions(self, obs, share_obs, available_actions) -> list[np.ndarray]:
         """Exploratory actions of every agent for data collection (env format)."""
         return [
             to_numpy(self.actor[i].get_actions(obs[i], available_actions[i], explore=True))

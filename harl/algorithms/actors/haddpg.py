@@ -50,12 +50,12 @@ class HADDPG(OffPolicyBase):
     def get_actions(
         self, obs: Tensor | np.ndarray, available_actions: Tensor | np.ndarray | None = None, explore: bool = True
     ) -> Tensor:
-        actions = self.actor(self._as_tensor(obs))
+        actions = self.actor(self.as_tensor(obs))
         return self._noisy(actions, self.expl_noise) if explore else actions
 
     def sample(self, obs: Tensor, available_actions: Tensor | None = None) -> tuple[Tensor, None]:
-        return self.actor(self._as_tensor(obs)), None
+        return self.actor(self.as_tensor(obs)), None
 
     @torch.no_grad()
     def get_target_actions(self, obs: Tensor, available_actions: Tensor | None = None) -> tuple[Tensor, None]:
-        return self.target_actor(self._as_tensor(obs)), None
+        return self.target_actor(self.as_tensor(obs)), None

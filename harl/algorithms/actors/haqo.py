@@ -1,4 +1,4 @@
-"""HAQO: heterogeneous-agent Q-weighted policy optimisation (the reading of ../shared/design/HAQO_SPEC.md).
+"""HAQO: heterogeneous-agent Q-weighted policy optimisation (docs/HAQO.md, "The algorithm as the code implements it").
 
 One :class:`HAQO` instance per agent (one shared with ``share_param``), with a diffusion actor
 or, for the ablation ``actor: gaussian``, a squashed Gaussian one, or for the control ``actor:
@@ -8,11 +8,11 @@ the critic: every function that scores actions takes ``q_fn(joint_actions (*L, B
 states and picks the online or the target critic). The runner calls, with ``actors`` the list
 of the agents' HAQO objects:
 
-* each environment step, the behaviour actions (spec 3):
+* each environment step, the behaviour actions (algorithm 3):
   ``select_joint_actions(actors, obs, avail, actors[0].behavior_candidates, q_fn)``;
-* each critic update, the next actions of the TD target (spec 2):
+* each critic update, the next actions of the TD target (algorithm 2):
   ``select_joint_actions(actors, next_obs, next_avail, actors[0].target_candidates, q_fn_target)``;
-* every ``policy_freq``-th critic update, one actor round (spec 4): ``drawn =
+* every ``policy_freq``-th critic update, one actor round (algorithm 4): ``drawn =
   sample_candidates(actors, obs, [a.round_samples for a in actors], avail, record=True)`` (every
   agent's candidates from its actor before the round, one pass), ``acts`` the critic format of
   each agent's first candidate, then for each agent ``i`` in the round's order
@@ -61,7 +61,7 @@ from harl.models.policy_models.gaussian_candidate_policy import GaussianCandidat
 from harl.utils.config_ranges import range_problems
 from harl.utils.errors import ConfigError
 from harl.utils.finite import guarded_step
-from harl.utils.models_tools import masked_mean, to_tensor
+from harl.utils.models_tools import masked_mean
 
 Tensor = torch.Tensor
 QFunction = Callable[[Tensor], Tensor]
@@ -129,7 +129,7 @@ def insert_action(joint_actions: Sequence[Tensor], agent_id: int, actions: Tenso
 
 def best_candidates(candidates: Sequence[Tensor], q_fn: QFunction) -> Tensor:
     """For each agent ``i`` the index of ``argmax_k min Q(s, a^i_k, a^-i_0)``, the other agents
-    at their first candidate (spec 2 and 3). One ``q_fn`` call for all agents and candidates.
+    at their first candidate (algorithms 2 and 3). One ``q_fn`` call for all agents and candidates.
 
     Args:
         candidates: per agent critic-format candidates ``(K, B, c_i)``.
@@ -227,8 +227,8 @@ def select_joint_actions(
     """Every agent's best of ``n_candidates`` samples by ``q_fn`` (:func:`best_candidates`);
     with ``n_candidates == 1`` a plain sample and ``q_fn`` is not needed.
 
-    Behaviour (spec 3): ``n_candidates = behavior_candidates``, ``q_fn`` the online critics at the
-    current states. TD target (spec 2): ``target_candidates``, the target critics at the next
+    Behaviour (algorithm 3): ``n_candidates = behavior_candidates``, ``q_fn`` the online critics at the
+    current states. TD target (algorithm 2): ``target_candidates``, the target critics at the next
     states.
     """
     candidates = [c.x for c in sample_candidates(actors, obs, n_candidates, available_actions, targets=False)]
@@ -323,10 +323,6 @@ class HAQO(OffPolicyComponent):
             obs_space = gymnasium.spaces.Box(-np.inf, np.inf, (obs_space.shape[0] + act_space.n,), np.float32)
         self.actor: CandidatePolicy = POLICY_CLASSES[args["actor"]](args, obs_space, act_space, self.device)
         self.actor_optimizer = self.make_optimizer(self.actor.parameters(), args["lr"])
-
-    def as_tensor(self, x: ArrayLike | None) -> Tensor | None:
-        """``x`` as a float32 tensor on this actor's device (``None`` stays ``None``)."""
-        return None if x is None else to_tensor(x, self.device)
 
     def policy_input(self, obs: ArrayLike, available_actions: ArrayLike | None) -> Tensor:
         """What the policy is conditioned on, ``(B, d_i)`` or with ``condition_on_available``

@@ -49,15 +49,15 @@ class HASAC(OffPolicyBase):
     def get_actions(
         self, obs: Tensor | np.ndarray, available_actions: Tensor | np.ndarray | None = None, explore: bool = True
     ) -> Tensor:
-        obs = self._as_tensor(obs)
+        obs = self.as_tensor(obs)
         if self.discrete:
-            return self.actor(obs, self._as_tensor(available_actions), stochastic=explore)
+            return self.actor(obs, self.as_tensor(available_actions), stochastic=explore)
         return self.actor(obs, stochastic=explore, with_logprob=False)[0]
 
     def sample(self, obs: Tensor, available_actions: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        obs = self._as_tensor(obs)
+        obs = self.as_tensor(obs)
         if self.discrete:
-            return self.actor.sample_onehot(obs, self._as_tensor(available_actions))
+            return self.actor.sample_onehot(obs, self.as_tensor(available_actions))
         return self.actor(obs, stochastic=True, with_logprob=True)
 
     @torch.no_grad()

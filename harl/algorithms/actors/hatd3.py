@@ -32,5 +32,5 @@ class HATD3(HADDPG):
     @torch.no_grad()
     def get_target_actions(self, obs: Tensor, available_actions: Tensor | None = None) -> tuple[Tensor, None]:
         # target policy smoothing: a' = clip(mu'(o') + clip(eps, -c, c), low, high)
-        actions = self.target_actor(self._as_tensor(obs))
+        actions = self.target_actor(self.as_tensor(obs))
         return self._noisy(actions, self.policy_noise, self.noise_clip), None

@@ -115,6 +115,10 @@ class OffPolicyComponent:
         self._target_pairs: list[tuple[nn.Module, nn.Module]] = []
         self._lr_schedules: list[tuple[torch.optim.Optimizer, float]] = []
 
+    def as_tensor(self, x: Tensor | np.ndarray | None) -> Tensor | None:
+        """``x`` as a float32 tensor on this component's device (``None`` stays ``None``)."""
+        return None if x is None else to_tensor(x, self.device)
+
     def make_target(self, net: nn.Module) -> nn.Module:
         """A frozen copy of ``net`` that :meth:`soft_update` moves toward ``net``."""
         target = copy.deepcopy(net)
@@ -304,6 +308,3 @@ class OffPolicyBase(OffPolicyComponent):
     def restore(self, model_dir: str, agent_id: int) -> None:
         """Load weights written by :meth:`save` (HARL's ``model_dir``)."""
         self.load_weights(model_dir, self._weight_files(agent_id))
-
-    def _as_tensor(self, x: Tensor | np.ndarray | None) -> Tensor | None:
-        return None if x is None else to_tensor(x, self.device)

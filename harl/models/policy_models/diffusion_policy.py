@@ -441,7 +441,8 @@ def chain_log_probs(actions: Tensor, available: Tensor) -> Tensor:
 class StackedHead:
     """:meth:`Denoiser.head` of ``G`` denoisers of identical structure as one batched call
     (:class:`StackedLayers`), so a denoising step of several agents costs one network call
-    (HAQO_SPEC section 1). Build it per sampling pass, under ``no_grad``.
+    (docs/HAQO.md, algorithm 1). Built under ``no_grad`` and kept in the group cache of
+    ``_group_stacks`` until a denoiser's parameters change.
 
     Inputs and outputs carry ``G`` first: ``x (G, *L, dim)``, ``condition`` broadcastable to
     ``(G, *L, hidden)``.
