@@ -19,7 +19,7 @@ from test_haqo import make_args as haqo_args
 
 from harl.algorithms.actors.haqo import HAQO, POLICY_CLASSES, sample_candidates, select_joint_actions
 from harl.models.policy_models.categorical_candidate_policy import CategoricalCandidatePolicy
-from harl.models.policy_models.diffusion_policy import start_group_sampling
+from harl.models.policy_models.group_sampling import start_group_sampling
 from harl.utils.config_ranges import describe, load_rules
 from harl.utils.errors import ConfigError
 

@@ -12,13 +12,9 @@ import torch
 from torch import nn
 
 from harl.models.base.distributions import masked_kl
-from harl.models.policy_models.diffusion_policy import (
-    ActionCodec,
-    DiffusionPolicy,
-    beta_schedule,
-    chain_log_probs,
-    sinusoidal_embedding,
-)
+from harl.models.policy_models.candidate_policy import ActionCodec
+from harl.models.policy_models.denoiser import beta_schedule, sinusoidal_embedding
+from harl.models.policy_models.diffusion_policy import DiffusionPolicy, chain_log_probs
 from harl.models.policy_models.gaussian_candidate_policy import GaussianCandidatePolicy
 
 OBS = gym.spaces.Box(-1.0, 1.0, (3,), np.float32)

@@ -21,7 +21,7 @@ from harl.algorithms.actors.haqo import (
     sample_candidates,
     select_joint_actions,
 )
-from harl.models.policy_models.diffusion_policy import StackedHead, start_group_sampling
+from harl.models.policy_models.group_sampling import StackedHead, start_group_sampling
 from harl.utils.configs_tools import get_defaults_yaml_args
 
 YAML = Path(__file__).resolve().parent.parent / "harl" / "configs" / "algos_cfgs" / "haqo.yaml"
@@ -289,7 +289,7 @@ def test_group_sampling_reuses_stacked_weights_until_a_parameter_changes(change)
     from torch.nn.utils import parameters_to_vector
 
     from harl.algorithms.actors.haqo import _write_parameters
-    from harl.models.policy_models.diffusion_policy import group_stacks
+    from harl.models.policy_models.group_sampling import group_stacks
 
     actors = [HAQO(make_args(), OBS, BOX) for _ in range(2)]
     denoisers = [a.actor.denoiser for a in actors]
@@ -308,6 +308,25 @@ def test_group_sampling_reuses_stacked_weights_until_a_parameter_changes(change)
     for d in denoisers:
         d.group_stacks_cache.clear()
     torch.testing.assert_close(cached, _group_sample(actors, obs, 0))
+
+
+@pytest.mark.parametrize("actor", ["diffusion", "gaussian", "categorical"])
+@pytest.mark.parametrize("kl_threshold", [1e-4, 1e-12])  # backtracks; every step undone
+def test_updates_write_the_actor_parameters_in_place(actor, kl_threshold):
+    """The stacked-weight caches (group_sampling.group_stacks, the categorical StackedLayers) see
+    a parameter change by its storage address and version counter, so every write must be in
+    place: an update with its line search, accepted, scaled back or undone, keeps each
+    parameter's storage and moves its version."""
+    space = gym.spaces.Discrete(4) if actor == "categorical" else BOX
+    agent = HAQO(make_args(actor=actor, kl_threshold=kl_threshold), OBS, space)
+    params = list(agent.actor.parameters())
+    before = [(p.data_ptr(), p._version) for p in params]
+    width = 4 if actor == "categorical" else 2
+    avail = torch.ones(32, 4) if actor == "categorical" else None
+    info = agent.train(torch.randn(32, 3), [torch.zeros(32, width)], 0, peak_q(torch.ones(width)), avail)
+    assert info["ls_backtracks"] > 0
+    assert [p.data_ptr() for p in params] == [ptr for ptr, _ in before], "a parameter's storage was replaced"
+    assert all(p._version > version for p, (_, version) in zip(params, before))
 
 
 def test_train_makes_a_fixed_number_of_network_calls():

@@ -48,16 +48,11 @@ from torch.nn.utils import parameters_to_vector
 
 from harl.algorithms.actors.off_policy_base import OffPolicyComponent
 from harl.models.base.distributions import masked_entropy
+from harl.models.policy_models.candidate_policy import CandidatePolicy, CandidateSample, record_member, run_passes
 from harl.models.policy_models.categorical_candidate_policy import CategoricalCandidatePolicy
-from harl.models.policy_models.diffusion_policy import (
-    CandidatePolicy,
-    CandidateSample,
-    DiffusionPolicy,
-    record_member,
-    run_passes,
-    start_group_sampling,
-)
+from harl.models.policy_models.diffusion_policy import DiffusionPolicy
 from harl.models.policy_models.gaussian_candidate_policy import GaussianCandidatePolicy
+from harl.models.policy_models.group_sampling import start_group_sampling
 from harl.utils.config_ranges import range_problems
 from harl.utils.errors import ConfigError
 from harl.utils.finite import guarded_step
@@ -505,7 +500,7 @@ class HAQO(OffPolicyComponent):
 def _write_parameters(vector: Tensor, params: Sequence[Tensor]) -> None:
     """Copy ``vector`` into ``params`` in place (``vector_to_parameters`` rebinds ``.data``):
     the parameters keep their storage and their version counters move, which is what
-    :func:`~harl.models.policy_models.diffusion_policy.group_stacks` checks."""
+    :func:`~harl.models.policy_models.group_sampling.group_stacks` checks."""
     with torch.no_grad():
         offset = 0
         for p in params:

@@ -48,7 +48,7 @@ from torch import nn
 from harl.models.base.distributions import UNAVAILABLE_LOGIT, masked_entropy, masked_kl
 from harl.models.base.mlp import MLPBase
 from harl.models.base.stacked import StackedLayers, layers_key
-from harl.models.policy_models.diffusion_policy import ActionCodec, CandidatePolicy, CandidateSample
+from harl.models.policy_models.candidate_policy import ActionCodec, CandidatePolicy, CandidateSample
 from harl.utils.errors import ConfigError
 from harl.utils.models_tools import init_linear
 

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch.distributions import Normal, kl_divergence
 
 from harl.models.base.mlp import MLPBase
-from harl.models.policy_models.diffusion_policy import ActionCodec, CandidatePolicy, CandidateSample
+from harl.models.policy_models.candidate_policy import ActionCodec, CandidatePolicy, CandidateSample
 from harl.models.policy_models.squashed_gaussian_policy import LOG_STD_MAX, LOG_STD_MIN
 from harl.utils.models_tools import init_linear
 
