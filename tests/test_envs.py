@@ -13,6 +13,7 @@ from harl.envs import (
     ENV_REGISTRY,
     EnvNotInstalledError,
     check_env_args,
+    env_spec,
     get_task_name,
     load_adapter,
     make_train_env,
@@ -366,7 +367,7 @@ def test_unknown_env_name_lists_registered_names():
     ],
 )
 def test_missing_package_names_the_pip_extra(monkeypatch, env_name, package, extra):
-    module_name = ENV_REGISTRY[env_name].partition(":")[0]
+    module_name = env_spec(env_name).adapter.partition(":")[0]
     monkeypatch.delitem(sys.modules, module_name, raising=False)
     monkeypatch.setitem(sys.modules, package, None)  # makes `import <package>` fail
     with pytest.raises(EnvNotInstalledError, match=rf'pip install -e "\.\[{extra}\]"'):

@@ -9,12 +9,11 @@ from __future__ import annotations
 import importlib
 import logging
 import os
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-from harl.envs.base import EnvNotInstalledError, EnvWorkerError, MultiAgentEnv, StepResult
+from harl.envs.base import EnvNotInstalledError, EnvSpec, EnvWorkerError, MultiAgentEnv, StepResult
 from harl.envs.vec_env import EnvFactory, InProcessVecEnv, SubprocVecEnv
+from harl.utils import configs_tools
 from harl.utils.errors import ConfigError
 from harl.utils.files import load_yaml
 
@@ -27,6 +26,7 @@ __all__ = [
     "StepResult",
     "check_env_args",
     "env_defaults",
+    "env_spec",
     "get_task_name",
     "load_adapter",
     "make_eval_env",
@@ -35,56 +35,36 @@ __all__ = [
 ]
 
 ENV_REGISTRY: dict[str, str] = {
-    "pettingzoo_mpe": "harl.envs.pettingzoo_mpe.pettingzoo_mpe_env:PettingZooMPEEnv",
-    "mamujoco": "harl.envs.mamujoco.mamujoco_env:MAMuJoCoEnv",
-    "smac": "harl.envs.smac.smac_env:SMACEnv",
-    "smacv2": "harl.envs.smacv2.smacv2_env:SMACv2Env",
-    "smax": "harl.envs.smax.smax_env:SMAXEnv",
-    "toy": "harl.envs.toy.toy_env:ToyEnv",
-    "occupation": "harl.envs.occupation.occupation_env:OccupationEnv",
-    "football": "harl.envs.football.football_env:FootballEnv",
-    "dexhands": "harl.envs.dexhands.dexhands_env:DexHandsEnv",
+    "pettingzoo_mpe": "harl.envs.pettingzoo_mpe",
+    "mamujoco": "harl.envs.mamujoco",
+    "smac": "harl.envs.smac",
+    "smacv2": "harl.envs.smacv2",
+    "smax": "harl.envs.smax",
+    "toy": "harl.envs.toy",
+    "occupation": "harl.envs.occupation",
+    "football": "harl.envs.football",
+    "dexhands": "harl.envs.dexhands",
 }
-"""Environment name (the ``--env`` argument) -> ``"module:AdapterClass"``."""
-
-# Environment name -> (pip extra of setup.py, top-level modules that extra provides).
-_ENV_EXTRAS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "pettingzoo_mpe": ("mpe", ("mpe2", "pettingzoo")),
-    "mamujoco": ("mamujoco", ("gymnasium_robotics", "mujoco")),
-    "smax": ("smax", ("jaxmarl", "jax", "jaxlib", "flax", "chex")),
-    "football": ("football", ("gfootball",)),
-}
-# Environments whose package the pip extra cannot build alone: the command that installs it.
-_INSTALL_COMMANDS: dict[str, str] = {
-    "football": "bash scripts/install_football.sh (builds gfootball from source, about 15 minutes; "
-    "installs its Debian build packages with apt-get, so run it as root or install those first)",
-}
-
-_TASK_NAMES: dict[str, Callable[[dict[str, Any]], str]] = {
-    "pettingzoo_mpe": lambda a: f"{a['scenario']}-{'continuous' if a['continuous_actions'] else 'discrete'}",
-    "mamujoco": lambda a: f"{a['scenario']}-{a['agent_conf']}",
-    "smac": lambda a: a["map_name"],
-    "smacv2": lambda a: a["map_name"],
-    "smax": lambda a: a["map_name"],
-    "toy": lambda a: "toy-mixed" if a["continuous_agent"] else "toy-discrete",
-    "occupation": lambda a: f"{a['n_agents']}agents-{a['n_targets']}targets",
-    "football": lambda a: a["env_name"],
-    "dexhands": lambda a: a["task"],
-}
+"""Environment name (the ``--env`` argument) -> the package of its family, whose ``SPEC``
+(:class:`~harl.envs.base.EnvSpec`) names its adapter, task names and extras."""
 
 logger = logging.getLogger(__name__)
-
-_ENV_CFG_DIR = Path(__file__).resolve().parent.parent / "configs" / "envs_cfgs"
 
 # Offset between train and eval seeds (ARCHITECTURE.md: eval env k gets seed*1000 + 50000 + k).
 _EVAL_SEED_OFFSET = 50000
 
 
-def _check_name(env_name: str) -> None:
+def env_spec(env_name: str) -> EnvSpec:
+    """The :class:`~harl.envs.base.EnvSpec` of ``env_name``'s family (its package's ``SPEC``).
+
+    Raises:
+        ValueError: the name is not registered (the message lists the registered names).
+    """
     if env_name not in ENV_REGISTRY:
         raise ValueError(
             f"unknown environment {env_name!r}; registered environments: {', '.join(sorted(ENV_REGISTRY))}"
         )
+    return importlib.import_module(ENV_REGISTRY[env_name]).SPEC
 
 
 def load_adapter(env_name: str) -> type[MultiAgentEnv]:
@@ -94,16 +74,15 @@ def load_adapter(env_name: str) -> type[MultiAgentEnv]:
         ValueError: the name is not registered (the message lists the registered names).
         EnvNotInstalledError: the environment's package is missing (the message has the pip line).
     """
-    _check_name(env_name)
-    module_name, _, class_name = ENV_REGISTRY[env_name].partition(":")
+    spec = env_spec(env_name)
+    module_name, _, class_name = spec.adapter.partition(":")
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
-        extra = _ENV_EXTRAS.get(env_name)
         missing = (exc.name or "").split(".")[0]
-        if extra is None or missing not in extra[1]:
+        if missing not in spec.provides:
             raise
-        command = _INSTALL_COMMANDS.get(env_name, f'pip install -e ".[{extra[0]}]"')
+        command = spec.install_command or f'pip install -e ".[{spec.extra}]"'
         raise EnvNotInstalledError(
             f"environment {env_name!r} needs the Python package {missing!r}, which is not "
             f"installed; install it with: {command}"
@@ -113,11 +92,25 @@ def load_adapter(env_name: str) -> type[MultiAgentEnv]:
 
 def env_defaults(env_name: str) -> dict[str, Any]:
     """The defaults of ``harl/configs/envs_cfgs/<env_name>.yaml``."""
-    _check_name(env_name)
-    defaults = load_yaml(_ENV_CFG_DIR / f"{env_name}.yaml", "environment config", allow_empty=True) or {}
+    env_spec(env_name)  # a registered name
+    path = configs_tools.CONFIGS_DIR / "envs_cfgs" / f"{env_name}.yaml"
+    defaults = load_yaml(path, "environment config", allow_empty=True) or {}
     if not isinstance(defaults, dict):
-        raise ConfigError(f"{_ENV_CFG_DIR / f'{env_name}.yaml'} must be a mapping of keys to values.")
+        raise ConfigError(f"{path} must be a mapping of keys to values.")
     return defaults
+
+
+class CheckedEnvArgs(dict):
+    """``env_args`` that :func:`check_env_args` completed and validated for ``env_name``: checking
+    them again (the CLI, the runner, the vectorised env and each adapter all may) returns them
+    as they are. A plain ``dict`` in every other respect (JSON, pickling to env workers)."""
+
+    def __init__(self, env_name: str, args: dict[str, Any]) -> None:
+        super().__init__(args)
+        self.env_name = env_name
+
+    def __reduce__(self):
+        return (CheckedEnvArgs, (self.env_name, dict(self)))
 
 
 def check_env_args(env_name: str, env_args: dict[str, Any]) -> dict[str, Any]:
@@ -127,6 +120,8 @@ def check_env_args(env_name: str, env_args: dict[str, Any]) -> dict[str, Any]:
     take the YAML default; unknown keys and unsupported values raise ``ValueError`` naming the
     valid ones.
     """
+    if isinstance(env_args, CheckedEnvArgs) and env_args.env_name == env_name:
+        return env_args  # validated once: a checked dict passes through
     adapter_cls = load_adapter(env_name)
     defaults = env_defaults(env_name)
     unknown = sorted(set(env_args) - set(defaults))
@@ -137,7 +132,7 @@ def check_env_args(env_name: str, env_args: dict[str, Any]) -> dict[str, Any]:
         )
     merged = {**defaults, **env_args}
     adapter_cls.check_args(merged)
-    return merged
+    return CheckedEnvArgs(env_name, merged)
 
 
 def check_run_env_args(env_name: str, env_args: dict[str, Any]) -> dict[str, Any]:
@@ -157,8 +152,7 @@ def check_run_env_args(env_name: str, env_args: dict[str, Any]) -> dict[str, Any
 def get_task_name(env_name: str, env_args: dict[str, Any]) -> str:
     """The task part of the run directory, e.g. ``simple_spread_v2-continuous``,
     ``HalfCheetah-v2-2x3``; scenario names are kept as the user gave them."""
-    _check_name(env_name)
-    return _TASK_NAMES[env_name]({**env_defaults(env_name), **env_args})
+    return env_spec(env_name).task_name({**env_defaults(env_name), **env_args})
 
 
 def resolve_n_env_workers(n_env_workers: int | None, n_threads: int, env_name: str | None = None) -> int:
@@ -203,7 +197,7 @@ def _make_vec_env(
                 n_env_workers,
             )
         return batched
-    factory = EnvFactory(ENV_REGISTRY[env_name], env_args)
+    factory = EnvFactory(env_spec(env_name).adapter, env_args)
     n_workers = resolve_n_env_workers(n_env_workers, n_threads, env_name)
     if n_workers == 0:
         return InProcessVecEnv(factory, n_threads, base_seed)

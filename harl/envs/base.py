@@ -8,10 +8,45 @@ them.
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
 from gymnasium import spaces
+
+# How a centralised critic sees the state (HARL): EP, one environment-provided state per step;
+# FP, one feature-pruned state per agent.
+STATE_TYPES = ("EP", "FP")
+
+
+def check_state_type(state_type: Any, where: str = "state_type") -> None:
+    """Raise ``ValueError`` unless ``state_type`` is one of :data:`STATE_TYPES`."""
+    if state_type not in STATE_TYPES:
+        raise ValueError(f"{where} must be one of {', '.join(STATE_TYPES)}, got {state_type!r}")
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    """What the registry knows of an environment family before its adapter is imported: each
+    family's ``__init__.py`` holds one as ``SPEC``, so the family owns its names and extras.
+
+    Args:
+        adapter: ``"module:AdapterClass"``, imported when the environment is first used.
+        task_name: the task part of a run directory from the completed ``env_args``, e.g.
+            ``simple_spread_v2-continuous``.
+        extra: the pip extra of ``setup.py`` that installs the family's packages (None: none needed).
+        provides: the top-level modules that extra installs (a missing one is reported with the
+            pip line).
+        install_command: the command to give instead of the pip line, when the extra cannot
+            build the package alone.
+    """
+
+    adapter: str
+    task_name: Callable[[dict[str, Any]], str]
+    extra: str | None = None
+    provides: tuple[str, ...] = ()
+    install_command: str | None = None
 
 
 class EnvNotInstalledError(ImportError):

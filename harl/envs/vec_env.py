@@ -8,6 +8,7 @@ environments through :class:`_EnvChunk`.
 
 from __future__ import annotations
 
+import copy
 import importlib
 import multiprocessing as mp
 import signal
@@ -48,7 +49,7 @@ class EnvFactory:
         """Import the adapter class and construct one environment."""
         module_name, _, class_name = self.target.partition(":")
         adapter_cls = getattr(importlib.import_module(module_name), class_name)
-        return adapter_cls(dict(self.env_args))
+        return adapter_cls(copy.copy(self.env_args))  # its own dict, still marked checked if it was
 
 
 class _EnvChunk:

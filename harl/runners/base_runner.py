@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from harl.envs import check_run_env_args, get_task_name, load_adapter, make_eval_env, make_train_env
+from harl.envs.base import check_state_type
 from harl.utils.checkpoint import (
     CheckpointError,
     atomic_torch_save,
@@ -81,8 +82,10 @@ class BaseRunner(abc.ABC):
             ConfigError: the first such setting, with what to change.
         """
         state_type = env_args.get("state_type", "EP")
-        if state_type not in ("EP", "FP"):
-            raise ConfigError(f"state_type must be 'EP' or 'FP', got {state_type!r}")
+        try:
+            check_state_type(state_type)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
 
     def __init__(self, args: dict[str, Any], algo_args: dict[str, Any], env_args: dict[str, Any]):
         # before anything is written: a bad env argument leaves no run directory behind

@@ -9,6 +9,7 @@ import torch
 
 from harl.algorithms.actors.happo import HAPPO
 from harl.common.buffers.on_policy_actor_buffer import ActorBatch, OnPolicyActorBuffer
+from harl.envs.base import check_state_type
 
 
 class MAPPO(HAPPO):
@@ -33,12 +34,11 @@ class MAPPO(HAPPO):
             num_agents: ``N``.
             state_type: "EP" or "FP".
         """
+        check_state_type(state_type)
         if state_type == "EP":
             per_agent = [advantages] * num_agents
-        elif state_type == "FP":
-            per_agent = [advantages[:, :, agent_id] for agent_id in range(num_agents)]
         else:
-            raise ValueError(f"state_type must be 'EP' or 'FP', got {state_type!r}")
+            per_agent = [advantages[:, :, agent_id] for agent_id in range(num_agents)]
         # Agents become extra environments of one buffer, so every generator (recurrent
         # included) sees whole per-agent trajectories.
         merged = OnPolicyActorBuffer.concatenate(actor_buffers[:num_agents])

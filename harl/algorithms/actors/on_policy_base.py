@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from harl.common.buffers.on_policy_actor_buffer import ActorBatch, OnPolicyActorBuffer
+from harl.envs.base import check_state_type
 from harl.models.base.act import ActionDistribution
 from harl.models.policy_models.stochastic_policy import StochasticPolicy
 from harl.utils.finite import guarded_step
@@ -146,8 +147,7 @@ class OnPolicyBase:
         Returns:
             the mean over updates of each of ``train_info_keys``.
         """
-        if state_type not in ("EP", "FP"):
-            raise ValueError(f"state_type must be 'EP' or 'FP', got {state_type!r}")
+        check_state_type(state_type)
         if np.all(actor_buffer.active_masks[:-1] == 0.0):
             return {key: 0.0 for key in self.train_info_keys}
         if state_type == "EP":

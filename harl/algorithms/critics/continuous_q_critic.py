@@ -19,6 +19,7 @@ import torch
 from harl.algorithms.actors.off_policy_base import OffPolicyComponent
 from harl.common.buffers.off_policy_buffer_base import OffPolicyBatch
 from harl.common.valuenorm import ValueNorm
+from harl.envs.base import check_state_type
 from harl.models.value_function_models.continuous_q_net import ContinuousQNet
 from harl.utils.finite import guarded_step
 from harl.utils.models_tools import huber_loss, masked_mean, mse_loss
@@ -55,8 +56,7 @@ class ContinuousQCritic(OffPolicyComponent):
         obs_spaces: Sequence[gymnasium.spaces.Box] | None = None,
     ) -> None:
         super().__init__(args["polyak"], device)
-        if state_type not in ("EP", "FP"):
-            raise ValueError(f"state_type must be 'EP' or 'FP', not {state_type!r}")
+        check_state_type(state_type)
         self.state_type = state_type
         self.use_proper_time_limits: bool = args["use_proper_time_limits"]
         self.use_huber_loss: bool = args["use_huber_loss"]

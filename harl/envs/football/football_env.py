@@ -39,6 +39,7 @@ with contextlib.redirect_stderr(io.StringIO()):
     from gfootball.env import config as football_config
     from gfootball.env import football_env, wrappers
 
+from harl.envs import check_env_args
 from harl.envs.base import EnvStepResult, MultiAgentEnv, ResetResult
 from harl.envs.football.features import (
     ACADEMY_PLAYERS,
@@ -60,8 +61,6 @@ class FootballEnv(MultiAgentEnv):
     default_env_workers = -1
 
     def __init__(self, env_args: dict[str, Any]) -> None:
-        from harl.envs import check_env_args
-
         args = check_env_args("football", env_args)
         self.env_name: str = args["env_name"]
         self.n_agents = int(args["number_of_left_players_agent_controls"])

@@ -15,6 +15,7 @@ from gymnasium import spaces
 from gymnasium_robotics import mamujoco_v1
 from gymnasium_robotics.envs.multiagent_mujoco.obsk import get_parts_and_edges
 
+from harl.envs import check_env_args
 from harl.envs.base import EnvStepResult, MultiAgentEnv, ResetResult
 
 logger = logging.getLogger(__name__)
@@ -93,8 +94,6 @@ class MAMuJoCoEnv(MultiAgentEnv):
     """
 
     def __init__(self, env_args: dict[str, Any]) -> None:
-        from harl.envs import check_env_args
-
         args = check_env_args("mamujoco", env_args)
         if mujoco.get_mju_user_warning() is None:
             # MuJoCo's default handler appends to MUJOCO_LOG.TXT in the working directory.

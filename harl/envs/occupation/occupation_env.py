@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
-from harl.envs.base import EnvStepResult, MultiAgentEnv, ResetResult
+from harl.envs import check_env_args
+from harl.envs.base import EnvStepResult, MultiAgentEnv, ResetResult, check_state_type
 from harl.envs.coverage import coverage_metric_names, coverage_metrics, occupancy
 
 # Agents start within this distance of the centre (uniform in a square), so the start is
@@ -47,8 +48,6 @@ class OccupationEnv(MultiAgentEnv):
     """
 
     def __init__(self, env_args: dict[str, Any]) -> None:
-        from harl.envs import check_env_args
-
         args = check_env_args("occupation", env_args)
         self.n_agents = int(args["n_agents"])
         self.n_targets = int(args["n_targets"])
@@ -84,8 +83,7 @@ class OccupationEnv(MultiAgentEnv):
                 f"occupation: target_distance + target_radius ({args['target_distance']} + "
                 f"{args['target_radius']}) must be at most 1 so that every target lies in the arena [-1, 1]^2"
             )
-        if args["state_type"] not in ("EP", "FP"):
-            raise ValueError(f"occupation: state_type must be 'EP' or 'FP', got {args['state_type']!r}")
+        check_state_type(args["state_type"], "occupation: state_type")
 
     def reset(self, seed: int | None = None) -> ResetResult:
         """Start an episode with the agents at the centre; a seed re-creates the random generator."""

@@ -10,6 +10,7 @@ import mpe2  # noqa: F401  - fails early (EnvNotInstalledError) when the package
 import numpy as np
 from gymnasium import spaces
 
+from harl.envs import check_env_args
 from harl.envs.base import EnvStepResult, MultiAgentEnv, ResetResult
 from harl.envs.coverage import coverage_metric_names, coverage_metrics
 
@@ -43,8 +44,6 @@ class PettingZooMPEEnv(MultiAgentEnv):
     """
 
     def __init__(self, env_args: dict[str, Any]) -> None:
-        from harl.envs import check_env_args
-
         args = check_env_args("pettingzoo_mpe", env_args)
         self.scenario: str = args["scenario"]
         self.discrete = not args["continuous_actions"]

@@ -34,11 +34,13 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
+from harl.envs import check_env_args
 from harl.envs.base import (
     EnvNotInstalledError,
     EnvStepResult,
     MultiAgentEnv,
     ResetResult,
+    check_state_type,
 )
 
 SMAC_MAPS: tuple[str, ...] = (
@@ -68,7 +70,6 @@ SMAC_MAPS: tuple[str, ...] = (
 )
 """The maps of oxwhirl's SMAC."""
 
-STATE_TYPES = ("EP", "FP")
 
 DEFAULT_SC2PATH: dict[str, str] = {
     "Linux": "~/StarCraftII",
@@ -212,8 +213,6 @@ class SMACEnv(MultiAgentEnv):
     map_names: tuple[str, ...] = SMAC_MAPS
 
     def __init__(self, env_args: dict[str, Any]) -> None:
-        from harl.envs import check_env_args
-
         args = check_env_args(self.requirements.env_name, env_args)
         self.map_name: str = args["map_name"]
         self.state_type: str = args["state_type"]
@@ -240,8 +239,7 @@ class SMACEnv(MultiAgentEnv):
         name = cls.requirements.env_name
         if args["map_name"] not in cls.map_names:
             raise ValueError(f"{name}: unknown map_name {args['map_name']!r}; valid: {', '.join(cls.map_names)}")
-        if args["state_type"] not in STATE_TYPES:
-            raise ValueError(f"{name}: state_type must be one of {', '.join(STATE_TYPES)}, got {args['state_type']!r}")
+        check_state_type(args["state_type"], f"{name}: state_type")
         check_requirements(cls.requirements, args["map_name"])
 
     def _make_package_env(self, seed: int | None) -> Any:

@@ -65,7 +65,8 @@ def _silenced_stdout():
 with _silenced_stdout():
     from jaxmarl.environments.smax import HeuristicEnemySMAX, Scenario  # noqa: E402
 
-from harl.envs.base import EnvStepResult, MultiAgentEnv, ResetResult, StepResult  # noqa: E402
+from harl.envs import check_env_args  # noqa: E402
+from harl.envs.base import EnvStepResult, MultiAgentEnv, ResetResult, StepResult, check_state_type  # noqa: E402
 from harl.envs.smax.maps import AIR_TYPES, HEALER_TYPES, HITS_AIR, UNIT_ID, MapSpec, get_map  # noqa: E402
 from harl.envs.smax.medivac import HealerHeuristicEnemySMAX, type_flags  # noqa: E402
 
@@ -73,7 +74,6 @@ logger = logging.getLogger(__name__)
 # JAX reports at INFO level every accelerator plugin it does not find (TPU on a CPU machine).
 logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
 
-STATE_TYPES = ("EP", "FP")
 # SMAC's action layout: no-op, stop, north, south, east, west, then one per enemy.
 N_NON_ATTACK_ACTIONS = 6
 # SMAX's moves are 0 north, 1 east, 2 south, 3 west, 4 stop, then attacks from 5.
@@ -324,8 +324,6 @@ class SMAXVecEnv:
     """
 
     def __init__(self, env_args: dict[str, Any], n_envs: int, base_seed: int) -> None:
-        from harl.envs import check_env_args
-
         if n_envs < 1:
             raise ValueError(f"n_envs must be at least 1, got {n_envs}")
         args = check_env_args("smax", env_args)
@@ -418,8 +416,7 @@ class SMAXEnv(MultiAgentEnv):
     def check_args(args: dict[str, Any]) -> None:
         """Raise ``ValueError`` for unsupported values; log once when the map approximates SC2."""
         spec = get_map(args["map_name"])
-        if args["state_type"] not in STATE_TYPES:
-            raise ValueError(f"smax: state_type must be one of {STATE_TYPES}, got {args['state_type']!r}")
+        check_state_type(args["state_type"], "smax: state_type")
         if not isinstance(args["batched_step"], bool):
             raise ValueError(f"smax: batched_step must be True or False, got {args['batched_step']!r}")
         if spec.approximation and spec.name not in _logged_notes:

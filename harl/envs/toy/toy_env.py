@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
-from harl.envs.base import EnvStepResult, MultiAgentEnv, ResetResult
+from harl.envs import check_env_args
+from harl.envs.base import EnvStepResult, MultiAgentEnv, ResetResult, check_state_type
 
 # Action counts of the discrete agents: different on purpose, so agents have different spaces.
 _DISCRETE_ACTIONS = (3, 5)
@@ -39,8 +40,6 @@ class ToyEnv(MultiAgentEnv):
     episode_metric_names = ("success_rate",)
 
     def __init__(self, env_args: dict[str, Any]) -> None:
-        from harl.envs import check_env_args
-
         args = check_env_args("toy", env_args)
         self.episode_limit: int = args["episode_limit"]
         self.terminate_on_miss: bool = args["terminate_on_miss"]
@@ -69,8 +68,7 @@ class ToyEnv(MultiAgentEnv):
         """Raise ``ValueError`` for unsupported values."""
         if not isinstance(args["episode_limit"], int) or args["episode_limit"] < 1:
             raise ValueError(f"toy: episode_limit must be a positive integer, got {args['episode_limit']!r}")
-        if args["state_type"] not in ("EP", "FP"):
-            raise ValueError(f"toy: state_type must be 'EP' or 'FP', got {args['state_type']!r}")
+        check_state_type(args["state_type"], "toy: state_type")
 
     def reset(self, seed: int | None = None) -> ResetResult:
         """Start an episode; a seed re-creates the random generator."""
