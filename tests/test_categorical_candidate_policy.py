@@ -124,7 +124,7 @@ def test_actions_are_always_available_through_selection_acting_and_training():
         for explore in (True, False):
             acts = actors[2].get_actions(obs[2], avail[2], explore=explore)
             assert avail[2].gather(1, acts).eq(1).all()
-        assert (actors[2].sample(obs[2], avail[2]) * (1 - avail[2])).eq(0).all()
+        assert (actors[2].sample_critic_action(obs[2], avail[2]) * (1 - avail[2])).eq(0).all()
         drawn = sample_candidates(actors, obs, 4, avail, record=True)
         for sample, mask in zip(drawn, avail):
             assert (((sample.x + 1) / 2) * (1 - mask)).eq(0).all()  # +-1 codes of available actions

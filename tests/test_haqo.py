@@ -361,7 +361,7 @@ def test_discrete_actions_never_unavailable_through_selection_and_training():
             for explore in (True, False):
                 acts = actors[1].get_actions(obs[1], avail[1], explore=explore)
                 assert avail[1].gather(1, acts).eq(1).all()
-            assert (actors[1].sample(obs[1], avail[1]) * (1 - avail[1])).eq(0).all()
+            assert (actors[1].sample_critic_action(obs[1], avail[1]) * (1 - avail[1])).eq(0).all()
         info = actors[0].train(obs[0], chosen.critic, 0, q_fn, avail[0])
         assert math.isfinite(info["loss_qv"])
 
@@ -426,7 +426,14 @@ def test_update_touches_only_this_actor_and_respects_masks():
     p1 = copy.deepcopy(list(a1.actor.parameters()))
     obs = torch.randn(16, 3)
     dead = torch.zeros(16, 1)
-    info = a0.train(obs, [torch.zeros(16, 2), a1.sample(obs)], 0, lambda j: -j.pow(2).sum(-1, keepdim=True), None, dead)
+    info = a0.train(
+        obs,
+        [torch.zeros(16, 2), a1.sample_critic_action(obs)],
+        0,
+        lambda j: -j.pow(2).sum(-1, keepdim=True),
+        None,
+        dead,
+    )
     assert all(torch.equal(p, q) for p, q in zip(p1, a1.actor.parameters()))
     assert info["loss_qv"] == 0.0 and info["loss_ent"] == 0.0 and info["grad_norm"] == 0.0
 

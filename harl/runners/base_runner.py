@@ -32,7 +32,7 @@ from harl.utils.configs_tools import check_writable, get_defaults_yaml_args, ini
 from harl.utils.envs_tools import get_device, set_seed
 from harl.utils.errors import ConfigError
 from harl.utils.finite import NonFiniteError, check_actions, non_finite_entries, torch_refusals_as_non_finite
-from harl.utils.logger import EpisodeTracker, RunLogger, row_grid
+from harl.utils.logger import EpisodeTracker, RunLogger, ScalarWindow, row_grid
 from harl.utils.plotting import plot_learning_curve
 
 logger = logging.getLogger(__name__)
@@ -72,6 +72,12 @@ class BaseRunner(abc.ABC):
         algo_args: the algorithm config, HARL's sections.
         env_args: the environment config.
     """
+
+    #: one algorithm object per agent (the same object ``N`` times with ``share_param``), set by
+    #: the family's ``__init__`` through :meth:`build_actors`; QMIX keeps its learner elsewhere
+    actor: list[Any]
+    #: the window of training diagnostics written at each ``progress.csv`` row
+    diagnostics: ScalarWindow
 
     @classmethod
     def check_config(cls, algo_args: dict[str, Any], env_args: dict[str, Any]) -> None:

@@ -17,6 +17,7 @@ the shared twin-Q critic is :class:`TwinContinuousQCritic`. What HAQO changes:
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -45,12 +46,25 @@ CSV_AGENT_DIAGNOSTICS = (
 )
 
 
+@dataclass(frozen=True)
+class CandidateSettings:
+    """How many candidates HAQO's runner draws where (read once from the config)."""
+
+    behavior: int  # per agent and environment step, the best by the online critic is executed
+    target: int  # per agent and next state of a TD target, the best by the target critic is used
+    record_chains: bool  # the actor round keeps the sampling chains the KL line search measures
+
+
 class HAQORunner(OffPolicyBaseRunner):
     """Collect with Q-selected diffusion candidates; train the twin critic, then one HA round."""
 
     def __init__(self, args, algo_args, env_args):
         super().__init__(args, algo_args, env_args)
         self.sequential = bool(self.flat_args["sequential"])
+        flat = self.flat_args
+        self.candidates = CandidateSettings(
+            int(flat["behavior_candidates"]), int(flat["target_candidates"]), flat["drift"] == "kl_linesearch"
+        )
 
     def build_actors(self, actor_cls: type) -> list:
         # before anything is written (the run directory is made by run()): the categorical
@@ -98,7 +112,7 @@ class HAQORunner(OffPolicyBaseRunner):
             self.actor,
             obs,
             available_actions,
-            self.actor[0].behavior_candidates,
+            self.candidates.behavior,
             self._q_fn(self._critic_states(share_obs), obs),
         )
         return [to_numpy(action) for action in joint.env]
@@ -114,7 +128,7 @@ class HAQORunner(OffPolicyBaseRunner):
             self.actor,
             batch.next_obs,
             batch.next_available_actions,
-            self.actor[0].target_candidates,
+            self.candidates.target,
             self._q_fn(batch.next_share_obs, batch.next_obs, target=True),
         ).critic
         with blame("the critic"):
@@ -122,7 +136,7 @@ class HAQORunner(OffPolicyBaseRunner):
         self.critic.soft_update()
         critic_done = time.perf_counter()
         infos["time/critic"] = critic_done - start
-        if self.total_it % self.actor[0].policy_freq:  # delayed actor rounds (policy_freq)
+        if self.total_it % self.policy_freq:  # delayed actor rounds (policy_freq)
             return infos
 
         # every agent's samples from its actor before the round, in one pass: the actors only
@@ -133,7 +147,7 @@ class HAQORunner(OffPolicyBaseRunner):
             batch.obs,
             [actor.round_samples for actor in self.actor],
             batch.available_actions,
-            record=self.actor[0].line_search,
+            record=self.candidates.record_chains,
         )
         joint = [
             actor.actor.codec.to_critic(sample.x[0], actor.as_tensor(avail))
@@ -159,7 +173,7 @@ class HAQORunner(OffPolicyBaseRunner):
         def resample(agent_id: int):
             if agent_id == order[-1]:  # nobody is updated after the last agent: no fresh action needed
                 return joint[agent_id]
-            return self.actor[agent_id].sample(batch.obs[agent_id], batch.available_actions[agent_id])
+            return self.actor[agent_id].sample_critic_action(batch.obs[agent_id], batch.available_actions[agent_id])
 
         agent_infos = sequential_round(order, joint, update_agent, resample if self.sequential else None)
         for agent_id, info in agent_infos.items():

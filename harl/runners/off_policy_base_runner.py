@@ -22,7 +22,6 @@ from harl.common.buffers.off_policy_buffer_fp import OffPolicyBufferFP
 from harl.common.buffers.storage import observation_storage_device
 from harl.runners.base_runner import BaseRunner, check_model_dir
 from harl.utils.errors import ConfigError
-from harl.utils.finite import blame
 from harl.utils.logger import ScalarWindow
 from harl.utils.models_tools import to_numpy
 
@@ -69,7 +68,7 @@ def check_buffer_fits(nbytes: int, buffer_size: int, num_env_steps: int) -> None
 class OffPolicyBaseRunner(BaseRunner):
     """Replay-buffer training with per-agent actors and one centralised Q critic.
 
-    Subclasses choose how the actors update in a round (:meth:`train_actors`).
+    Subclasses implement the training step (:meth:`train`).
     """
 
     @classmethod
@@ -114,6 +113,8 @@ class OffPolicyBaseRunner(BaseRunner):
         self.read_vector_step_schedule()
         self.warmup_vec_steps = int(train_cfg["warmup_steps"]) // self.n_rollout_threads
         self.total_it = 0
+        # actor rounds every policy_freq-th critic update (TD3's delay; 1 where the key is absent)
+        self.policy_freq: int = int(self.actor[0].policy_freq)
         self.diagnostics = ScalarWindow(track_max=self.track_max)
         if flat["model_dir"]:
             self.restore_weights(check_model_dir(flat["model_dir"]))
@@ -189,53 +190,14 @@ class OffPolicyBaseRunner(BaseRunner):
 
     # ----------------------------------------------------------------- training
     def train(self) -> dict[str, float]:
-        """One gradient update: the critic every time, the actors every ``policy_freq``."""
-        self.total_it += 1
-        batch = self.buffer.sample().to(self.device)
-        targets = [
-            self.actor[i].get_target_actions(batch.next_obs[i], batch.next_available_actions[i])
-            for i in range(self.num_agents)
-        ]
-        with blame("the critic"):
-            critic_info = self.critic.train(batch, [a for a, _ in targets], [logp for _, logp in targets])
-        infos = {f"critic/{k}": v for k, v in critic_info.items()}
-        if self.total_it % self.actor[0].policy_freq == 0:
-            with torch.no_grad():
-                samples = [
-                    self.actor[i].sample(batch.obs[i], batch.available_actions[i]) for i in range(self.num_agents)
-                ]
-            actor_infos, logps = self.train_actors(batch, samples)
-            for agent_id, info in actor_infos.items():
-                infos.update({f"agent{agent_id}/{k}": v for k, v in info.items()})
-            if all(logp is not None for logp in logps):
-                with blame("the shared entropy temperature"):
-                    infos.update({f"critic/{k}": v for k, v in self.critic.update_alpha(sum(logps)).items()})
-            for actor in self.unique_actors():
-                actor.soft_update()
-            self.critic.soft_update()
-        return infos
+        """One gradient update of the algorithm on a replay batch: the family's training step
+        (:class:`~harl.runners.off_policy_actor_critic_runner.OffPolicyActorCriticRunner` for
+        HASAC, HADDPG, HATD3, MADDPG, MATD3; :class:`~harl.runners.haqo_runner.HAQORunner`).
 
-    def train_actors(self, batch, samples) -> tuple[dict[int, dict[str, float]], list]:
-        """Update the actors; returns their diagnostics and the log-probs of the final samples."""
+        Returns:
+            diagnostics, ``critic/<name>`` and ``agent<i>/<name>``.
+        """
         raise NotImplementedError
-
-    def update_agent_fn(self, batch):
-        """``update_agent`` of :func:`sequential_round` for this batch."""
-
-        def update_agent(agent_id: int, joint_actions) -> dict[str, float]:
-            with blame(f"agent {agent_id}"):
-                return self.actor[agent_id].train(
-                    batch.obs[agent_id],
-                    batch.share_obs,
-                    joint_actions,
-                    agent_id,
-                    self.critic,
-                    batch.available_actions[agent_id],
-                    batch.valid_transitions[:, agent_id],
-                    batch.obs,
-                )
-
-        return update_agent
 
     def lr_decay(self, step: int, steps: int) -> None:
         for actor in self.unique_actors():

@@ -1,14 +1,14 @@
-"""Heterogeneous-agent off-policy runner: HASAC, HADDPG, HATD3 (and the base of HAQO's)."""
+"""Heterogeneous-agent off-policy runner: HASAC, HADDPG, HATD3."""
 
 from __future__ import annotations
 
 import torch
 
 from harl.common.sequential_update import sequential_round, update_order
-from harl.runners.off_policy_base_runner import OffPolicyBaseRunner
+from harl.runners.off_policy_actor_critic_runner import OffPolicyActorCriticRunner
 
 
-class OffPolicyHARunner(OffPolicyBaseRunner):
+class OffPolicyHARunner(OffPolicyActorCriticRunner):
     """HASAC, HADDPG, HATD3: sequential updates, each agent against its predecessors' new actions."""
 
     def train_actors(self, batch, samples):

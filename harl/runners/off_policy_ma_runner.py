@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 from harl.common.sequential_update import sequential_round
-from harl.runners.off_policy_base_runner import OffPolicyBaseRunner
+from harl.runners.off_policy_actor_critic_runner import OffPolicyActorCriticRunner
 
 
-class OffPolicyMARunner(OffPolicyBaseRunner):
+class OffPolicyMARunner(OffPolicyActorCriticRunner):
     """MADDPG, MATD3: simultaneous updates against the replay buffer's stored joint action."""
 
     def train_actors(self, batch, samples):

@@ -17,7 +17,7 @@ of the agents' HAQO objects:
   agent's candidates from its actor before the round, one pass), ``acts`` the critic format of
   each agent's first candidate, then for each agent ``i`` in the round's order
   ``actors[i].train(obs[i], acts, i, q_fn, ..., candidates=drawn[i])`` and, with ``sequential:
-  true``, ``acts[i] = actors[i].sample(obs[i], avail[i])``.
+  true``, ``acts[i] = actors[i].sample_critic_action(obs[i], avail[i])``.
 
 The update of agent ``i`` (:meth:`HAQO.train`), with ``a^-i`` fixed by the runner:
 
@@ -345,7 +345,7 @@ class HAQO(OffPolicyComponent):
         return self.actor.codec.to_env(x, avail)
 
     @torch.no_grad()
-    def sample(self, obs: ArrayLike, available_actions: ArrayLike | None = None) -> Tensor:
+    def sample_critic_action(self, obs: ArrayLike, available_actions: ArrayLike | None = None) -> Tensor:
         """One fresh action per state from the current policy, critic format ``(B, c_i)``: the
         runner's ``a^i`` for the agents updated after this one."""
         avail = self.as_tensor(available_actions)
