@@ -161,3 +161,16 @@ def test_the_file_map_names_every_module_and_nothing_else():
 @pytest.mark.parametrize("path", ["utils/errors.py", "algorithms/actors/hatrpo.py", "envs/smax/maps.py"])
 def test_the_file_map_reader_finds_paths_and_bare_names(path):
     assert path in named_modules()
+
+
+# a module may grow a little past this before its docstring must say why it is one module
+LONG_MODULE_LINES = 460
+
+
+def test_long_modules_say_why_at_their_top():
+    unexplained = []
+    for path in PACKAGE.rglob("*.py"):
+        text = path.read_text()
+        if len(text.splitlines()) > LONG_MODULE_LINES and "Length (" not in (ast.get_docstring(ast.parse(text)) or ""):
+            unexplained.append(str(path.relative_to(ROOT)))
+    assert not unexplained, f"modules over {LONG_MODULE_LINES} lines with no 'Length (...)' reason: {unexplained}"

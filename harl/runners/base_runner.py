@@ -1,5 +1,8 @@
 """What every runner shares: seeding, device, run directory, environments, logging, evaluation
 and checkpoints. On-policy and off-policy runners subclass it and fill in collection and training.
+
+Length (about 490 lines): the run's life cycle in one place (directory, resume, signals,
+evaluation, checkpoints), which every runner family shares.
 """
 
 from __future__ import annotations

@@ -3,6 +3,9 @@
 ``algo_args`` holds HARL's sections (``seed``, ``device``, ``train``, ``eval``, ``render``,
 ``model``, ``algo``, ``logger``); ``env_args`` is flat. Every leaf key is unique across both, so a
 command-line ``--KEY VALUE`` names a key without its section, exactly as in HARL.
+
+Length (about 550 lines): the command-line configuration in one place: YAML loading, ``--KEY
+VALUE`` overrides with their type and range checks, ``--list_keys`` and run directories.
 """
 
 from __future__ import annotations

@@ -11,6 +11,9 @@ is doing until a speed can be measured (``compiling the batched environment``, `
 training rate measured after compilation and warm-up. Beside them: the mean return and headline
 rate (win rate, score rate, coverage; :mod:`harl.utils.metrics`) of the last
 ``DISPLAY_EPISODES`` finished training episodes, and the last evaluation's.
+
+Length (about 500 lines): the three outputs of a run (TensorBoard, ``progress.csv``, the
+progress display) and the episode bookkeeping that feeds all three.
 """
 
 from __future__ import annotations

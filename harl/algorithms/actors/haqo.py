@@ -31,6 +31,10 @@ The update of agent ``i`` (:meth:`HAQO.train`), with ``a^-i`` fixed by the runne
 where ``l`` is the denoising loss (diffusion) or the negative log-likelihood (Gaussian,
 categorical); the Gaussian and the categorical replace the uniform-action term by their exact
 entropy, ``-alpha H(pi(.|o))``, and measure the exact ``KL(pi_old || pi)``.
+
+Length (about 510 lines): HAQO's update reads top to bottom (candidates, weights, loss, line
+search), beside the candidate selection the runner calls; splitting them would split one
+algorithm.
 """
 
 from __future__ import annotations

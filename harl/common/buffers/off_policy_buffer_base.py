@@ -24,6 +24,9 @@ and for the newest row (whose successor is kept until the next row arrives).
 Observations and shared observations are numpy arrays, or tensors on the training device when
 the environment hands them out as tensors (:mod:`harl.common.buffers.storage`); a batch then holds
 them as tensors there, and the rest as numpy arrays until :meth:`OffPolicyBatch.to`.
+
+Length (about 480 lines): one data structure; insertion, the n-step window gathered for a whole
+batch, and checkpointing of the same arrays belong together.
 """
 
 from __future__ import annotations

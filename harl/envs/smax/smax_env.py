@@ -24,6 +24,9 @@ What an agent sees and does, the same as ``--env smac`` wherever SMAX allows:
 Compiled functions are cached in this process per map and state type, and on disk across
 runs by JAX's persistent compilation cache (``HARL_JAX_CACHE_DIR``, default
 ``~/.cache/harl/jax``; empty to turn it off).
+
+Length (about 450 lines): one adapter, two faces of it (the batched vector env the runners use
+and the single env the contract asks for) sharing its observation, action-mask and reward code.
 """
 
 from __future__ import annotations
