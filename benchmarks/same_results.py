@@ -35,6 +35,14 @@ RUNS = {
 TIMINGS = ("wall_time", "fps")
 
 
+def run(command: list[str], cwd: str, env: dict[str, str]) -> str:
+    """``command``'s stdout; on failure the end of its output and exit 1 (no traceback)."""
+    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
+    if result.returncode:
+        sys.exit(f"failed in {cwd}: {' '.join(command)}\n{(result.stdout + result.stderr)[-2000:]}")
+    return result.stdout
+
+
 def run_side(tree: str, log_dir: str, seed: int) -> dict[str, tuple[list[dict], str]]:
     """Train and re-evaluate every algorithm with ``tree``'s code; per algorithm the progress rows
     and the evaluation table's row."""
@@ -43,16 +51,9 @@ def run_side(tree: str, log_dir: str, seed: int) -> dict[str, tuple[list[dict], 
     for algo, budget in RUNS.items():
         train = [sys.executable, "examples/train.py", "--load_config", f"{TASK}/{algo}/config.json", "--exp_name"]
         train += ["same", "--seed", str(seed), "--torch_threads", "1", "--use_eval", "False", "--log_dir", log_dir]
-        subprocess.run(train + budget, cwd=tree, env=env, check=True, capture_output=True)
+        run(train + budget, tree, env)
         run_dir = glob.glob(os.path.join(log_dir, "pettingzoo_mpe", "*", algo, "same", "seed-*"))[0]
-        evaluation = subprocess.run(
-            [sys.executable, "examples/evaluate.py", run_dir, "--eval_episodes", "40"],
-            cwd=tree,
-            env=env,
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout
+        evaluation = run([sys.executable, "examples/evaluate.py", run_dir, "--eval_episodes", "40"], tree, env)
         row = next(line for line in evaluation.splitlines() if line.startswith(f"| {algo} |"))
         with open(os.path.join(run_dir, "progress.csv")) as f:
             results[algo] = (list(csv.DictReader(f)), row.rsplit("|", 3)[0])  # without the run's path
@@ -64,9 +65,14 @@ def main() -> None:
     parser.add_argument("--base", required=True, help="the revision to compare the working tree with")
     parser.add_argument("--seed", type=int, default=3)
     args = parser.parse_args()
+    known = subprocess.run(
+        ["git", "rev-parse", "--verify", "--quiet", f"{args.base}^{{commit}}"], cwd=ROOT, capture_output=True
+    )
+    if known.returncode:
+        parser.error(f"--base {args.base}: not a revision of this repository")
     with tempfile.TemporaryDirectory(prefix="same-results-") as scratch:
         base_tree = os.path.join(scratch, "base")
-        subprocess.run(["git", "worktree", "add", "--detach", base_tree, args.base], cwd=ROOT, check=True)
+        run(["git", "worktree", "add", "--detach", base_tree, args.base], ROOT, dict(os.environ))
         try:
             base = run_side(base_tree, os.path.join(scratch, "base-runs"), args.seed)
             head = run_side(ROOT, os.path.join(scratch, "head-runs"), args.seed)

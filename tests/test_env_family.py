@@ -121,7 +121,7 @@ def test_the_family_validates_its_own_arguments(coin_family):
         check_run_env_args("coins", {"n_dice": 2})
 
 
-def test_the_family_names_its_missing_package_and_extra(coin_family, monkeypatch):
+def test_the_family_names_its_missing_package_and_extra(coin_family):
     adapter = textwrap.dedent("import a_package_that_is_not_installed\n") + textwrap.dedent(FAMILY_ADAPTER)
     package_dir = importlib.import_module("coinfam").__path__[0]
     with open(f"{package_dir}/coin_env.py", "w") as f:

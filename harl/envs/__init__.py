@@ -18,13 +18,13 @@ from harl.utils.errors import ConfigError
 from harl.utils.files import load_yaml
 
 __all__ = [
-    "check_run_env_args",
     "ENV_REGISTRY",
     "EnvNotInstalledError",
     "EnvWorkerError",
     "MultiAgentEnv",
     "StepResult",
     "check_env_args",
+    "check_run_env_args",
     "env_defaults",
     "env_spec",
     "get_task_name",

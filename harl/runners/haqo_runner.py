@@ -63,7 +63,7 @@ class HAQORunner(OffPolicyBaseRunner):
         self.sequential = bool(self.flat_args["sequential"])
         flat = self.flat_args
         self.candidates = CandidateSettings(
-            int(flat["behavior_candidates"]), int(flat["target_candidates"]), flat["drift"] == "kl_linesearch"
+            int(flat["behavior_candidates"]), int(flat["target_candidates"]), self.actor[0].line_search
         )
 
     def build_actors(self, actor_cls: type) -> list:

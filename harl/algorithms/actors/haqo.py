@@ -9,9 +9,9 @@ states and picks the online or the target critic). The runner calls, with ``acto
 of the agents' HAQO objects:
 
 * each environment step, the behaviour actions (algorithm 3):
-  ``select_joint_actions(actors, obs, avail, actors[0].behavior_candidates, q_fn)``;
+  ``select_joint_actions(actors, obs, avail, behavior_candidates, q_fn)``;
 * each critic update, the next actions of the TD target (algorithm 2):
-  ``select_joint_actions(actors, next_obs, next_avail, actors[0].target_candidates, q_fn_target)``;
+  ``select_joint_actions(actors, next_obs, next_avail, target_candidates, q_fn_target)``;
 * every ``policy_freq``-th critic update, one actor round (algorithm 4): ``drawn =
   sample_candidates(actors, obs, [a.round_samples for a in actors], avail, record=True)`` (every
   agent's candidates from its actor before the round, one pass), ``acts`` the critic format of
@@ -282,8 +282,6 @@ class HAQO(OffPolicyComponent):
         if problems:
             raise ConfigError(" ".join(problems))
 
-        self.behavior_candidates: int = args["behavior_candidates"]
-        self.target_candidates: int = args["target_candidates"]
         self.train_candidates: int = args["train_candidates"]
         self.chosen: int = args["chosen"]
         self.q_transform: str = args["q_transform"]
