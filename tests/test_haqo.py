@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from harl.algorithms.actors.haqo import (
     HAQO,
+    _write_parameters,
     best_candidates,
     insert_action,
     q_weights,
@@ -288,7 +289,6 @@ def test_group_sampling_reuses_stacked_weights_until_a_parameter_changes(change)
     makes the next call stack them again: samples equal those of freshly built stacks."""
     from torch.nn.utils import parameters_to_vector
 
-    from harl.algorithms.actors.haqo import _write_parameters
     from harl.models.policy_models.group_sampling import group_stacks
 
     actors = [HAQO(make_args(), OBS, BOX) for _ in range(2)]
@@ -330,12 +330,12 @@ def test_updates_write_the_actor_parameters_in_place(actor, kl_threshold):
 
 
 def test_train_makes_a_fixed_number_of_network_calls():
-    """K candidates: T calls; each Adam step: 1; line search: 1 + backtracks."""
+    """K candidates: T calls; each Adam step: 1; line search: one per KL evaluation."""
     actor = HAQO(make_args(n_timesteps=6, actor_steps=3), OBS, BOX)
     calls = []
     actor.actor.denoiser.output_layer.register_forward_hook(lambda m, a, o: calls.append(1))
     info = actor.train(torch.randn(32, 3), [torch.zeros(32, 2)], 0, peak_q(torch.zeros(2)))
-    assert len(calls) == 6 + 3 + 1 + info["ls_backtracks"]
+    assert len(calls) == 6 + 3 + info["ls_evaluations"]
 
 
 def test_discrete_actions_never_unavailable_through_selection_and_training():
@@ -499,6 +499,66 @@ def test_condition_on_available_lets_the_actor_learn_a_mask_dependent_policy():
         obs, avail, best = batch(1000)
         hits[conditioned] = best.gather(1, actor.get_actions(obs, avail, explore=False)).mean().item()
     assert hits[True] > 0.95 and hits[False] < hits[True] - 0.1, hits
+
+
+@pytest.mark.parametrize("space", ["box", "discrete"])
+def test_line_search_finds_the_first_fitting_halving(space):
+    """The search that starts at the predicted halving accepts the same scale, with the same
+    parameters and KL, as halving the step from ``j = 0`` until it fits, for steps whose KL spans
+    0..ls_steps halvings and beyond (reverted), in fewer KL evaluations on average."""
+    torch.manual_seed(0)
+    act_space = BOX if space == "box" else gym.spaces.Discrete(4)
+    actor = HAQO(make_args(ls_steps=6), OBS, act_space)
+    obs = torch.randn(64, 3)
+    record = actor.actor.sample(actor.policy_input(obs, None), None, 1, record=True).record
+    params = list(actor.actor.parameters())
+    theta_old = torch.nn.utils.parameters_to_vector(params).clone()
+    evaluations, scan_evaluations = [], []
+    for size in (1e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0):
+        step = (theta_old + size * torch.randn_like(theta_old)) - theta_old  # as the search recovers it
+        scan = []
+        for j in range(7):
+            _write_parameters(theta_old + 0.5**j * step, params)
+            scan.append(actor.actor.kl_from_record(obs, record).mean().item())
+        for threshold in (1e-4, 1e-3, 1e-2):
+            actor.kl_threshold = threshold
+            first = next((j for j, kl in enumerate(scan) if kl <= threshold), None)
+            _write_parameters(theta_old + step, params)
+            info = actor._kl_line_search(obs, record, None, theta_old)
+            expected = theta_old if first is None else theta_old + 0.5**first * step
+            assert torch.equal(torch.nn.utils.parameters_to_vector(params), expected)
+            assert info["ls_reverted"] == float(first is None)
+            assert info["ls_backtracks"] == (6 if first is None else first)
+            assert info["kl"] == (0.0 if first is None else scan[first])
+            evaluations.append(info["ls_evaluations"])
+            scan_evaluations.append(7 if first is None else first + 1)
+    assert {int(b) for b in scan_evaluations} >= {1, 3, 7}, scan_evaluations  # the cases are covered
+    assert sum(evaluations) < sum(scan_evaluations)
+
+
+@pytest.mark.parametrize("power", [1.0, 2.0, 4.0])  # the KL grows slower than, as, faster than the step^2
+def test_line_search_bracket_against_a_prescribed_kl_curve(monkeypatch, power):
+    """With ``KL = c s^power`` for the step scaled by ``s``, the search starts where ``s^2``
+    predicts and must move down (power 1) or up (power 4) to the first halving that fits."""
+    torch.manual_seed(0)
+    actor = HAQO(make_args(ls_steps=8, kl_threshold=1e-2), OBS, BOX)
+    params = list(actor.actor.parameters())
+    theta_old = torch.nn.utils.parameters_to_vector(params).clone()
+    step = (theta_old + 0.1) - theta_old
+    for c in (0.005, 0.03, 0.5, 7.0, 90.0, 1e4):
+
+        def prescribed_kl(obs, record, c=c):
+            scale = ((torch.nn.utils.parameters_to_vector(params) - theta_old).norm() / step.norm()).item()
+            return torch.full((obs.shape[0],), c * round(scale, 6) ** power)
+
+        monkeypatch.setattr(actor.actor, "kl_from_record", prescribed_kl)
+        first = next((j for j in range(9) if c * 0.5 ** (j * power) <= 1e-2), None)
+        _write_parameters(theta_old + step, params)
+        info = actor._kl_line_search(torch.zeros(4, 3), None, None, theta_old)
+        assert info["ls_backtracks"] == (8 if first is None else first), (c, info)
+        assert info["ls_reverted"] == float(first is None)
+        expected = theta_old if first is None else theta_old + 0.5**first * step
+        assert torch.equal(torch.nn.utils.parameters_to_vector(params), expected)
 
 
 def test_line_search_reverts_a_step_that_never_fits():

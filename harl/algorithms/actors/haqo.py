@@ -40,6 +40,7 @@ algorithm.
 from __future__ import annotations
 
 import functools
+import math
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -385,7 +386,7 @@ class HAQO(OffPolicyComponent):
         Returns:
             ``loss_qv``, ``loss_ent``, ``weight_mean``, ``weight_nonzero``, ``q_mean``,
             ``candidate_spread``, ``grad_norm``, ``time_sampling``, ``time_update``, with the
-            line search ``kl_raw``, ``kl``, ``ls_backtracks``, ``ls_reverted`` and with
+            line search ``kl_raw``, ``kl``, ``ls_backtracks``, ``ls_evaluations``, ``ls_reverted`` and with
             ``kl_measure: action`` ``action_entropy`` (of the estimated action distribution).
         """
         obs, avail = self.policy_input(obs, available_actions), self.as_tensor(available_actions)
@@ -468,22 +469,54 @@ class HAQO(OffPolicyComponent):
 
     @torch.no_grad()
     def _kl_line_search(self, obs: Tensor, record: Any, mask: Tensor | None, theta_old: Tensor) -> dict[str, float]:
-        """Scale the step by ``0.5^j`` (``j = 0..ls_steps``) until ``KL(pi_old || pi) <=
-        kl_threshold`` (paper A.12.4), else undo it: the realised KL never exceeds the threshold."""
+        """Scale the step by ``0.5^j`` with the smallest ``j`` in ``0..ls_steps`` whose ``KL(pi_old ||
+        pi) <= kl_threshold`` (paper A.12.4), else undo it: the realised KL never exceeds the threshold.
+
+        Near ``theta_old`` the KL grows as the square of the step, so the full step's KL predicts
+        the first ``j`` that fits; the search starts there and moves one halving at a time until it
+        has a fitting ``j`` next to a violating one (or ``j = 1``). Wherever the KL grows along the
+        step this is the ``j`` that halving from ``j = 0`` finds, with the same parameters, in about
+        3 KL evaluations instead of ``1 + j`` (``ls_evaluations``)."""
         params = list(self.actor.parameters())
         step = parameters_to_vector(params) - theta_old
-        kl_raw = kl = masked_mean(self.actor.kl_from_record(obs, record), mask).item()
-        backtracks = 0
+
+        def kl_at(j: int) -> float:
+            if j:
+                _write_parameters(theta_old + 0.5**j * step, params)
+            return masked_mean(self.actor.kl_from_record(obs, record), mask).item()
+
         # a NaN KL is a violation too (comparisons with NaN are false)
-        while not kl <= self.kl_threshold and backtracks < self.ls_steps:
-            backtracks += 1
-            _write_parameters(theta_old + 0.5**backtracks * step, params)
-            kl = masked_mean(self.actor.kl_from_record(obs, record), mask).item()
-        reverted = not kl <= self.kl_threshold
+        kl_raw = kl_at(0)
+        kls, j = {0: kl_raw}, 0
+        fitting, violating = (0, None) if kl_raw <= self.kl_threshold else (None, 0)
+        if fitting is None and self.ls_steps > 0:
+            ratio = kl_raw / self.kl_threshold
+            j = math.ceil(0.5 * math.log2(ratio)) if math.isfinite(ratio) else 1
+            j = min(max(j, 1), self.ls_steps)
+            while True:
+                kls[j] = kl_at(j)
+                if kls[j] <= self.kl_threshold:
+                    fitting = j
+                    if j - 1 == violating:
+                        break
+                    j -= 1
+                else:
+                    violating = j
+                    if fitting == j + 1 or j == self.ls_steps:
+                        break
+                    j += 1
+        reverted = fitting is None
         if reverted:
             _write_parameters(theta_old, params)
-            kl = 0.0
-        return {"kl_raw": kl_raw, "kl": kl, "ls_backtracks": float(backtracks), "ls_reverted": float(reverted)}
+        elif fitting != j:  # the last evaluation was a violating neighbour
+            _write_parameters(theta_old + 0.5**fitting * step, params)
+        return {
+            "kl_raw": kl_raw,
+            "kl": 0.0 if reverted else kls[fitting],
+            "ls_backtracks": float(self.ls_steps if reverted else fitting),
+            "ls_evaluations": float(len(kls)),
+            "ls_reverted": float(reverted),
+        }
 
     # --- checkpoints ------------------------------------------------------------------------
 
