@@ -26,7 +26,7 @@ def random_valid_actions(avail: list[np.ndarray], rng: np.random.Generator) -> l
 
 def battle_state(map_name: str, seed: int = 0):
     """A fresh battle of ``map_name``: the battle object, its key and state (one environment)."""
-    battle, reset, _ = _compiled(map_name, "EP")
+    battle, reset, _ = _compiled(map_name, "EP", False)
     key, state, _ = battle.reset(jax.random.PRNGKey(seed))
     return battle, key, state
 
@@ -179,8 +179,39 @@ def test_batched_stepping_equals_one_by_one_and_compiles_once():
         np.testing.assert_array_equal(x.dones, y.dones)
         assert [i["episode_done"] for i in x.infos] == [i["episode_done"] for i in y.infos]
         avail = x.available_actions
-    step_fn = _compiled("3m", "FP")[2]
+    step_fn = _compiled("3m", "FP", False)[2]
     assert step_fn._cache_size() == 2  # batch sizes 3 and 1, each compiled once
+
+
+def test_obs_last_action_appends_each_agents_previous_action():
+    """``obs_last_action``: SMAX's observation, then the agent's own previous action one-hot:
+    zeros at a battle's start (also the next battle's first observation after an episode end),
+    the action just taken after a step (also in the final observation); the rest unchanged."""
+    plain = SMAXVecEnv({"map_name": "3m", "state_type": "FP"}, 2, 0)
+    env = SMAXVecEnv({"map_name": "3m", "state_type": "FP", "obs_last_action": True}, 2, 0)
+    n = env.action_spaces[0].n
+    assert env.observation_spaces[0].shape[0] == plain.observation_spaces[0].shape[0] + n
+    obs, share_obs, avail = env.reset()
+    plain_obs, _, _ = plain.reset()
+    assert all(np.array_equal(o[:, :-n], p) and not o[:, -n:].any() for o, p in zip(obs, plain_obs))
+    assert share_obs.shape[-1] == env.share_observation_spaces[0].shape[0]  # FP carries the longer obs
+    rng, ended = np.random.default_rng(0), 0
+    for _ in range(70):  # past the first episode end (limit 60)
+        actions = random_valid_actions(avail, rng)
+        result, plain_result = env.step(actions), plain.step(actions)
+        done = np.array([info["episode_done"] for info in result.infos])
+        ended += done.sum()
+        for i, (o, p) in enumerate(zip(result.obs, plain_result.obs)):
+            np.testing.assert_array_equal(o[:, :-n], p)
+            expected = np.eye(n)[actions[i][:, 0]] * ~done[:, None]
+            np.testing.assert_array_equal(o[:, -n:], expected)
+        for e in np.flatnonzero(done):
+            finals = result.infos[e]["final_obs"]
+            assert all(np.array_equal(f[-n:], np.eye(n)[actions[i][e, 0]]) for i, f in enumerate(finals))
+        avail = result.available_actions
+    assert ended > 0
+    with pytest.raises(ValueError, match="obs_last_action must be True or False"):
+        check_env_args("smax", {"map_name": "3m", "obs_last_action": "yes"})
 
 
 def test_smacv2_style_teams_follow_the_weights_and_exceptions():
