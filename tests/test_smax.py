@@ -183,12 +183,12 @@ def test_batched_stepping_equals_one_by_one_and_compiles_once():
     assert step_fn._cache_size() == 2  # batch sizes 3 and 1, each compiled once
 
 
-def test_obs_last_action_appends_each_agents_previous_action():
-    """``obs_last_action``: SMAX's observation, then the agent's own previous action one-hot:
+def test_obs_own_last_action_appends_each_agents_previous_action():
+    """``obs_own_last_action``: SMAX's observation, then the agent's own previous action one-hot:
     zeros at a battle's start (also the next battle's first observation after an episode end),
     the action just taken after a step (also in the final observation); the rest unchanged."""
     plain = SMAXVecEnv({"map_name": "3m", "state_type": "FP"}, 2, 0)
-    env = SMAXVecEnv({"map_name": "3m", "state_type": "FP", "obs_last_action": True}, 2, 0)
+    env = SMAXVecEnv({"map_name": "3m", "state_type": "FP", "obs_own_last_action": True}, 2, 0)
     n = env.action_spaces[0].n
     assert env.observation_spaces[0].shape[0] == plain.observation_spaces[0].shape[0] + n
     obs, share_obs, avail = env.reset()
@@ -210,8 +210,8 @@ def test_obs_last_action_appends_each_agents_previous_action():
             assert all(np.array_equal(f[-n:], np.eye(n)[actions[i][e, 0]]) for i, f in enumerate(finals))
         avail = result.available_actions
     assert ended > 0
-    with pytest.raises(ValueError, match="obs_last_action must be True or False"):
-        check_env_args("smax", {"map_name": "3m", "obs_last_action": "yes"})
+    with pytest.raises(ValueError, match="obs_own_last_action must be True or False"):
+        check_env_args("smax", {"map_name": "3m", "obs_own_last_action": "yes"})
 
 
 def test_smacv2_style_teams_follow_the_weights_and_exceptions():

@@ -133,11 +133,11 @@ def _strong(tree: Any) -> Any:
 class _Battle:
     """The per-battle functions (reset, step) in HARL's layout, pure, to be vmapped and jitted."""
 
-    def __init__(self, map_name: str, state_type: str, obs_last_action: bool) -> None:
+    def __init__(self, map_name: str, state_type: str, obs_own_last_action: bool) -> None:
         spec = get_map(map_name)
         self.spec = spec
         self.state_type = state_type
-        self.obs_last_action = obs_last_action
+        self.obs_own_last_action = obs_own_last_action
         units = spec.ally_units + spec.enemy_units
         scenario = Scenario(
             unit_types=jnp.array(
@@ -158,8 +158,8 @@ class _Battle:
         self.n_agents, self.n_enemies = spec.n_allies, spec.n_enemies
         self.episode_limit = spec.episode_limit
         self.n_actions = N_NON_ATTACK_ACTIONS + spec.n_enemies
-        # an agent's observation: SMAX's, then with obs_last_action its own last action one-hot
-        self.obs_size = self.world.obs_size + self.n_actions * obs_last_action
+        # an agent's observation: SMAX's, then with obs_own_last_action its own last action one-hot
+        self.obs_size = self.world.obs_size + self.n_actions * obs_own_last_action
         self.world_state_size = self.world.state_size
         self.state_scale, self.cooldown_columns = self._state_scale()
         self.share_size = self.world_state_size + (self.obs_size + self.n_agents if state_type == "FP" else 0)
@@ -232,9 +232,9 @@ class _Battle:
         """What HARL's runners receive for one battle, flat: obs ``(N, d)``, share_obs
         ``(N, s)`` and available actions ``(N, n_actions)``, concatenated (:meth:`unpack_view`).
         ``last_actions (N,)``: the SMAC-layout actions that led here (``None``: a battle's start),
-        appended one-hot to each agent's observation with ``obs_last_action``."""
+        appended one-hot to each agent's observation with ``obs_own_last_action``."""
         agent_obs = jnp.stack([obs[agent] for agent in self.env.agents])
-        if self.obs_last_action:
+        if self.obs_own_last_action:
             previous = (
                 jnp.zeros((self.n_agents, self.n_actions))
                 if last_actions is None
@@ -319,10 +319,10 @@ class _Battle:
 
 
 @functools.lru_cache(maxsize=None)
-def _compiled(map_name: str, state_type: str, obs_last_action: bool) -> tuple[_Battle, Any, Any]:
+def _compiled(map_name: str, state_type: str, obs_own_last_action: bool) -> tuple[_Battle, Any, Any]:
     """The battle and its batched reset and step, built once per process and map."""
     _enable_compilation_cache()
-    battle = _Battle(map_name, state_type, obs_last_action)
+    battle = _Battle(map_name, state_type, obs_own_last_action)
     return battle, jax.jit(jax.vmap(battle.reset)), jax.jit(jax.vmap(battle.step))
 
 
@@ -341,7 +341,9 @@ class SMAXVecEnv:
         if n_envs < 1:
             raise ValueError(f"n_envs must be at least 1, got {n_envs}")
         args = check_env_args("smax", env_args)
-        self._battle, self._reset, self._step = _compiled(args["map_name"], args["state_type"], args["obs_last_action"])
+        self._battle, self._reset, self._step = _compiled(
+            args["map_name"], args["state_type"], args["obs_own_last_action"]
+        )
         battle = self._battle
         self.n_envs = n_envs
         self.n_agents = battle.n_agents
@@ -431,7 +433,7 @@ class SMAXEnv(MultiAgentEnv):
         """Raise ``ValueError`` for unsupported values; log once when the map approximates SC2."""
         spec = get_map(args["map_name"])
         check_state_type(args["state_type"], "smax: state_type")
-        for key in ("batched_step", "obs_last_action"):
+        for key in ("batched_step", "obs_own_last_action"):
             if not isinstance(args[key], bool):
                 raise ValueError(f"smax: {key} must be True or False, got {args[key]!r}")
         if spec.approximation and spec.name not in _logged_notes:
