@@ -98,3 +98,23 @@ def test_local_form_needs_the_observation_spaces():
         ContinuousQNet(
             {"hidden_sizes": [16], "activation_func": "relu", "critic_form": "additive_local"}, SHARE, DISCRETE
         )
+
+
+@pytest.mark.parametrize("form", ["joint", "additive", "additive_local"])
+def test_critic_hidden_sizes_sets_the_critic_width_apart_from_the_actor(form):
+    def widths(**keys):
+        net = ContinuousQNet(
+            {"hidden_sizes": [16, 16], "activation_func": "relu", "critic_form": form, **keys},
+            SHARE,
+            DISCRETE,
+            2,
+            obs_spaces=OBS,
+        )
+        return sorted({m.out_features for m in net.modules() if isinstance(m, torch.nn.Linear)})
+
+    assert 16 in widths() and 48 not in widths()
+    assert widths(critic_hidden_sizes=None) == widths()  # null: the actor's hidden_sizes
+    assert 48 in widths(critic_hidden_sizes=[48]) and 16 not in widths(critic_hidden_sizes=[48])
+    for bad in ("abc", [], [0], [16, True]):
+        with pytest.raises(ConfigError, match="critic_hidden_sizes must be null or a non-empty list"):
+            widths(critic_hidden_sizes=bad)

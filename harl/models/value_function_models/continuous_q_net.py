@@ -123,11 +123,26 @@ class _LocalAdditiveQHead(nn.Module):
         return self.scorer(share_obs, obs)(joint_actions)
 
 
+def critic_hidden_sizes(args: dict) -> list[int]:
+    """The critic's hidden layer sizes: ``critic_hidden_sizes``, or ``hidden_sizes`` (the
+    actor's) where that key is null or absent (the configs without a critic width of their own)."""
+    sizes = args.get("critic_hidden_sizes")
+    if sizes is None:
+        return list(args["hidden_sizes"])
+    if not (
+        isinstance(sizes, (list, tuple))
+        and sizes
+        and all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in sizes)
+    ):
+        raise ConfigError(f"critic_hidden_sizes must be null or a non-empty list of positive integers, got {sizes!r}")
+    return list(sizes)
+
+
 class ContinuousQNet(nn.Module):
     """``n_heads`` independent Q functions of (shared observation, joint action).
 
     Args:
-        args: model keys ``hidden_sizes``, ``activation_func``, ``critic_form`` (``auto``:
+        args: model keys ``hidden_sizes`` (or ``critic_hidden_sizes``), ``activation_func``, ``critic_form`` (``auto``:
             ``additive_local`` if every agent's actions are Discrete, else ``joint``; ``joint``: an MLP
             of ``[s; a]``; ``additive``: ``v(s) + sum_i u_i(s)[a_i]``; ``joint_additive``: their
             sum; ``additive_local``: ``v(s) + sum_i u(o_i, i)[a_i]``, which needs ``obs_spaces``
@@ -163,7 +178,7 @@ class ContinuousQNet(nn.Module):
                 "actions for every agent; use critic_form joint for Box actions"
             )
         self.needs_obs = form in LOCAL_FORMS
-        hidden, activation = list(args["hidden_sizes"]), args["activation_func"]
+        hidden, activation = critic_hidden_sizes(args), args["activation_func"]
         dims = (share_obs_space.shape[0], self.joint_action_dim, hidden, activation)
         if self.needs_obs:
             if obs_spaces is None:
