@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 
 import torch
-import torch.nn.functional as F
 
 from harl.experiments.evaluation import check_run, rebuilt_runner
 
@@ -27,20 +26,13 @@ from harl.experiments.evaluation import check_run, rebuilt_runner
 class CriticGreedyActor:
     """Agent ``agent_id``'s arg-max over its available actions of the twin heads' mean utility."""
 
-    def __init__(self, actor, critic_net, agent_id: int, n_agents: int):
+    def __init__(self, actor, critic_net, agent_id: int):
         self.actor, self.heads, self.agent_id = actor, critic_net.heads, agent_id
-        self.agent_code = F.one_hot(torch.tensor(agent_id), n_agents).float()
-        self.n_actions = critic_net.discrete_n[agent_id]
 
     @torch.no_grad()
     def get_actions(self, obs, available_actions=None, explore: bool = False) -> torch.Tensor:
         obs = torch.as_tensor(obs, dtype=torch.float32)
-        utilities = []
-        for head in self.heads:
-            padded = F.pad(obs, (0, head.width - obs.shape[-1]))
-            x = torch.cat([padded, self.agent_code.expand(*obs.shape[:-1], -1)], -1)
-            utilities.append(head.utility(x)[..., : self.n_actions])
-        utility = torch.stack(utilities).mean(0)
+        utility = torch.stack([head.agent_utilities(obs, self.agent_id) for head in self.heads]).mean(0)
         if available_actions is not None:
             available = torch.as_tensor(available_actions, dtype=torch.float32)
             utility = utility.masked_fill(available == 0, float("-inf"))
@@ -63,16 +55,14 @@ def main() -> None:
     print("|---|---|---|")
     for run_dir in cli.run_dirs:
         results = []
-        for greedy in (False, True):
+        for greedy in (False, True):  # a fresh runner each: both evaluations meet the same start states
             with rebuilt_runner(run_dir, cli.eval_episodes, cli.eval_seed) as runner:
                 net = runner.critic.critic
                 form = getattr(net, "form", None)
                 if form != "additive_local":
                     raise SystemExit(f"{run_dir}: critic_form {form!r}; this control needs additive_local")
                 if greedy:
-                    runner.actor = [
-                        CriticGreedyActor(actor, net, i, runner.num_agents) for i, actor in enumerate(runner.actor)
-                    ]
+                    runner.actor = [CriticGreedyActor(actor, net, i) for i, actor in enumerate(runner.actor)]
                 results.append(runner.evaluate(None))
         cells = [f"{r['eval_win_rate']:.3f} / {r['eval_episode_return']:.2f}" for r in results]
         print(f"| {run_dir} | {cells[0]} | {cells[1]} |", flush=True)

@@ -118,3 +118,11 @@ def test_critic_hidden_sizes_sets_the_critic_width_apart_from_the_actor(form):
     for bad in ("abc", [], [0], [16, True]):
         with pytest.raises(ConfigError, match="critic_hidden_sizes must be null or a non-empty list"):
             widths(critic_hidden_sizes=bad)
+
+
+def test_an_agents_utilities_alone_match_the_joint_computation():
+    head = make_net("additive_local").heads[0]
+    obs = [torch.randn(6, 4), torch.randn(6, 6)]
+    joint = head.utilities(obs)  # agent-major: agent 0's three, then agent 1's four
+    assert torch.allclose(head.agent_utilities(obs[0], 0), joint[:, :3], atol=1e-5)
+    assert torch.allclose(head.agent_utilities(obs[1], 1), joint[:, 3:], atol=1e-5)

@@ -97,7 +97,7 @@ class _LocalAdditiveQHead(nn.Module):
     ):
         super().__init__()
         n_agents, width, most = len(obs_dims), max(obs_dims), max(action_ns)
-        self.width = width
+        self.width, self.action_ns = width, list(action_ns)
         self.value = PlainMLP([share_obs_dim, *hidden_sizes, 1], activation)
         self.utility = PlainMLP([width + n_agents, *hidden_sizes, most], activation)
         # agent i's n_i actions inside the flattened (N * most) utility outputs
@@ -105,11 +105,24 @@ class _LocalAdditiveQHead(nn.Module):
         self.register_buffer("action_index", index, persistent=False)
         self.register_buffer("agent_ids", torch.eye(n_agents), persistent=False)
 
+    def _padded(self, obs: torch.Tensor) -> torch.Tensor:
+        return F.pad(obs, (0, self.width - obs.shape[-1]))
+
+    def _utility_outputs(self, padded: torch.Tensor, agent_ids: torch.Tensor) -> torch.Tensor:
+        """The utility MLP on padded observations with their agents' one-hot indices
+        ``agent_ids`` (broadcast over the leading dimensions): ``(..., most)``."""
+        return self.utility(torch.cat([padded, agent_ids.expand(*padded.shape[:-1], -1)], -1))
+
     def utilities(self, obs: Sequence[torch.Tensor]) -> torch.Tensor:
         """Per agent ``(*L, d_i)`` -> ``(*L, A)``, agent-major like the one-hot joint action."""
-        x = torch.stack([F.pad(o, (0, self.width - o.shape[-1])) for o in obs], -2)
-        x = torch.cat([x, self.agent_ids.expand(*x.shape[:-1], -1)], -1)
-        return self.utility(x).flatten(-2)[..., self.action_index]
+        x = torch.stack([self._padded(o) for o in obs], -2)
+        return self._utility_outputs(x, self.agent_ids).flatten(-2)[..., self.action_index]
+
+    def agent_utilities(self, obs: torch.Tensor, agent_id: int) -> torch.Tensor:
+        """One agent's utilities ``(*L, n_i)`` from its observations ``(*L, d_i)`` alone (what the
+        agent can compute without the others: its greedy action is their arg-max)."""
+        outputs = self._utility_outputs(self._padded(obs), self.agent_ids[agent_id])
+        return outputs[..., : self.action_ns[agent_id]]
 
     def scorer(self, share_obs: torch.Tensor, obs: Sequence[torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
         """``Q(s, .)`` as a function of joint actions, with ``v(s)`` and the utilities computed
