@@ -8,6 +8,11 @@ a decentralised policy that reads only the agent's observation, as the actor doe
 is what the critic's rankings are worth on their own. If the critic's greedy policy wins clearly
 more than the actor, the actor lags its critic (the update, the trust region, the entropy term);
 if it wins about as much, the critic is the limit. The utilities of the twin heads are averaged.
+During the actors' evaluation each agent's action is also compared with its critic's arg-max, in
+the states where it has more than one available action: how often they agree, and where they do
+not, how much utility the actor's action gives up, as a share of the utility range over the
+available actions (small: near-ties the critic hardly separates; large: the actor misses clear
+preferences of its critic).
 
     python benchmarks/critic_greedy_eval.py results/smax/3m/haqo/EXP/seed-* --eval_episodes 200
 
@@ -17,6 +22,7 @@ Prints one Markdown row per run; nothing is written into the run directories.
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 
 import torch
 
@@ -30,16 +36,57 @@ class CriticGreedyActor:
         self.actor, self.heads, self.agent_id = actor, critic_net.heads, agent_id
 
     @torch.no_grad()
-    def get_actions(self, obs, available_actions=None, explore: bool = False) -> torch.Tensor:
+    def available_utilities(self, obs, available_actions=None) -> torch.Tensor:
+        """``(B, n)`` mean utilities, ``-inf`` at the unavailable actions."""
         obs = torch.as_tensor(obs, dtype=torch.float32)
         utility = torch.stack([head.agent_utilities(obs, self.agent_id) for head in self.heads]).mean(0)
         if available_actions is not None:
             available = torch.as_tensor(available_actions, dtype=torch.float32)
             utility = utility.masked_fill(available == 0, float("-inf"))
-        return utility.argmax(-1, keepdim=True)
+        return utility
+
+    def get_actions(self, obs, available_actions=None, explore: bool = False) -> torch.Tensor:
+        return self.available_utilities(obs, available_actions).argmax(-1, keepdim=True)
 
     def __getattr__(self, name):  # everything else (e.g. prep_rollout) is the actor's
         return getattr(self.actor, name)
+
+
+@dataclass
+class Agreement:
+    """Tally of actor and critic arg-max over the states with a choice (module doc)."""
+
+    states: int = 0
+    agreeing: int = 0
+    regret_share: float = 0.0  # summed over the disagreeing states
+
+    def row(self) -> str:
+        disagreeing = self.states - self.agreeing
+        regret = f"{self.regret_share / disagreeing:.2f}" if disagreeing else "-"
+        return f"{self.agreeing / max(self.states, 1):.3f} ({self.states:,} states) | {regret}"
+
+
+class AgreementProbe(CriticGreedyActor):
+    """Acts as the actor; tallies how its actions compare with the critic's arg-max."""
+
+    def __init__(self, actor, critic_net, agent_id: int, tally: Agreement):
+        super().__init__(actor, critic_net, agent_id)
+        self.tally = tally
+
+    def get_actions(self, obs, available_actions=None, explore: bool = False) -> torch.Tensor:
+        actions = self.actor.get_actions(obs, available_actions, explore=explore)
+        utility = self.available_utilities(obs, available_actions)
+        finite = torch.isfinite(utility)
+        choice = finite.sum(-1) > 1
+        best = utility.max(-1).values
+        worst = utility.masked_fill(~finite, float("inf")).min(-1).values
+        taken = utility.gather(-1, torch.as_tensor(actions).long().reshape(-1, 1)).squeeze(-1)
+        disagree = choice & (taken < best)
+        share = (best - taken) / (best - worst).clamp_min(1e-12)
+        self.tally.states += int(choice.sum())
+        self.tally.agreeing += int((choice & ~disagree).sum())
+        self.tally.regret_share += float(share[disagree].sum())
+        return actions
 
 
 def main() -> None:
@@ -51,21 +98,24 @@ def main() -> None:
     cli = parser.parse_args()
     for run_dir in cli.run_dirs:
         check_run(run_dir, cli.eval_episodes, cli.eval_seed)
-    print("| run | actors: win rate / return | critic-greedy: win rate / return |")
-    print("|---|---|---|")
+    print(
+        "| run | actors: win rate / return | critic-greedy: win rate / return | actor = critic arg-max "
+        "| utility given up where not (share of range) |"
+    )
+    print("|---|---|---|---|---|")
     for run_dir in cli.run_dirs:
-        results = []
+        results, tally = [], Agreement()
         for greedy in (False, True):  # a fresh runner each: both evaluations meet the same start states
             with rebuilt_runner(run_dir, cli.eval_episodes, cli.eval_seed) as runner:
                 net = runner.critic.critic
                 form = getattr(net, "form", None)
                 if form != "additive_local":
                     raise SystemExit(f"{run_dir}: critic_form {form!r}; this control needs additive_local")
-                if greedy:
-                    runner.actor = [CriticGreedyActor(actor, net, i) for i, actor in enumerate(runner.actor)]
+                wrapper = CriticGreedyActor if greedy else lambda actor, net, i: AgreementProbe(actor, net, i, tally)
+                runner.actor = [wrapper(actor, net, i) for i, actor in enumerate(runner.actor)]
                 results.append(runner.evaluate(None))
         cells = [f"{r['eval_win_rate']:.3f} / {r['eval_episode_return']:.2f}" for r in results]
-        print(f"| {run_dir} | {cells[0]} | {cells[1]} |", flush=True)
+        print(f"| {run_dir} | {cells[0]} | {cells[1]} | {tally.row()} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ every logged window, and resume."""
 from __future__ import annotations
 
 import pytest
+import torch
 from e2e_helpers import TINY_OFF_POLICY, assert_run_layout, read_progress, train
 
 from harl.cli import parse_train_args
@@ -70,6 +71,17 @@ def test_policy_freq_delays_the_actor_rounds(tmp_path):
     infos = [runner.train() for _ in range(4)]
     assert all("critic/critic_loss" in info for info in infos)
     assert ["agent0/loss_qv" in info for info in infos] == [(start + j) % 2 == 0 for j in range(1, 5)]
+
+
+def test_actor_round_updates_the_actors_and_leaves_the_critic(tmp_path):
+    """``actor_round`` (what ``benchmarks/actor_catch_up.py`` runs against a frozen critic)."""
+    runner = train("haqo", "toy", str(tmp_path), {**TINY_HAQO, "enumerate_discrete": True})
+    critic = [p.detach().clone() for p in runner.critic.critic.parameters()]
+    actors = [p.detach().clone() for actor in runner.actor for p in actor.actor.parameters()]
+    info = runner.actor_round(runner.buffer.sample().to(runner.device))
+    assert all(f"agent{i}/loss_qv" in info for i in range(runner.num_agents)) and "critic/critic_loss" not in info
+    assert all(torch.equal(a, b) for a, b in zip(critic, runner.critic.critic.parameters()))
+    assert not all(torch.equal(a, b) for a, b in zip(actors, (p for a in runner.actor for p in a.actor.parameters())))
 
 
 def test_same_seed_same_run(tmp_path):

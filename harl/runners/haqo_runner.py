@@ -134,11 +134,14 @@ class HAQORunner(OffPolicyBaseRunner):
         with blame("the critic"):
             infos = {f"critic/{k}": v for k, v in self.critic.train(batch, next_actions).items()}
         self.critic.soft_update()
-        critic_done = time.perf_counter()
-        infos["time/critic"] = critic_done - start
-        if self.total_it % self.policy_freq:  # delayed actor rounds (policy_freq)
-            return infos
+        infos["time/critic"] = time.perf_counter() - start
+        if self.total_it % self.policy_freq == 0:  # delayed actor rounds (policy_freq)
+            infos.update(self.actor_round(batch))
+        return infos
 
+    def actor_round(self, batch) -> dict[str, float]:
+        """One HA round of the actors on ``batch`` against the current critic (algorithm 4)."""
+        start = time.perf_counter()
         # every agent's samples from its actor before the round, in one pass: the actors only
         # change at their own update, so these are each agent's training candidates, and their
         # first ones are the pre-round joint action
@@ -153,7 +156,7 @@ class HAQORunner(OffPolicyBaseRunner):
             actor.actor.codec.to_critic(sample.x[0], actor.as_tensor(avail))
             for actor, sample, avail in zip(self.actor, drawn, batch.available_actions)
         ]
-        drawn_time = time.perf_counter() - critic_done
+        drawn_time = time.perf_counter() - start
         q_fn = self._q_fn(batch.share_obs, batch.obs)
 
         def update_agent(agent_id: int, joint_actions) -> dict[str, float]:
@@ -176,8 +179,7 @@ class HAQORunner(OffPolicyBaseRunner):
             return self.actor[agent_id].sample_critic_action(batch.obs[agent_id], batch.available_actions[agent_id])
 
         agent_infos = sequential_round(order, joint, update_agent, resample if self.sequential else None)
-        for agent_id, info in agent_infos.items():
-            infos.update({f"agent{agent_id}/{k}": v for k, v in info.items()})
-        infos["time/actor"] = time.perf_counter() - critic_done
+        infos = {f"agent{agent_id}/{k}": v for agent_id, info in agent_infos.items() for k, v in info.items()}
+        infos["time/actor"] = time.perf_counter() - start
         infos["time/sampling"] = drawn_time + sum(info["time_sampling"] for info in agent_infos.values())
         return infos
