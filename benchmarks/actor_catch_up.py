@@ -33,7 +33,7 @@ import pathlib
 import sys
 import time
 
-from harl.experiments.evaluation import check_run, rebuilt_runner
+from harl.experiments.evaluation import rebuilt_runner
 from harl.utils.checkpoint import load_checkpoint
 
 _SPEC = importlib.util.spec_from_file_location(
@@ -61,15 +61,13 @@ def main() -> None:
     checkpoint = os.path.join(cli.run_dir, "models", "checkpoint.pt")
     if not os.path.isfile(checkpoint):
         raise SystemExit(f"{cli.run_dir} has no models/checkpoint.pt (the replay buffer this control trains on)")
-    check_run(cli.run_dir, cli.eval_episodes, cli.eval_seed, overrides=overrides)
+    critic_greedy_eval.checked_runs([cli.run_dir], cli.eval_episodes, cli.eval_seed, overrides)
     print(f"{cli.run_dir}, critic frozen{', ' + ' '.join(cli.set) if cli.set else ''}")
     print("| actor rounds | actors: win rate / return | actor = critic arg-max | utility given up where not | s |")
     print("|---|---|---|---|---|")
     for rounds in cli.rounds:
         with rebuilt_runner(cli.run_dir, cli.eval_episodes, cli.eval_seed, overrides=overrides) as runner:
-            net = runner.critic.critic
-            if getattr(net, "form", None) != "additive_local":
-                raise SystemExit(f"{cli.run_dir}: critic_form {getattr(net, 'form', None)!r}; needs additive_local")
+            net = critic_greedy_eval.additive_local_net(runner, cli.run_dir)
             runner.load_algorithm_state(load_checkpoint(checkpoint, runner.device)["algorithm"])
             start = time.perf_counter()
             for _ in range(rounds):  # HAQO's actor round alone: the critic is not updated

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import torch
 
 from harl.experiments.evaluation import check_run, rebuilt_runner
+from harl.utils.errors import ConfigError
 
 
 class CriticGreedyActor:
@@ -89,6 +90,25 @@ class AgreementProbe(CriticGreedyActor):
         return actions
 
 
+def additive_local_net(runner, run_dir: str):
+    """The run's critic network; exits with a message unless its form is ``additive_local``
+    (the only form whose joint arg-max is every agent's own)."""
+    net = runner.critic.critic
+    form = getattr(net, "form", None)
+    if form != "additive_local":
+        raise SystemExit(f"{run_dir}: critic_form {form!r}; this control needs additive_local")
+    return net
+
+
+def checked_runs(run_dirs, eval_episodes: int, eval_seed: int, overrides: tuple[str, ...] = ()) -> None:
+    """:func:`check_run` on every run; a bad run or setting exits with its message, before any work."""
+    try:
+        for run_dir in run_dirs:
+            check_run(run_dir, eval_episodes, eval_seed, overrides=overrides)
+    except ConfigError as error:
+        raise SystemExit(f"error: {error}") from None
+
+
 def main() -> None:
     """Evaluate each run with its actors, then greedily on its critic; print the table."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -96,8 +116,7 @@ def main() -> None:
     parser.add_argument("--eval_episodes", type=int, default=200)
     parser.add_argument("--eval_seed", type=int, default=12345)
     cli = parser.parse_args()
-    for run_dir in cli.run_dirs:
-        check_run(run_dir, cli.eval_episodes, cli.eval_seed)
+    checked_runs(cli.run_dirs, cli.eval_episodes, cli.eval_seed)
     print(
         "| run | actors: win rate / return | critic-greedy: win rate / return | actor = critic arg-max "
         "| utility given up where not (share of range) |"
@@ -107,10 +126,7 @@ def main() -> None:
         results, tally = [], Agreement()
         for greedy in (False, True):  # a fresh runner each: both evaluations meet the same start states
             with rebuilt_runner(run_dir, cli.eval_episodes, cli.eval_seed) as runner:
-                net = runner.critic.critic
-                form = getattr(net, "form", None)
-                if form != "additive_local":
-                    raise SystemExit(f"{run_dir}: critic_form {form!r}; this control needs additive_local")
+                net = additive_local_net(runner, run_dir)
                 wrapper = CriticGreedyActor if greedy else lambda actor, net, i: AgreementProbe(actor, net, i, tally)
                 runner.actor = [wrapper(actor, net, i) for i, actor in enumerate(runner.actor)]
                 results.append(runner.evaluate(None))

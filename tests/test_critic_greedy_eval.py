@@ -20,15 +20,19 @@ OBS = [gymnasium.spaces.Box(-1.0, 1.0, (4,)), gymnasium.spaces.Box(-1.0, 1.0, (6
 ACTS = [gymnasium.spaces.Discrete(3), gymnasium.spaces.Discrete(5)]
 
 
-def test_greedy_actions_are_the_available_arg_max_of_the_mean_utility():
-    torch.manual_seed(0)
-    net = ContinuousQNet(
+def _additive_local_net() -> ContinuousQNet:
+    return ContinuousQNet(
         {"hidden_sizes": [16], "activation_func": "relu", "critic_form": "additive_local"},
         gymnasium.spaces.Box(-1.0, 1.0, (5,)),
         ACTS,
         2,
         obs_spaces=OBS,
     )
+
+
+def test_greedy_actions_are_the_available_arg_max_of_the_mean_utility():
+    torch.manual_seed(0)
+    net = _additive_local_net()
     obs = [torch.randn(64, 4), torch.randn(64, 6)]
     available = (torch.rand(64, 5) > 0.4).float()
     available[:, 0] = 1.0  # at least one available action per state
@@ -54,13 +58,7 @@ class _FixedActor:
 
 def test_agreement_probe_counts_states_with_a_choice_and_the_utility_given_up():
     torch.manual_seed(1)
-    net = ContinuousQNet(
-        {"hidden_sizes": [16], "activation_func": "relu", "critic_form": "additive_local"},
-        gymnasium.spaces.Box(-1.0, 1.0, (5,)),
-        ACTS,
-        2,
-        obs_spaces=OBS,
-    )
+    net = _additive_local_net()
     obs = torch.randn(32, 6).numpy()
     available = torch.ones(32, 5)
     available[:8] = torch.tensor([1.0, 0.0, 0.0, 0.0, 0.0])  # no choice: not counted
