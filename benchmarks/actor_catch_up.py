@@ -63,8 +63,11 @@ def main() -> None:
         raise SystemExit(f"{cli.run_dir} has no models/checkpoint.pt (the replay buffer this control trains on)")
     critic_greedy_eval.checked_runs([cli.run_dir], cli.eval_episodes, cli.eval_seed, overrides)
     print(f"{cli.run_dir}, critic frozen{', ' + ' '.join(cli.set) if cli.set else ''}")
-    print("| actor rounds | actors: win rate / return | actor = critic arg-max | utility given up where not | s |")
-    print("|---|---|---|---|---|")
+    print(
+        "| actor rounds | actors: win rate / return | actor = critic arg-max | utility given up where not "
+        "| heads' arg-maxes differ: share, actor = arg-max there | s |"
+    )
+    print("|---|---|---|---|---|---|")
     for rounds in cli.rounds:
         with rebuilt_runner(cli.run_dir, cli.eval_episodes, cli.eval_seed, overrides=overrides) as runner:
             net = critic_greedy_eval.additive_local_net(runner, cli.run_dir)

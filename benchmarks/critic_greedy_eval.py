@@ -12,7 +12,9 @@ During the actors' evaluation each agent's action is also compared with its crit
 the states where it has more than one available action: how often they agree, and where they do
 not, how much utility the actor's action gives up, as a share of the utility range over the
 available actions (small: near-ties the critic hardly separates; large: the actor misses clear
-preferences of its critic).
+preferences of its critic), and in how many of those states the twin heads' own arg-maxes differ
+(there the actor's training target, the arg-max of ``min(Q1, Q2)`` with ``actor_q: min``, follows
+whichever head is lower, not the mean this script compares with).
 
     python benchmarks/critic_greedy_eval.py results/smax/3m/haqo/EXP/seed-* --eval_episodes 200
 
@@ -37,14 +39,18 @@ class CriticGreedyActor:
         self.actor, self.heads, self.agent_id = actor, critic_net.heads, agent_id
 
     @torch.no_grad()
-    def available_utilities(self, obs, available_actions=None) -> torch.Tensor:
-        """``(B, n)`` mean utilities, ``-inf`` at the unavailable actions."""
+    def head_utilities(self, obs, available_actions=None) -> torch.Tensor:
+        """``(H, B, n)`` every head's utilities, ``-inf`` at the unavailable actions."""
         obs = torch.as_tensor(obs, dtype=torch.float32)
-        utility = torch.stack([head.agent_utilities(obs, self.agent_id) for head in self.heads]).mean(0)
+        utility = torch.stack([head.agent_utilities(obs, self.agent_id) for head in self.heads])
         if available_actions is not None:
             available = torch.as_tensor(available_actions, dtype=torch.float32)
             utility = utility.masked_fill(available == 0, float("-inf"))
         return utility
+
+    def available_utilities(self, obs, available_actions=None) -> torch.Tensor:
+        """``(B, n)`` the heads' mean utilities, ``-inf`` at the unavailable actions."""
+        return self.head_utilities(obs, available_actions).mean(0)
 
     def get_actions(self, obs, available_actions=None, explore: bool = False) -> torch.Tensor:
         return self.available_utilities(obs, available_actions).argmax(-1, keepdim=True)
@@ -60,11 +66,19 @@ class Agreement:
     states: int = 0
     agreeing: int = 0
     regret_share: float = 0.0  # summed over the disagreeing states
+    heads_differ: int = 0  # states where the twin heads' arg-maxes differ
+    agreeing_where_heads_differ: int = 0
 
     def row(self) -> str:
+        """Agreement (states) | utility given up | heads differ: share, agreement there."""
         disagreeing = self.states - self.agreeing
         regret = f"{self.regret_share / disagreeing:.2f}" if disagreeing else "-"
-        return f"{self.agreeing / max(self.states, 1):.3f} ({self.states:,} states) | {regret}"
+        split = (
+            f"{self.heads_differ / self.states:.3f}, {self.agreeing_where_heads_differ / max(self.heads_differ, 1):.3f}"
+            if self.states
+            else "-"
+        )
+        return f"{self.agreeing / max(self.states, 1):.3f} ({self.states:,} states) | {regret} | {split}"
 
 
 class AgreementProbe(CriticGreedyActor):
@@ -76,7 +90,8 @@ class AgreementProbe(CriticGreedyActor):
 
     def get_actions(self, obs, available_actions=None, explore: bool = False) -> torch.Tensor:
         actions = self.actor.get_actions(obs, available_actions, explore=explore)
-        utility = self.available_utilities(obs, available_actions)
+        heads = self.head_utilities(obs, available_actions)
+        utility = heads.mean(0)
         finite = torch.isfinite(utility)
         choice = finite.sum(-1) > 1
         best = utility.max(-1).values
@@ -87,6 +102,10 @@ class AgreementProbe(CriticGreedyActor):
         self.tally.states += int(choice.sum())
         self.tally.agreeing += int((choice & ~disagree).sum())
         self.tally.regret_share += float(share[disagree].sum())
+        arg_maxes = heads.argmax(-1)  # (H, B)
+        differ = choice & (arg_maxes != arg_maxes[:1]).any(0)
+        self.tally.heads_differ += int(differ.sum())
+        self.tally.agreeing_where_heads_differ += int((differ & ~disagree).sum())
         return actions
 
 
@@ -119,9 +138,10 @@ def main() -> None:
     checked_runs(cli.run_dirs, cli.eval_episodes, cli.eval_seed)
     print(
         "| run | actors: win rate / return | critic-greedy: win rate / return | actor = critic arg-max "
-        "| utility given up where not (share of range) |"
+        "| utility given up where not (share of range) "
+        "| heads' arg-maxes differ: share of states, actor = arg-max there |"
     )
-    print("|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|")
     for run_dir in cli.run_dirs:
         results, tally = [], Agreement()
         for greedy in (False, True):  # a fresh runner each: both evaluations meet the same start states

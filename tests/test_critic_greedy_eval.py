@@ -77,3 +77,21 @@ def test_agreement_probe_counts_states_with_a_choice_and_the_utility_given_up():
     assert (tally.states, tally.agreeing) == (24, 0)
     assert abs(tally.regret_share / 24 - 1.0) < 1e-5  # the worst action gives up the whole range
     assert tally.row().startswith("0.000 (24 states) | 1.00")
+
+
+def test_agreement_probe_counts_the_states_where_the_heads_arg_maxes_differ():
+    torch.manual_seed(2)
+    net = _additive_local_net()
+    obs = torch.randn(64, 6).numpy()
+    available = torch.ones(64, 5).numpy()
+    greedy = critic_greedy_eval.CriticGreedyActor(None, net, 1)
+    arg_maxes = greedy.head_utilities(obs, available).argmax(-1)
+    differ = arg_maxes[0] != arg_maxes[1]
+    assert 0 < int(differ.sum()) < 64  # both kinds of state occur: the count can be wrong
+    tally = critic_greedy_eval.Agreement()
+    critic_greedy_eval.AgreementProbe(_FixedActor(arg_maxes[0].unsqueeze(-1)), net, 1, tally).get_actions(
+        obs, available
+    )
+    mean_best = greedy.available_utilities(obs, available).argmax(-1)
+    assert tally.heads_differ == int(differ.sum())
+    assert tally.agreeing_where_heads_differ == int((differ & (arg_maxes[0] == mean_best)).sum())

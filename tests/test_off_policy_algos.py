@@ -242,6 +242,26 @@ def test_min_q_fn_scores_like_min_q_and_reads_the_observations_once(state_type, 
     )
 
 
+@pytest.mark.parametrize("state_type", ["EP", "FP"])
+def test_min_q_fn_mean_averages_the_heads_where_min_takes_the_lower(state_type):
+    """HAQO's ``actor_q``: ``combine="mean"`` scores with the twin heads' mean, ``"min"`` with
+    their minimum; anything else is refused."""
+    torch.manual_seed(0)
+    critic = TwinContinuousQCritic(
+        make_args(critic_form="additive_local"), SHARE, DISCRETE_ACTS, 2, state_type, obs_spaces=OBS
+    )
+    batch = make_batch(DISCRETE_ACTS, state_type)
+    candidates = torch.randn(4, B, 7)
+    heads = critic._q_heads(critic.critic, batch.share_obs, candidates, batch.obs)
+    assert not torch.allclose(heads[..., 0], heads[..., 1])  # the two heads differ: the test can fail
+    per_state = (lambda q: q.mean(-2)) if state_type == "FP" else (lambda q: q)
+    for combine, expected in (("min", heads.min(-1, keepdim=True).values), ("mean", heads.mean(-1, keepdim=True))):
+        got = critic.min_q_fn(batch.share_obs, batch.obs, combine=combine)(candidates)
+        torch.testing.assert_close(got, per_state(expected))
+    with pytest.raises(ValueError, match="combine"):
+        critic.min_q_fn(batch.share_obs, batch.obs, combine="max")
+
+
 def test_discrete_actions_enter_the_critic_one_hot():
     critic = ContinuousQCritic(make_args(), SHARE, MIXED_ACTS, 2, "EP")
     box, onehot = critic.encode_actions([torch.tensor([[0.5, -0.5]]), torch.tensor([[2.0]])])

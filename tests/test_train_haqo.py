@@ -84,6 +84,23 @@ def test_actor_round_updates_the_actors_and_leaves_the_critic(tmp_path):
     assert not all(torch.equal(a, b) for a, b in zip(actors, (p for a in runner.actor for p in a.actor.parameters())))
 
 
+@pytest.mark.parametrize("actor_q", ["min", "mean"])
+def test_actor_round_scores_candidates_with_actor_q(tmp_path, actor_q):
+    """``actor_q`` reaches the actor round's scoring of the candidates (and only it: the TD
+    target keeps the spec's min)."""
+    runner = train("haqo", "toy", str(tmp_path), {**TINY_HAQO, "enumerate_discrete": True, "actor_q": actor_q})
+    seen = []
+    min_q_fn = runner.critic.min_q_fn
+
+    def recording(*args, **kwargs):
+        seen.append(kwargs.get("combine", args[3] if len(args) > 3 else "min"))
+        return min_q_fn(*args, **kwargs)
+
+    runner.critic.min_q_fn = recording
+    runner.actor_round(runner.buffer.sample().to(runner.device))
+    assert seen == [actor_q]
+
+
 def test_same_seed_same_run(tmp_path):
     """Same seed and config, same run on CPU: returns and every HAQO diagnostic but the timings."""
     overrides = {**TINY_HAQO, "enumerate_discrete": True, "policy_freq": 2}

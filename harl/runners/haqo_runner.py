@@ -61,6 +61,7 @@ class HAQORunner(OffPolicyBaseRunner):
     def __init__(self, args, algo_args, env_args):
         super().__init__(args, algo_args, env_args)
         self.sequential = bool(self.flat_args["sequential"])
+        self.actor_q: str = self.flat_args["actor_q"]
         flat = self.flat_args
         self.candidates = CandidateSettings(
             int(flat["behavior_candidates"]), int(flat["target_candidates"]), self.actor[0].line_search
@@ -96,11 +97,11 @@ class HAQORunner(OffPolicyBaseRunner):
 
     # ----------------------------------------------------------------- acting
     @torch.no_grad()
-    def _q_fn(self, share_obs, obs, target: bool = False):
-        """``min(Q1, Q2)`` at the given states (and every agent's observations, which critic_form
-        additive_local reads), as the function of joint actions HAQO expects (HAQO weights
-        actions by Q and never differentiates it)."""
-        return self.critic.min_q_fn(to_tensor(share_obs, self.device), obs, target)
+    def _q_fn(self, share_obs, obs, target: bool = False, combine: str = "min"):
+        """``min(Q1, Q2)`` (``combine="mean"``: their mean) at the given states (and every agent's
+        observations, which critic_form additive_local reads), as the function of joint actions
+        HAQO expects (HAQO weights actions by Q and never differentiates it)."""
+        return self.critic.min_q_fn(to_tensor(share_obs, self.device), obs, target, combine)
 
     def _critic_states(self, share_obs: np.ndarray) -> np.ndarray:
         """The critic's state of a vectorised step: EP one per env, FP one per (env, agent)."""
@@ -157,7 +158,7 @@ class HAQORunner(OffPolicyBaseRunner):
             for actor, sample, avail in zip(self.actor, drawn, batch.available_actions)
         ]
         drawn_time = time.perf_counter() - start
-        q_fn = self._q_fn(batch.share_obs, batch.obs)
+        q_fn = self._q_fn(batch.share_obs, batch.obs, combine=self.actor_q)
 
         def update_agent(agent_id: int, joint_actions) -> dict[str, float]:
             with blame(f"agent {agent_id}"):

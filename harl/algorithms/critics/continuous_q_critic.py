@@ -122,15 +122,19 @@ class ContinuousQCritic(OffPolicyComponent):
         return q.mean(-2) if self.state_type == "FP" else q
 
     def min_q_fn(
-        self, share_obs: Tensor, obs: Sequence[Tensor] | None = None, target: bool = False
+        self, share_obs: Tensor, obs: Sequence[Tensor] | None = None, target: bool = False, combine: str = "min"
     ) -> Callable[[Tensor], Tensor]:
         """:meth:`min_q` at fixed states as a function of joint actions ``(*K, B, A)`` ->
         ``(*K, B, 1)``; what the states alone determine (``additive_local``'s values and
-        utilities) is computed once here, not at every call."""
+        utilities) is computed once here, not at every call. ``combine="mean"`` averages the
+        heads instead of taking their minimum (HAQO's ``actor_q``)."""
+        if combine not in ("min", "mean"):
+            raise ValueError(f"combine must be 'min' or 'mean', not {combine!r}")
         score = self._heads_scorer(self.target_critic if target else self.critic, share_obs, obs)
 
         def q_fn(joint_actions: Tensor) -> Tensor:
-            q = score(joint_actions).min(-1, keepdim=True).values
+            heads = score(joint_actions)
+            q = heads.min(-1, keepdim=True).values if combine == "min" else heads.mean(-1, keepdim=True)
             return q.mean(-2) if self.state_type == "FP" else q
 
         return q_fn
