@@ -72,6 +72,25 @@ def test_qadv_and_qcut_against_hand_computed_values():
         q_weights(q, "exp", 0.5, 3.0)
 
 
+def test_state_weight_scale_divides_by_each_states_own_spread_with_a_floor():
+    """``weight_scale: state``: the same two states as above; state 0's advantages
+    [-2, -1, 0, 3] have their own RMS sqrt(3.5), state 1's [-0.3, -0.3, 0, 0.6] sqrt(0.135) =
+    0.367, above the floor 0.25 * sqrt(1.8175) = 0.337 and under 0.5 * sqrt(1.8175) = 0.674; a
+    rescaled and shifted Q gives the same weights; anything but batch or state is refused."""
+    q = torch.tensor([[1.0, 0.0], [2.0, 0.0], [3.0, 0.3], [6.0, 0.9]])
+    w = q_weights(q, "qadv", 0.5, 3.0, weight_scale="state", state_scale_floor=0.25)
+    expected = torch.zeros(4, 2)
+    expected[3, 0], expected[3, 1] = 3 / math.sqrt(3.5), 0.6 / math.sqrt(0.135)  # 1.604, 1.633
+    assert torch.allclose(w, expected, atol=1e-6)
+    # with the floor above state 1's own spread, state 1 is divided by the floor
+    w_floor = q_weights(q, "qadv", 0.5, 3.0, weight_scale="state", state_scale_floor=0.5)
+    assert torch.allclose(w_floor[3], torch.tensor([3 / math.sqrt(3.5), 0.6 / (0.5 * math.sqrt(1.8175))]), atol=1e-6)
+    rescaled = q_weights(100.0 * q - 7.0, "qadv", 0.5, 3.0, weight_scale="state", state_scale_floor=0.25)
+    assert torch.allclose(rescaled, w, atol=1e-5)
+    with pytest.raises(ValueError, match="weight_scale"):
+        q_weights(q, "qadv", 0.5, 3.0, weight_scale="episode")
+
+
 def test_masked_states_do_not_set_the_scale():
     q = torch.tensor([[1.0, 0.0], [2.0, 0.0], [3.0, 0.3], [6.0, 90.0]])
     masked = q_weights(q, "qadv", 0.5, 10.0, mask=torch.tensor([1.0, 0.0]))

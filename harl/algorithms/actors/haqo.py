@@ -84,13 +84,18 @@ def q_weights(
     max_weight: float,
     mask: Tensor | None = None,
     candidate_mask: Tensor | None = None,
+    weight_scale: str = "batch",
+    state_scale_floor: float = 0.25,
 ) -> Tensor:
     """Non-negative, bounded, reward-scale-invariant weights of ``K`` candidates per state.
 
     ``A_k = Q_k - V`` with ``V = mean_k Q_k`` (the old actor's value, estimated by its own
     candidates), divided by the root mean square of ``A`` over the batch (states with
     ``mask == 0`` excluded), so that rescaling or shifting every Q leaves the weights unchanged;
-    ``qcut_epsilon`` is therefore in units of that spread. Then
+    ``qcut_epsilon`` is therefore in units of that spread. ``weight_scale="state"`` divides each
+    state's advantages by their own root mean square instead, floored at ``state_scale_floor``
+    times the batch's (so a state where the critic barely separates its actions pulls as hard
+    as one where it does, up to ``1 / state_scale_floor`` times harder than with ``batch``). Then
 
     * ``qadv``: ``w = max(0, A - mean_k A)`` (Eq. 6); with this ``V``, ``mean_k A = 0``;
     * ``qcut``: ``w = max(0, A) 1[A >= qcut_epsilon]`` (Eq. 7),
@@ -107,8 +112,13 @@ def q_weights(
     valid = torch.ones_like(q) if candidate_mask is None else candidate_mask.to(q.dtype)
     count = valid.sum(0).clamp_min(1.0)
     adv = (q - (q * valid).sum(0) / count) * valid
-    mean_sq = masked_mean(adv.pow(2).sum(0) / count, mask)
-    adv = adv / mean_sq.sqrt().clamp_min(torch.finfo(adv.dtype).tiny)
+    state_sq = adv.pow(2).sum(0) / count
+    scale = masked_mean(state_sq, mask).sqrt()
+    if weight_scale == "state":
+        scale = torch.maximum(state_sq.sqrt(), state_scale_floor * scale)
+    elif weight_scale != "batch":
+        raise ValueError(f"weight_scale must be 'batch' or 'state', not {weight_scale!r}")
+    adv = adv / scale.clamp_min(torch.finfo(adv.dtype).tiny)
     if q_transform == "qadv":
         w = torch.relu(adv - adv.sum(0) / count)
     elif q_transform == "qcut":
@@ -288,6 +298,8 @@ class HAQO(OffPolicyComponent):
         self.q_transform: str = args["q_transform"]
         self.qcut_epsilon: float = args["qcut_epsilon"]
         self.max_weight: float = args["max_weight"]
+        self.weight_scale: str = args["weight_scale"]
+        self.state_scale_floor: float = args["state_scale_floor"]
         self.entropy_alpha: float = args["entropy_alpha"]
         self.entropy_samples: int = args["entropy_samples"]
         self.actor_steps: int = args["actor_steps"]
@@ -402,7 +414,14 @@ class HAQO(OffPolicyComponent):
             cand, candidate_mask = self._training_candidates(candidates, avail)
             q = q_fn(insert_action(joint_actions, agent_id, self.actor.codec.to_critic(cand.x, avail))).squeeze(-1)
             weights = q_weights(
-                q, self.q_transform, self.qcut_epsilon, self.max_weight, mask, candidate_mask
+                q,
+                self.q_transform,
+                self.qcut_epsilon,
+                self.max_weight,
+                mask,
+                candidate_mask,
+                self.weight_scale,
+                self.state_scale_floor,
             )  # Eq. 6 / Eq. 7
             # each state trains on its top `chosen` candidates (1: best-of-K, paper A.10)
             top = weights.topk(self.chosen, dim=0).indices  # (chosen, B)
