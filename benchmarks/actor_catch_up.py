@@ -20,6 +20,14 @@ objective: the entropy term, the weights; or the network).
 ``--set key=value`` changes a setting of the rebuilt run (as ``train.py --key value``), e.g. the
 actor's trust region, to compare how fast the actor follows its critic under other settings.
 
+``--fresh_actors`` keeps only the run's critic and replay buffer and trains newly initialised
+actors against them: a fit test of the actor itself, where ``--set`` may also change the actor's
+network (``hidden_sizes`` with ``critic_hidden_sizes`` set to the run's, ``n_timesteps``, or
+``actor=categorical``, the exact actor), which a trained checkpoint cannot load:
+
+    python benchmarks/actor_catch_up.py RUN_DIR --fresh_actors --rounds 4000 \
+        --set "hidden_sizes=[256,256,256]" "critic_hidden_sizes=[64,64,64]"
+
 Each number of rounds starts again from the checkpoint in a fresh runner. Prints one Markdown
 row per number of rounds; nothing is written into the run directory.
 """
@@ -52,6 +60,9 @@ def main() -> None:
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="settings to change")
     parser.add_argument("--eval_episodes", type=int, default=200)
     parser.add_argument("--eval_seed", type=int, default=12345)
+    parser.add_argument(
+        "--fresh_actors", action="store_true", help="newly initialised actors; only the critic and buffer are loaded"
+    )
     cli = parser.parse_args()
     if any(rounds < 0 for rounds in cli.rounds):
         raise SystemExit(f"--rounds must be >= 0, got {cli.rounds}")
@@ -62,16 +73,24 @@ def main() -> None:
     if not os.path.isfile(checkpoint):
         raise SystemExit(f"{cli.run_dir} has no models/checkpoint.pt (the replay buffer this control trains on)")
     critic_greedy_eval.checked_runs([cli.run_dir], cli.eval_episodes, cli.eval_seed, overrides)
-    print(f"{cli.run_dir}, critic frozen{', ' + ' '.join(cli.set) if cli.set else ''}")
+    fresh = ", fresh actors" if cli.fresh_actors else ""
+    print(f"{cli.run_dir}, critic frozen{fresh}{', ' + ' '.join(cli.set) if cli.set else ''}")
     print(
         "| actor rounds | actors: win rate / return | actor = critic arg-max | utility given up where not "
         "| heads' arg-maxes differ: share, actor = arg-max there | s |"
     )
     print("|---|---|---|---|---|---|")
     for rounds in cli.rounds:
-        with rebuilt_runner(cli.run_dir, cli.eval_episodes, cli.eval_seed, overrides=overrides) as runner:
+        with rebuilt_runner(
+            cli.run_dir, cli.eval_episodes, cli.eval_seed, overrides=overrides, load_weights=not cli.fresh_actors
+        ) as runner:
             net = critic_greedy_eval.additive_local_net(runner, cli.run_dir)
-            runner.load_algorithm_state(load_checkpoint(checkpoint, runner.device)["algorithm"])
+            state = load_checkpoint(checkpoint, runner.device)["algorithm"]
+            if cli.fresh_actors:
+                runner.critic.load_state_dict(state["critic"])
+                runner.buffer.load_state_dict(state["buffer"])
+            else:
+                runner.load_algorithm_state(state)
             start = time.perf_counter()
             for _ in range(rounds):  # HAQO's actor round alone: the critic is not updated
                 runner.actor_round(runner.buffer.sample().to(runner.device))

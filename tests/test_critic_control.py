@@ -29,6 +29,7 @@ def test_mc_returns_restart_at_episode_ends_and_flag_cut_or_open_episodes():
     assert complete[:, 0].tolist() == [True, True, False, False, False]
 
 
+@pytest.mark.slow  # about 25 s for a benchmark script (benchmarks/critic_control.py); -m slow runs it
 def test_quick_path_with_a_random_teacher_reports_numbers_in_range():
     pytest.importorskip("jaxmarl")
     args = argparse.Namespace(

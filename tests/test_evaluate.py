@@ -83,3 +83,24 @@ def test_a_run_without_final_weights_is_evaluated_from_its_checkpoint(tmp_path, 
     (models / "checkpoint.pt").unlink()
     with pytest.raises(ConfigError, match="has no weights to evaluate"):
         evaluate_script.evaluate_run(runner.run_dir, 4, 7)
+
+
+def test_rebuilt_runner_without_weights_keeps_fresh_networks(tmp_path):
+    """``load_weights=False`` (``benchmarks/actor_catch_up.py --fresh_actors``): the run's
+    settings, newly initialised networks, and the actor's width may then differ from the run's."""
+    import torch
+
+    from harl.experiments.evaluation import rebuilt_runner
+
+    overrides = {**TINY_OFF_POLICY, "n_timesteps": 4, "num_env_steps": 120, "max_cycles": 10}
+    runner = train("haqo", "pettingzoo_mpe", str(tmp_path / "runs"), overrides)
+    trained = [p.detach().clone() for p in runner.actor[0].actor.parameters()]
+    with rebuilt_runner(runner.run_dir, 2, 7) as loaded:
+        assert all(torch.equal(a, b) for a, b in zip(trained, loaded.actor[0].actor.parameters()))
+    with rebuilt_runner(runner.run_dir, 2, 7, load_weights=False) as fresh:
+        assert not all(torch.equal(a, b) for a, b in zip(trained, fresh.actor[0].actor.parameters()))
+    wider = ("--hidden_sizes", "[32,32]", "--critic_hidden_sizes", "[16,16]")
+    with rebuilt_runner(runner.run_dir, 2, 7, overrides=wider, load_weights=False) as fresh:
+        widths = {p.shape[0] for p in fresh.actor[0].actor.parameters() if p.dim() == 2}
+        assert 32 in widths and 16 not in widths
+        fresh.critic.load_state_dict(runner.critic.state_dict())  # the run's critic still fits

@@ -58,6 +58,7 @@ def test_the_warning_looked_for_is_the_one_jax_prints_on_fork():
     assert FORK_WARNING in result.stderr
 
 
+@pytest.mark.slow  # about a minute (two SMAX runs compiling beside each other); -m slow runs it
 def test_an_smax_sweep_on_two_workers_never_forks_jax(tmp_path):
     args, algo_args, env_args = parse_train_args(["--algo", "happo", "--env", "smax", *TINY_SMAX])
     tuned = tmp_path / "tuned" / "smax" / "3m" / "happo"

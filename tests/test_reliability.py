@@ -271,7 +271,15 @@ def _train_command(algo: str, log_dir: str, total: int) -> list[str]:
     return [sys.executable, TRAIN_PY, "--algo", algo] + common + extra
 
 
-@pytest.mark.parametrize("algo,sig", [("happo", signal.SIGTERM), ("hasac", signal.SIGTERM), ("happo", signal.SIGINT)])
+@pytest.mark.parametrize(
+    "algo,sig",
+    [
+        ("happo", signal.SIGTERM),
+        ("hasac", signal.SIGTERM),
+        # Ctrl+C takes the same checkpoint path (about 30 s); the default run checks Ctrl+C in test_tracebacks.py
+        pytest.param("happo", signal.SIGINT, marks=pytest.mark.slow),
+    ],
+)
 def test_a_stop_signal_checkpoints_and_resume_reaches_the_same_final_step(tmp_path, algo, sig):
     total = 4000
     proc = subprocess.Popen(

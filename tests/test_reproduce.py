@@ -180,7 +180,7 @@ def _finished_weights(run_dirs):
 
 
 def test_a_killed_sweep_and_a_killed_run_finish_without_repeating_finished_runs(tmp_path):
-    path = tiny_experiment(tmp_path)
+    path = tiny_experiment(tmp_path, algos=("happo",))  # two runs: one finished, one killed
     log_dir = tmp_path / "results"
     command = [
         sys.executable,

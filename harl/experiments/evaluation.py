@@ -18,7 +18,12 @@ from harl.utils.errors import ConfigError
 
 
 def _evaluation_config(
-    run_dir: str, eval_episodes: int, eval_seed: int, weights_dir: str = "", overrides: tuple[str, ...] = ()
+    run_dir: str,
+    eval_episodes: int,
+    eval_seed: int,
+    weights_dir: str = "",
+    overrides: tuple[str, ...] = (),
+    load_weights: bool = True,
 ) -> tuple[tuple[dict, dict, dict], bool, str]:
     """``((args, algo_args, env_args), from_checkpoint, checkpoint path)`` of the evaluation of
     ``run_dir`` (see :func:`rebuilt_runner`), or ConfigError saying what is missing."""
@@ -68,11 +73,11 @@ def _evaluation_config(
             # nothing is written under --log_dir: a runner creates its directory only in run()
             "--log_dir",
             tempfile.gettempdir(),
-            *([] if from_checkpoint else ["--model_dir", weights]),
+            *([] if from_checkpoint or not load_weights else ["--model_dir", weights]),
             *overrides,
         ]
     )
-    return parsed, from_checkpoint, checkpoint
+    return parsed, from_checkpoint and load_weights, checkpoint
 
 
 def check_run(
@@ -97,13 +102,17 @@ def rebuilt_runner(
     weights_dir: str = "",
     overrides: tuple[str, ...] = (),
     explore: bool = False,
+    load_weights: bool = True,
 ) -> Iterator[Any]:
     """The runner of ``run_dir`` rebuilt from its config with saved weights: ``weights_dir``
     (HARL's ``model_dir``, e.g. a snapshot), else the final weights in ``models/``, else
     ``models/checkpoint.pt`` for a run stopped before its end; ``overrides`` are further
     ``--key value`` arguments; ``explore``: its evaluation acts as in training (sampled
-    actions) instead of deterministically. Nothing is written."""
-    parsed, from_checkpoint, checkpoint = _evaluation_config(run_dir, eval_episodes, eval_seed, weights_dir, overrides)
+    actions) instead of deterministically; ``load_weights`` False: the networks stay as newly
+    initialised (the caller loads what it needs). Nothing is written."""
+    parsed, from_checkpoint, checkpoint = _evaluation_config(
+        run_dir, eval_episodes, eval_seed, weights_dir, overrides, load_weights
+    )
     args, algo_args, env_args = parsed
     from harl.runners import RUNNER_REGISTRY
     from harl.utils.checkpoint import load_checkpoint
