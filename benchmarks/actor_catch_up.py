@@ -87,7 +87,13 @@ def main() -> None:
             net = critic_greedy_eval.additive_local_net(runner, cli.run_dir)
             state = load_checkpoint(checkpoint, runner.device)["algorithm"]
             if cli.fresh_actors:
-                runner.critic.load_state_dict(state["critic"])
+                try:
+                    runner.critic.load_state_dict(state["critic"])
+                except RuntimeError:
+                    raise SystemExit(
+                        f"error: the run's critic does not fit the rebuilt one; with another hidden_sizes, "
+                        f"also --set critic_hidden_sizes=... to the run's ({cli.set})"
+                    ) from None
                 runner.buffer.load_state_dict(state["buffer"])
             else:
                 runner.load_algorithm_state(state)
