@@ -74,13 +74,7 @@ def main() -> None:
         raise SystemExit(f"{cli.run_dir} has no models/checkpoint.pt (the replay buffer this control trains on)")
     critic_greedy_eval.checked_runs([cli.run_dir], cli.eval_episodes, cli.eval_seed, overrides)
     fresh = ", fresh actors" if cli.fresh_actors else ""
-    print(f"{cli.run_dir}, critic frozen{fresh}{', ' + ' '.join(cli.set) if cli.set else ''}")
-    print(
-        "| actor rounds | actors: win rate / return | actor = critic arg-max | utility given up where not "
-        "| heads' arg-maxes differ: share, actor = arg-max there | s |"
-    )
-    print("|---|---|---|---|---|---|")
-    for rounds in cli.rounds:
+    for index, rounds in enumerate(cli.rounds):
         with rebuilt_runner(
             cli.run_dir, cli.eval_episodes, cli.eval_seed, overrides=overrides, load_weights=not cli.fresh_actors
         ) as runner:
@@ -97,6 +91,13 @@ def main() -> None:
                 runner.buffer.load_state_dict(state["buffer"])
             else:
                 runner.load_algorithm_state(state)
+            if index == 0:  # after the first load, so that a critic that does not fit prints nothing else
+                print(f"{cli.run_dir}, critic frozen{fresh}{', ' + ' '.join(cli.set) if cli.set else ''}")
+                print(
+                    "| actor rounds | actors: win rate / return | actor = critic arg-max | utility given up where not "
+                    "| heads' arg-maxes differ: share, actor = arg-max there | s |"
+                )
+                print("|---|---|---|---|---|---|")
             start = time.perf_counter()
             for _ in range(rounds):  # HAQO's actor round alone: the critic is not updated
                 runner.actor_round(runner.buffer.sample().to(runner.device))

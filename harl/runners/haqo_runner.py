@@ -61,8 +61,8 @@ class HAQORunner(OffPolicyBaseRunner):
     def __init__(self, args, algo_args, env_args):
         super().__init__(args, algo_args, env_args)
         self.sequential = bool(self.flat_args["sequential"])
-        self.actor_q: str = self.flat_args["actor_q"]
         flat = self.flat_args
+        self.actor_q: str = flat["actor_q"]
         self.candidates = CandidateSettings(
             int(flat["behavior_candidates"]), int(flat["target_candidates"]), self.actor[0].line_search
         )
